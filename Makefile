@@ -1,0 +1,36 @@
+# symbench: `make bench-rbc` and `make test` are all a new machine needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SYMBENCH := $(VENV)/bin/symbench
+PRESET ?= cpu
+DATA ?= data
+
+.PHONY: setup test test-fast bench-rbc data-rbc leaderboard speed clean
+
+setup: $(VENV)/.symbench-setup
+
+$(VENV)/.symbench-setup: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+data-rbc: setup
+	# Dedalus/FFTW run ~4x faster single-threaded on 2 cores (torch keeps its threads elsewhere).
+	OMP_NUM_THREADS=1 $(SYMBENCH) data generate rbc --preset $(PRESET) --root $(DATA)
+
+bench-rbc: data-rbc
+	$(SYMBENCH) bench rbc --preset $(PRESET) --root $(DATA)
+
+leaderboard: setup
+	$(SYMBENCH) leaderboard
+
+speed: setup
+	$(PY) benchmarks/speed.py --models resnet unet --width 16 --size 64 --batch 8 --frames 10
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache

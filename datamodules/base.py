@@ -1,0 +1,115 @@
+"""Shared LightningDataModule for autoregressive forecasting on trajectory sets.
+
+A subclass only says how to load its ``(n_traj, T, C, H, W)`` array and :class:`FieldLayout` (:meth:`load`); the
+base class does the rest identically for every data family: 60/20/20 time split, normalisation fitted on the
+training range (:class:`FieldNormalizer`), training windows of ``in_frames + train_steps`` frames, validation and
+test rollout windows of ``in_frames + rollout_steps`` frames, and the transformed test splits of the ICLR 2021 paper.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from datamodules.transformed import TransformedWindowDataset
+from datamodules.windows import FieldNormalizer, WindowDataset, time_split
+from symbench import symmetry
+from symbench.fields import FieldLayout
+
+
+class ForecastDataModule(L.LightningDataModule):
+    """Windows for training (``train_steps`` targets) and rollout evaluation (``rollout_steps`` targets).
+
+    Test dataloaders come in the order of ``test_splits``; each name is ``orig`` or a transform of
+    :data:`symbench.symmetry.TRANSFORMS` applied to the ``orig`` windows with a fixed seed.
+    """
+
+    def __init__(
+        self,
+        in_frames: int = 10,
+        train_steps: int = 3,
+        rollout_steps: int = 10,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        train_stride: int = 1,
+        eval_stride: int = 1,
+        split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
+        test_splits: Sequence[str] = ("orig",),
+        transform_seed: int = 1234,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        unknown = [s for s in test_splits if s not in symmetry.TRANSFORMS]
+        if unknown:
+            raise ValueError(f"unknown test split(s) {unknown}; choose from {', '.join(symmetry.TRANSFORMS)}")
+        if in_frames < 1 or train_steps < 1 or rollout_steps < 1:
+            raise ValueError("in_frames, train_steps and rollout_steps must all be >= 1")
+        self.in_frames, self.train_steps, self.rollout_steps = in_frames, train_steps, rollout_steps
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.train_stride, self.eval_stride = train_stride, eval_stride
+        self.split_fractions = tuple(split_fractions)
+        self.test_splits = list(test_splits)
+        self.transform_seed = transform_seed
+        self.num_workers = num_workers
+        self._layout: FieldLayout | None = None
+        self.normalizer: FieldNormalizer | None = None
+        self.datasets: dict[str, Any] = {}
+
+    # -- what a data family provides -------------------------------------------------------------------------------
+    def load(self) -> tuple[np.ndarray, FieldLayout]:
+        """Return the raw trajectory set ``(n_traj, T, C, H, W)`` and its field declaration."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the data for leaderboard rows and logs (dataset name, source parameters)."""
+        return {}
+
+    # -- derived ---------------------------------------------------------------------------------------------------
+    @property
+    def layout(self) -> FieldLayout:
+        if self._layout is None:
+            self._layout = self.load()[1]
+        return self._layout
+
+    @property
+    def fields(self) -> list[str]:
+        return [str(f) for f in self.layout.fields]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        array, layout = self.load()
+        self._layout = layout
+        ranges = time_split(array.shape[1], self.split_fractions)  # type: ignore[arg-type]
+        raw = torch.from_numpy(np.array(array, dtype=np.float32))  # a private, writable copy of the memmap
+        self.normalizer = FieldNormalizer.fit(layout, raw[:, ranges["train"].start : ranges["train"].stop])
+        data = self.normalizer.normalize(raw)
+        self.datasets["train"] = WindowDataset(data, ranges["train"], self.in_frames, self.train_steps, self.train_stride)
+        self.datasets["val"] = WindowDataset(data, ranges["val"], self.in_frames, self.rollout_steps, self.eval_stride)
+        test = WindowDataset(data, ranges["test"], self.in_frames, self.rollout_steps, self.eval_stride)
+        for offset, name in enumerate(self.test_splits):
+            self.datasets[name] = TransformedWindowDataset(test, layout, name, seed=self.transform_seed + offset)
+
+    def _loader(self, dataset: Any, batch_size: int, shuffle: bool = False) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          drop_last=False, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["train"], self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["val"], self.eval_batch_size)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(self.datasets[name], self.eval_batch_size) for name in self.test_splits]
+
+    def example(self) -> tuple[Tensor, Tensor]:
+        """One validation window (for shape checks and equivariance probes)."""
+        self.setup()
+        return self.datasets["val"][0]

@@ -1,0 +1,104 @@
+"""Sliding windows over trajectory sets, time-based splits, and the field-aware normaliser.
+
+A trajectory set is ``(n_traj, T, C, H, W)``. Each split owns a contiguous time range of every trajectory and a
+window never leaves its range, so no sample mixes frames of two splits (the ICLR 2021 code let the last training
+windows overlap the first validation frames; here the ranges are disjoint and windows stay inside them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from symbench.fields import FieldLayout
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def time_split(n_frames: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, TimeRange]:
+    """Disjoint, consecutive ``train`` / ``val`` / ``test`` time ranges (the paper's 60/20/20 split in time)."""
+    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) <= 0:
+        raise ValueError(f"split fractions must be positive and sum to 1, got {fractions}")
+    a = round(n_frames * fractions[0])
+    b = a + round(n_frames * fractions[1])
+    return {"train": TimeRange(0, a), "val": TimeRange(a, b), "test": TimeRange(b, n_frames)}
+
+
+class WindowDataset(Dataset):
+    """All windows of ``in_frames + out_frames`` consecutive frames inside one time range of every trajectory.
+
+    Item ``i`` is ``(history (T_in, C, H, W), target (S, C, H, W))``. ``stride`` subsamples window start times.
+    """
+
+    def __init__(self, data: Tensor, time_range: TimeRange, in_frames: int, out_frames: int, stride: int = 1):
+        length = in_frames + out_frames
+        if length > len(time_range):
+            raise ValueError(
+                f"history + horizon = {in_frames} + {out_frames} = {length} frames does not fit in a split of "
+                f"{len(time_range)} frames (frames {time_range.start}..{time_range.stop - 1}); "
+                "use a shorter history/horizon or longer trajectories"
+            )
+        self.data, self.range, self.in_frames, self.out_frames = data, time_range, in_frames, out_frames
+        self.starts = list(range(time_range.start, time_range.stop - length + 1, max(1, stride)))
+
+    def __len__(self) -> int:
+        return self.data.shape[0] * len(self.starts)
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(trajectory, first frame) of window ``index``."""
+        traj, k = divmod(index, len(self.starts))
+        return traj, self.starts[k]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        traj, t0 = self.locate(index)
+        window = self.data[traj, t0 : t0 + self.in_frames + self.out_frames]
+        return window[: self.in_frames], window[self.in_frames :]
+
+
+class FieldNormalizer:
+    """Normalisation that commutes with the symmetries under test (DESIGN §2).
+
+    Every vector field ``v`` is divided by one scale ``s = sqrt(mean |v|^2)`` (no shift, no per-component statistics),
+    so rotations, reflections and magnitude scalings commute with it exactly, and a uniform motion ``v + c`` maps to
+    ``v/s + c/s``: still a uniform motion, which the normaliser cannot undo. Scalars are standardised (mean, std).
+    Statistics come from the training range only.
+    """
+
+    def __init__(self, layout: FieldLayout, scale: Tensor, shift: Tensor):
+        self.layout, self.scale, self.shift = layout, scale, shift
+
+    @classmethod
+    def fit(cls, layout: FieldLayout, frames: Tensor) -> "FieldNormalizer":
+        """Fit on ``frames`` ``(..., C, H, W)`` (the training range)."""
+        scale = torch.ones(layout.channels, dtype=torch.float64)
+        shift = torch.zeros(layout.channels, dtype=torch.float64)
+        x = frames.double().movedim(-3, 0).flatten(1)  # (C, N)
+        for field, sl in layout.slices():
+            if field.kind == "vector":
+                scale[sl] = x[sl].pow(2).sum(0).mean().sqrt().clamp_min(1e-12)
+            else:
+                shift[sl] = x[sl].mean()
+                scale[sl] = x[sl].std().clamp_min(1e-12)
+        return cls(layout, scale.float(), shift.float())
+
+    def _view(self, t: Tensor, x: Tensor) -> Tensor:
+        return t.to(x.device, x.dtype).view(-1, *([1] * self.layout.ndim))
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self._view(self.shift, x)) / self._view(self.scale, x)
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        return x * self._view(self.scale, x) + self._view(self.shift, x)
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {"scale": self.scale.tolist(), "shift": self.shift.tolist()}

@@ -1,0 +1,186 @@
+"""``symbench bench``: train every listed model on every seed, test the best-validation checkpoint on every split,
+append leaderboard rows and regenerate the leaderboard.
+
+A benchmark is a YAML file ``benchmarks/<name>/benchmark.yaml`` (data family, splits, seeds, presets). A preset
+gives the datamodule arguments (``data``), the Lightning module arguments (``module``), model widths per model
+(``model_hparams``, with a ``default`` entry) and Trainer arguments (``trainer``). Presets change sizes, never code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+import datamodules
+from symbench import __version__, models
+from symbench.leaderboard import write_leaderboard
+from symbench.results import append_rows
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """Bad benchmark name, preset or option; the message is one line that names the fix."""
+
+
+def benchmarks_dir() -> Path:
+    return Path(os.environ.get("SYMBENCH_BENCHMARKS", REPO_ROOT / "benchmarks"))
+
+
+def available_benchmarks() -> list[str]:
+    return sorted(p.parent.name for p in benchmarks_dir().glob("*/benchmark.yaml"))
+
+
+@dataclass
+class RunConfig:
+    """Everything one (benchmark, preset, model, seed) run needs; its hash identifies the configuration."""
+
+    benchmark: str
+    dataset: str
+    preset: str
+    model: str
+    seed: int
+    splits: list[str]
+    data: dict[str, Any]
+    module: dict[str, Any]
+    model_hparams: dict[str, Any]
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+    def config_hash(self) -> str:
+        payload = {k: v for k, v in self.__dict__.items() if k != "seed"}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def load_benchmark(name: str) -> dict[str, Any]:
+    path = benchmarks_dir() / name / "benchmark.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown benchmark {name!r}; available benchmarks: {', '.join(available_benchmarks())}")
+    return yaml.safe_load(path.read_text())
+
+
+def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "data",
+            overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
+    """The run configuration of ``model`` at ``preset``; ``overrides`` update the data/module/trainer sections."""
+    bench = load_benchmark(name)
+    presets = bench["presets"]
+    if preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r} for benchmark {name!r}; available presets: {', '.join(presets)}")
+    models.spec(model)  # unknown model -> KeyError listing the available ones
+    p = presets[preset]
+    widths = p.get("model_hparams", {})
+    cfg = RunConfig(
+        benchmark=name, dataset=bench["dataset"], preset=preset, model=model, seed=seed, splits=list(bench["splits"]),
+        data={**p.get("data", {}), "root": str(root), "test_splits": list(bench["splits"])},
+        module=dict(p.get("module", {})),
+        model_hparams={**widths.get("default", {}), **widths.get(model, {})},
+        trainer=dict(p.get("trainer", {})),
+    )
+    for section, values in (overrides or {}).items():
+        getattr(cfg, section).update(values)
+    return cfg
+
+
+def seeds_of(name: str, preset: str) -> list[int]:
+    bench = load_benchmark(name)
+    return list(bench["presets"].get(preset, {}).get("seeds", bench.get("seeds", [0])))
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _versions() -> str:
+    import lightning
+    import torch
+
+    return f"symbench={__version__};torch={torch.__version__};lightning={lightning.__version__}"
+
+
+def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True) -> list[dict[str, Any]]:
+    """Train, select the best validation checkpoint, test it on every split; return leaderboard rows."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from symbench.forecast import ForecastModule
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = datamodules.entry(cfg.dataset).datamodule_class()(**cfg.data)
+    dm.setup("fit")
+    module = ForecastModule(model=cfg.model, model_hparams=cfg.model_hparams, fields=dm.fields,
+                            in_frames=dm.in_frames, train_steps=dm.train_steps, rollout_steps=dm.rollout_steps,
+                            test_splits=dm.test_splits, **cfg.module)
+    run_dir = Path(runs_dir) / cfg.benchmark / cfg.preset / cfg.model / f"seed{cfg.seed}-{cfg.config_hash()}"
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor="val/rmse",
+                           mode="min", save_top_k=1, save_last=True)
+    trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}
+    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[ckpt], logger=CSVLogger(run_dir, name="logs"),
+                        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+                        **trainer_args)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    train_seconds = time.perf_counter() - start
+    best_path = ckpt.best_model_path
+    trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)
+    best_epoch = int(torch_load_epoch(best_path))
+    common = dict(
+        benchmark=cfg.benchmark, dataset=dm.describe().get("dataset", cfg.dataset), model=cfg.model, seed=cfg.seed,
+        preset=cfg.preset, params=module.n_parameters(), train_seconds=round(train_seconds, 1),
+        epochs=trainer.current_epoch, best_epoch=best_epoch, config_hash=cfg.config_hash(), git_sha=_git_sha(),
+        versions=_versions(), timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    rows = []
+    for split, res in module.test_results.items():
+        rows.append({**common, "split": split, "metric": "rmse", "value": res["rmse"], "horizon": dm.rollout_steps})
+        if "ese" in res:
+            rows.append({**common, "split": split, "metric": "ese", "value": res["ese"], "horizon": dm.rollout_steps})
+        for step, value in enumerate(res["rmse_step"], start=1):
+            rows.append({**common, "split": split, "metric": "rmse_step", "value": value, "horizon": step})
+    return rows
+
+
+def torch_load_epoch(path: str) -> int:
+    """The epoch stored in a Lightning checkpoint."""
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+
+
+def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | None = None,
+                  seeds: Sequence[int] | None = None, root: str | Path = "data", results_dir: str | Path = "results",
+                  runs_dir: str | Path = "runs", overrides: dict[str, dict[str, Any]] | None = None,
+                  progress: bool = True) -> list[dict[str, Any]]:
+    """Run ``name`` at ``preset`` for every model and seed; rows are appended after each run (a crash keeps them)."""
+    load_benchmark(name)
+    names = list(model_names) if model_names else models.available(name)
+    seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
+    configs = [resolve(name, preset, m, s, root, overrides) for m in names for s in seeds]  # validate all first
+    if configs[0].data.get("source", "generated") == "generated":  # reuses existing data with the same parameters
+        datamodules.generate(configs[0].dataset, configs[0].data.get("preset", preset), root, progress=progress)
+    csv_path = Path(results_dir) / name / "runs.csv"
+    all_rows = []
+    for i, cfg in enumerate(configs, start=1):
+        print(f"[{i}/{len(configs)}] {name} preset={preset} model={cfg.model} seed={cfg.seed}", flush=True)
+        rows = run_one(cfg, runs_dir, progress)
+        append_rows(csv_path, rows)
+        all_rows += rows
+        orig = next((r["value"] for r in rows if r["split"] == "orig" and r["metric"] == "rmse"), float("nan"))
+        print(f"    appended {len(rows)} rows to {csv_path} (orig RMSE {orig:.4f}, "
+              f"{rows[0]['train_seconds']} s training)", flush=True)
+    written = write_leaderboard(name, results_dir, model_order=models.available())
+    print("wrote " + ", ".join(str(p) for p in written))
+    return all_rows

@@ -1,0 +1,108 @@
+"""The ``symbench`` command line (DESIGN §7). Each subcommand does one thing and prints what it wrote where.
+
+    symbench data generate <dataset> --preset P [--root DIR]
+    symbench fit|test|validate [LightningCLI arguments: -c config.yaml, --model.lr 1e-3, --data.preset tiny, ...]
+    symbench bench <benchmark> --preset P [--models M ...] [--seeds S ...]
+    symbench leaderboard [--benchmark B ...]
+
+Bad input (unknown model, dataset, preset or benchmark, missing data, impossible window sizes) ends with one line
+``symbench: error: ...`` naming the thing and the fix, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="symbench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="generate datasets with real simulators")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    gen = data_sub.add_parser("generate", help="generate (or reuse) a dataset")
+    gen.add_argument("dataset")
+    gen.add_argument("--preset", default="cpu")
+    gen.add_argument("--root", default="data", help="data root directory (default: data)")
+    gen.add_argument("--no-progress", action="store_true")
+
+    bench = sub.add_parser("bench", help="train every model on every seed, test on every split, append rows")
+    bench.add_argument("benchmark")
+    bench.add_argument("--preset", default="cpu")
+    bench.add_argument("--models", nargs="+", help="registry names (default: every model of the benchmark)")
+    bench.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
+    bench.add_argument("--root", default="data", help="data root directory")
+    bench.add_argument("--results", default="results", help="results directory (runs.csv, leaderboard)")
+    bench.add_argument("--runs", default="runs", help="checkpoints and logs directory")
+    bench.add_argument("--max-epochs", type=int, help="override the preset's number of epochs")
+    bench.add_argument("--accelerator", help="override the Trainer accelerator (cpu, gpu, auto)")
+    bench.add_argument("--devices", help="override the Trainer devices (e.g. 1, 4, auto)")
+    bench.add_argument("--no-progress", action="store_true")
+
+    board = sub.add_parser("leaderboard", help="aggregate results/<benchmark>/runs.csv into tables")
+    board.add_argument("--benchmark", nargs="+", help="benchmarks (default: every one with rows)")
+    board.add_argument("--results", default="results")
+
+    for name in LIGHTNING_SUBCOMMANDS:
+        sub.add_parser(name, help=f"LightningCLI {name} (-c config.yaml, --model.*, --data.*, --trainer.*)",
+                       add_help=False)
+    return parser
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from symbench.bench import run_benchmark
+
+    trainer = {k: v for k, v in {"max_epochs": args.max_epochs, "accelerator": args.accelerator,
+                                 "devices": _devices(args.devices)}.items() if v is not None}
+    run_benchmark(args.benchmark, args.preset, args.models, args.seeds, args.root, args.results, args.runs,
+                  overrides={"trainer": trainer}, progress=not args.no_progress)
+
+
+def _devices(value: str | None) -> int | str | None:
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def _leaderboard(args: argparse.Namespace) -> None:
+    from symbench import models
+    from symbench.leaderboard import write_leaderboard
+
+    names = args.benchmark or sorted(p.parent.name for p in Path(args.results).glob("*/runs.csv"))
+    if not names:
+        raise FileNotFoundError(f"no results/<benchmark>/runs.csv under {args.results}; run `symbench bench` first")
+    for name in names:
+        for path in write_leaderboard(name, args.results, model_order=models.available()):
+            print(f"wrote {path}")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    import datamodules
+
+    path = datamodules.generate(args.dataset, args.preset, args.root, progress=not args.no_progress)
+    print(f"dataset {args.dataset} (preset {args.preset}) at {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+        from symbench.lightning_cli import run_lightning_cli
+
+        run_lightning_cli(argv)
+        return 0
+    args = _parser().parse_args(argv)
+    handlers = {"data": _generate, "bench": _bench, "leaderboard": _leaderboard}
+    try:
+        handlers[args.command](args)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"symbench: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The one LightningModule for autoregressive forecasting, wrapping any registry model.
+
+Training loss (ICLR 2021 sec. 5, D.2): the model is rolled out ``k = train_steps`` steps from the history and the
+MSE of every predicted frame is accumulated, ``L = sum_{s=1..k} MSE(x_hat_{t+s}, x_{t+s})``, plus
+``alpha * model.regularization_loss()`` when the model has a regulariser (relaxed models).
+Evaluation: ``rollout_steps`` autoregressive steps (drop the oldest frame, append the prediction), identical for
+every model; RMSE per step and over the horizon and the energy spectrum error, per split.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from symbench import models
+from symbench.fields import FieldLayout
+from symbench.metrics import EnergySpectrumError, RolloutRMSE
+
+
+def rollout(model: nn.Module, history: Tensor, steps: int) -> Tensor:
+    """Autoregressive rollout: ``(B, T_in, C, H, W)`` -> ``(B, steps, C, H, W)``."""
+    frames = []
+    for _ in range(steps):
+        nxt = model(history)
+        frames.append(nxt)
+        history = torch.cat([history[:, 1:], nxt.unsqueeze(1)], dim=1)
+    return torch.stack(frames, dim=1)
+
+
+class ForecastModule(L.LightningModule):
+    """Wraps ``models.build(model, in_frames=..., layout=..., **model_hparams)``.
+
+    Args:
+        model: registry name (see ``symbench.models.available()``).
+        model_hparams: keyword arguments of the model (e.g. ``{"width": 32}``).
+        fields: the data's field declaration, e.g. ``["velocity:vector"]`` (linked from the datamodule).
+        in_frames: history length T_in.
+        train_steps: number k of accumulated prediction steps in the loss.
+        rollout_steps: evaluation horizon.
+        lr, weight_decay: Adam settings (the paper's code used weight decay 4e-4).
+        lr_decay: multiplicative learning-rate decay per epoch (StepLR, the paper's 0.95).
+        alpha: weight of the model's regularisation term.
+        test_splits: names of the test dataloaders, in order (linked from the datamodule).
+    """
+
+    def __init__(
+        self,
+        model: str = "resnet",
+        model_hparams: dict[str, Any] | None = None,
+        fields: Sequence[str] = ("velocity:vector",),
+        in_frames: int = 10,
+        train_steps: int = 3,
+        rollout_steps: int = 10,
+        lr: float = 1e-3,
+        weight_decay: float = 4e-4,
+        lr_decay: float = 0.95,
+        alpha: float = 0.0,
+        test_splits: Sequence[str] = ("orig",),
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layout = FieldLayout.of(*fields)
+        self.net = models.build(model, in_frames=in_frames, layout=self.layout, **(model_hparams or {}))
+        if alpha > 0 and not hasattr(self.net, "regularization_loss"):
+            raise ValueError(f"alpha={alpha} but model {model!r} has no regularization_loss(); set alpha=0")
+        self.test_splits = list(test_splits)
+        self.val_rmse = RolloutRMSE(rollout_steps)
+        self.test_rmse = nn.ModuleList(RolloutRMSE(rollout_steps) for _ in self.test_splits)
+        self.test_ese = nn.ModuleList(EnergySpectrumError() for _ in self.test_splits)
+
+    def forward(self, history: Tensor) -> Tensor:
+        return self.net(history)
+
+    def rollout(self, history: Tensor, steps: int | None = None) -> Tensor:
+        return rollout(self.net, history, steps or self.hparams.rollout_steps)
+
+    # -- training --------------------------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        history, target = batch
+        pred = rollout(self.net, history, target.shape[1])
+        mse = (pred - target).pow(2).mean(dim=(0, 2, 3, 4))  # per step
+        loss = mse.sum()
+        self.log("train/mse", mse.mean(), prog_bar=True, batch_size=history.shape[0])
+        if self.hparams.alpha > 0:
+            reg = self.net.regularization_loss()
+            self.log("train/reg", reg, batch_size=history.shape[0])
+            loss = loss + self.hparams.alpha * reg
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        history, target = batch
+        self.val_rmse.update(self.rollout(history, target.shape[1]), target)
+
+    def on_validation_epoch_end(self) -> None:
+        result = self.val_rmse.compute()
+        self.log("val/rmse", result["horizon"], prog_bar=True, sync_dist=False)
+        self.val_rmse.reset()
+
+    # -- testing ---------------------------------------------------------------------------------------------------
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        history, target = batch
+        pred = self.rollout(history, target.shape[1])
+        self.test_rmse[dataloader_idx].update(pred, target)
+        for sl in self.layout.vector_slices:
+            self.test_ese[dataloader_idx].update(pred[:, :, sl], target[:, :, sl])
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results: dict[str, dict[str, Any]] = {}
+        for split, rmse, ese in zip(self.test_splits, self.test_rmse, self.test_ese):
+            if not rmse.update_called:
+                continue
+            r = rmse.compute()
+            res = {"rmse": r["horizon"].item(), "rmse_step": r["per_step"].tolist()}
+            self.log(f"test/{split}/rmse", r["horizon"], add_dataloader_idx=False)
+            for step, value in enumerate(r["per_step"], start=1):
+                self.log(f"test/{split}/rmse_step{step}", value, add_dataloader_idx=False)
+            if self.layout.n_vectors and ese.update_called:
+                res["ese"] = ese.compute().item()
+                self.log(f"test/{split}/ese", res["ese"], add_dataloader_idx=False)
+            self.test_results[split] = res
+            rmse.reset()
+            ese.reset()
+
+    # -- optimisation ----------------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=self.hparams.lr_decay)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())

@@ -1,0 +1,17 @@
+"""Building blocks shared by the forecasting backbones (no Lightning here)."""
+
+from symbench.layers.conv import PADDING_MODES, ConvAct, ConvNormAct, UpConvAct, same_padding
+from symbench.layers.history import check_history, stack_frames
+from symbench.layers.residual import ConvResidualBlock, ResidualBlock
+
+__all__ = [
+    "PADDING_MODES",
+    "ConvAct",
+    "ConvNormAct",
+    "ConvResidualBlock",
+    "ResidualBlock",
+    "UpConvAct",
+    "check_history",
+    "same_padding",
+    "stack_frames",
+]

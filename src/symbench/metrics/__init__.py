@@ -1,0 +1,18 @@
+"""Evaluation metrics (DESIGN §4): rollout RMSE, energy spectrum error, equivariance error.
+
+All metrics are torchmetrics ``Metric``s whose states are sums reduced by ``sum``, so they are exact under DDP.
+"""
+
+from symbench.metrics.equivariance import EquivarianceError, data_equivariance_error, equivariance_pair
+from symbench.metrics.rmse import RolloutRMSE
+from symbench.metrics.spectrum import EnergySpectrumError, radial_energy_spectrum, turbulent_energy_spectrum
+
+__all__ = [
+    "EnergySpectrumError",
+    "EquivarianceError",
+    "RolloutRMSE",
+    "data_equivariance_error",
+    "equivariance_pair",
+    "radial_energy_spectrum",
+    "turbulent_energy_spectrum",
+]

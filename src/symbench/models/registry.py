@@ -1,0 +1,62 @@
+"""The model registry: one name -> one factory. Adding a model is one file plus one registry line.
+
+Every registered factory is called as ``factory(in_frames=T_in, layout=FieldLayout, **hparams)`` and returns an
+``nn.Module`` mapping a history ``(B, T_in, C, H, W)`` to the next frame ``(B, C, H, W)`` for the declared fields.
+A model may define ``regularization_loss() -> Tensor``; the Lightning module adds ``alpha * regularization_loss()``
+to the training loss when it exists (relaxed models use it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from symbench.fields import FieldLayout
+
+ModelFactory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    target: str  # "module:attribute", imported lazily so that a heavy dependency costs nothing until used
+    family: str  # "plain" | "equivariant" | "relaxed" | "augmented"
+    benchmarks: tuple[str, ...] = ()
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def factory(self) -> ModelFactory:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+# The registry. One line per model.
+_MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("resnet", "symbench.models.resnet:ResNet", "plain", ("rbc",),
+                  "18-layer ResNet of Wang et al. (ICLR 2021), widths w,w,2w,2w,4w,4w,8w,8w"),
+        ModelSpec("unet", "symbench.models.unet:UNet", "plain", ("rbc",),
+                  "13-layer U-net of Wang et al. (ICLR 2021)"),
+    ]
+}
+
+
+def available(benchmark: str | None = None) -> list[str]:
+    """Registered model names, optionally only those listed for ``benchmark``."""
+    return [n for n, s in _MODELS.items() if benchmark is None or benchmark in s.benchmarks]
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; available models: {', '.join(available())}")
+    return _MODELS[name]
+
+
+def build(name: str, *, in_frames: int, layout: FieldLayout, **hparams: Any) -> nn.Module:
+    """Instantiate model ``name`` for a history of ``in_frames`` frames of the fields in ``layout``."""
+    s = spec(name)
+    return s.factory()(in_frames=in_frames, layout=layout, **{**s.defaults, **hparams})

@@ -1,0 +1,78 @@
+"""Leaderboard rows (DESIGN §8): one CSV row per (model, seed, split, metric, horizon), appended atomically.
+
+Appends take an exclusive lock on ``<file>.lock``, write the old content plus the new rows to a temporary file in
+the same directory and rename it over the original: concurrent writers (sweep workers) neither lose nor interleave
+rows, and a crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+ROW_FIELDS = [
+    "benchmark", "dataset", "split", "model", "seed", "preset", "metric", "value", "horizon", "params",
+    "train_seconds", "epochs", "best_epoch", "config_hash", "git_sha", "versions", "timestamp",
+]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Append ``rows`` to the CSV at ``path`` (created with a header if missing). Returns the number appended."""
+    path = Path(path)
+    rows = list(rows)
+    for row in rows:
+        extra = set(row) - set(ROW_FIELDS)
+        missing = set(ROW_FIELDS) - set(row)
+        if extra or missing:
+            raise ValueError(f"leaderboard row has unknown fields {sorted(extra)} / lacks {sorted(missing)}")
+    with _locked(path):
+        old = path.read_text() if path.exists() else ""
+        if old and old.splitlines()[0].split(",") != ROW_FIELDS:
+            raise ValueError(f"{path} has another header than {ROW_FIELDS}; move it aside before appending")
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, lineterminator="\n")
+        if not old:
+            writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, old + buf.getvalue())
+    return len(rows)
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no leaderboard rows at {path}; run `symbench bench <benchmark>` first")
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -1,0 +1,48 @@
+"""Group actions on typed fields (DESIGN §3): one implementation used by data transforms, augmentation, metrics
+and tests.
+
+Functions act on frames ``(..., C, H, W)`` laid out by a :class:`~symbench.fields.FieldLayout` (rows run towards
+-y, vectors are (x, y) channel pairs); per-sample parameters have the batch axis 0 of ``x`` as first axis.
+Group elements (:mod:`.elements`) wrap them with ``act``, ``inverse`` and composition ``g @ h``.
+"""
+
+from symbench.symmetry.elements import (
+    D4,
+    Composition,
+    GroupElement,
+    Identity,
+    Magnitude,
+    Rot90,
+    Rotation,
+    SpatialScaling,
+    Translation,
+    UniformMotion,
+)
+from symbench.symmetry.planar import reflect, rot90, rotate, translate
+from symbench.symmetry.pointwise import magnitude, uniform_motion
+from symbench.symmetry.sampling import TRANSFORMS, sample_elements
+from symbench.symmetry.scaling import scale, scale_extent, spatial_scale
+
+__all__ = [
+    "D4",
+    "TRANSFORMS",
+    "Composition",
+    "GroupElement",
+    "Identity",
+    "Magnitude",
+    "Rot90",
+    "Rotation",
+    "SpatialScaling",
+    "Translation",
+    "UniformMotion",
+    "magnitude",
+    "reflect",
+    "rot90",
+    "rotate",
+    "sample_elements",
+    "scale",
+    "scale_extent",
+    "spatial_scale",
+    "translate",
+    "uniform_motion",
+]

@@ -1,0 +1,155 @@
+"""End to end: `symbench bench rbc --preset tiny` on Dedalus data, best-checkpoint testing, rows, bad input."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from symbench import cli
+from symbench.bench import resolve
+from symbench.results import ROW_FIELDS, read_rows
+
+pytestmark = pytest.mark.dedalus
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """Tiny RBC data generated once per test session by the real solver."""
+    root = tmp_path_factory.mktemp("data")
+    assert cli.main(["data", "generate", "rbc", "--preset", "tiny", "--root", str(root), "--no-progress"]) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tiny_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    args = ["bench", "rbc", "--preset", "tiny", "--root", str(tiny_root), "--results", str(out / "results"),
+            "--runs", str(out / "runs"), "--models", "resnet", "unet", "--max-epochs", "3", "--no-progress"]
+    assert cli.main(args) == 0
+    return out
+
+
+def test_bench_writes_rows_for_every_model_split_and_metric(tiny_bench):
+    rows = read_rows(tiny_bench / "results" / "rbc" / "runs.csv")
+    assert list(rows[0]) == ROW_FIELDS
+    splits = {"orig", "um", "mag", "rot", "scale"}
+    for model in ("resnet", "unet"):
+        mine = [r for r in rows if r["model"] == model]
+        assert {r["split"] for r in mine} == splits
+        for split in splits:
+            got = {(r["metric"], r["horizon"]) for r in mine if r["split"] == split}
+            assert {("rmse", "3"), ("ese", "3"), ("rmse_step", "1"), ("rmse_step", "2"), ("rmse_step", "3")} <= got
+        for r in mine:
+            assert math.isfinite(float(r["value"])) and float(r["value"]) >= 0
+            assert int(r["params"]) > 0 and r["preset"] == "tiny" and r["git_sha"] and r["versions"]
+    md = (tiny_bench / "results" / "rbc" / "leaderboard.md").read_text()
+    assert "RMSE Orig" in md and "ESE Scale" in md and "| resnet" in md and "| unet" in md
+
+
+def test_horizon_rmse_is_the_root_of_the_mean_squared_per_step_rmse(tiny_bench):
+    rows = read_rows(tiny_bench / "results" / "rbc" / "runs.csv")
+    for split in ("orig", "rot"):
+        mine = [r for r in rows if r["model"] == "resnet" and r["split"] == split]
+        steps = [float(r["value"]) for r in sorted(mine, key=lambda r: int(r["horizon"])) if r["metric"] == "rmse_step"]
+        horizon = next(float(r["value"]) for r in mine if r["metric"] == "rmse")
+        assert horizon == pytest.approx(math.sqrt(sum(s * s for s in steps) / len(steps)), rel=1e-5)
+
+
+def test_test_metrics_come_from_the_best_validation_checkpoint(tiny_bench, tiny_root):
+    """The reference code kept a reference to the live model, not the best one; we test the best checkpoint."""
+    run_dir = next((tiny_bench / "runs" / "rbc" / "tiny" / "resnet").iterdir())
+    best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    with open(next(run_dir.glob("logs/version_*/metrics.csv"))) as f:
+        val = [(int(r["epoch"]), float(r["val/rmse"])) for r in csv.DictReader(f) if r.get("val/rmse")]
+    best_epoch = min(val, key=lambda e: e[1])[0]
+    assert best.name == f"best-epoch={best_epoch}.ckpt"
+    rows = read_rows(tiny_bench / "results" / "rbc" / "runs.csv")
+    row = next(r for r in rows if r["model"] == "resnet" and r["split"] == "orig" and r["metric"] == "rmse")
+    assert int(row["best_epoch"]) == best_epoch
+
+    # Re-evaluate the best checkpoint by hand on the orig split: same RMSE as the row.
+    from datamodules.rbc import RBCDataModule
+    from symbench.forecast import ForecastModule
+
+    module = ForecastModule.load_from_checkpoint(best, map_location="cpu").eval()
+    cfg = resolve("rbc", "tiny", "resnet", 0, tiny_root)
+    dm = RBCDataModule(**cfg.data)
+    dm.setup("test")
+    sq, n = 0.0, 0
+    with torch.no_grad():
+        for history, target in dm.test_dataloader()[0]:
+            pred = module.rollout(history, target.shape[1])
+            sq += float((pred - target).pow(2).sum())
+            n += target.numel()
+    assert float(row["value"]) == pytest.approx(math.sqrt(sq / n), rel=1e-4)
+    # and the last checkpoint is a different model whenever training went on after the best epoch
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    if last["epoch"] != best_epoch:
+        best_sd = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        assert any(not torch.equal(best_sd[k], last["state_dict"][k]) for k in best_sd)
+
+
+def test_plain_models_show_a_generalisation_gap_on_magnitude_and_motion(tiny_bench):
+    """Even after a few tiny epochs a plain CNN predicts the transformed splits worse than orig (Table 2)."""
+    rows = read_rows(tiny_bench / "results" / "rbc" / "runs.csv")
+    for model in ("resnet", "unet"):
+        rmse = {r["split"]: float(r["value"]) for r in rows if r["model"] == model and r["metric"] == "rmse"}
+        assert rmse["um"] > rmse["orig"]
+
+
+def test_rerun_appends_without_losing_rows(tiny_bench, tiny_root):
+    path = tiny_bench / "results" / "rbc" / "runs.csv"
+    before = read_rows(path)
+    args = ["bench", "rbc", "--preset", "tiny", "--root", str(tiny_root), "--results", str(tiny_bench / "results"),
+            "--runs", str(tiny_bench / "runs2"), "--models", "resnet", "--seeds", "1", "--max-epochs", "1",
+            "--no-progress"]
+    assert cli.main(args) == 0
+    after = read_rows(path)
+    assert after[: len(before)] == before and len(after) > len(before)
+    assert {r["seed"] for r in after[len(before):]} == {"1"}
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["bench", "rbc", "--preset", "tiny", "--models", "nosuchnet"], "unknown model 'nosuchnet'"),
+        (["bench", "rbc", "--preset", "huge"], "unknown preset 'huge'"),
+        (["bench", "nosuchbench"], "unknown benchmark 'nosuchbench'"),
+        (["data", "generate", "rbc", "--preset", "huge"], "unknown preset 'huge'"),
+        (["data", "generate", "nosuchdata"], "unknown dataset 'nosuchdata'"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(args, needle, capsys, tmp_path):
+    assert cli.main(args + ["--root", str(tmp_path)] if args[0] == "data" else args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("symbench: error:") and needle in err[0]
+
+
+def test_missing_data_directory_and_too_long_history(tiny_root, tmp_path, capsys):
+    from datamodules.rbc import RBCDataModule
+    from datamodules.store import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError, match="symbench data generate"):
+        RBCDataModule(preset="tiny", root=str(tmp_path / "empty")).setup()
+    with pytest.raises(ValueError, match="does not fit"):
+        RBCDataModule(preset="tiny", root=str(tiny_root), in_frames=500).setup()
+    results = tmp_path / "results"
+    assert cli.main(["leaderboard", "--results", str(results)]) == 2
+    assert "run `symbench bench` first" in capsys.readouterr().err
+
+
+def test_lightning_cli_fit_and_test(tiny_root, tmp_path):
+    """`symbench fit` / `symbench test` follow LightningCLI conventions (dotted overrides)."""
+    common = ["--data.preset", "tiny", "--data.root", str(tiny_root), "--data.in_frames", "3",
+              "--data.rollout_steps", "3", "--model.model_hparams", "{width: 4}"]
+    root = tmp_path / "fit"
+    assert cli.main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root),
+                     "--trainer.enable_progress_bar", "false"]) == 0
+    ckpt = next(root.rglob("best-*.ckpt"))
+    assert cli.main(["test", *common, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(root),
+                     "--trainer.enable_progress_bar", "false"]) == 0

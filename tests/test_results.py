@@ -1,0 +1,77 @@
+"""Leaderboard rows: atomic appends that lose nothing under concurrency, and tables generated from them."""
+
+import multiprocessing as mp
+
+import pytest
+
+from symbench.leaderboard import aggregate, render_markdown, write_leaderboard
+from symbench.results import ROW_FIELDS, append_rows, read_rows
+
+
+def row(model="resnet", seed=0, split="orig", metric="rmse", value=1.0, horizon=10, preset="cpu"):
+    r = {k: "" for k in ROW_FIELDS}
+    r.update(benchmark="rbc", dataset="rbc-generated", split=split, model=model, seed=seed, preset=preset,
+             metric=metric, value=value, horizon=horizon, params=100, train_seconds=1.0, epochs=2, best_epoch=1,
+             config_hash="abc", git_sha="x", versions="v", timestamp="t")
+    return r
+
+
+def _writer(path, worker, n):
+    for i in range(n):
+        append_rows(path, [row(model=f"w{worker}", seed=i, value=i)])
+
+
+def test_concurrent_appends_lose_no_row(tmp_path):
+    path = tmp_path / "rbc" / "runs.csv"
+    append_rows(path, [row(model="existing")])
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, w, 25)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    rows = read_rows(path)
+    assert len(rows) == 1 + 4 * 25
+    assert rows[0]["model"] == "existing"  # earlier rows kept
+    got = {(r["model"], r["seed"]) for r in rows[1:]}
+    assert got == {(f"w{w}", str(i)) for w in range(4) for i in range(25)}
+    assert path.read_text().count("benchmark,") == 1  # one header
+
+
+def test_bad_rows_and_foreign_header_leave_file_untouched(tmp_path):
+    path = tmp_path / "runs.csv"
+    append_rows(path, [row()])
+    before = path.read_text()
+    bad = row()
+    bad["surprise"] = 1
+    with pytest.raises(ValueError, match="unknown fields"):
+        append_rows(path, [row(), bad])
+    assert path.read_text() == before
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="another header"):
+        append_rows(other, [row()])
+    assert other.read_text() == "a,b\n1,2\n"
+
+
+def test_aggregate_mean_std_over_seeds_and_table_layout(tmp_path):
+    rows = [row(seed=s, value=v) for s, v in [(0, 1.0), (1, 2.0), (2, 3.0)]]
+    rows += [row(split="rot", seed=s, value=v) for s, v in [(0, 4.0), (1, 6.0)]]
+    rows += [row(metric="ese", seed=0, value=0.5), row(model="unet", seed=0, value=0.25)]
+    path = tmp_path / "rbc" / "runs.csv"
+    append_rows(path, rows)
+    cells = aggregate(read_rows(path))
+    c = cells[("cpu", "resnet", "orig", "rmse", "10")]
+    assert (c.mean, c.std, c.n) == (2.0, 1.0, 3)
+    assert cells[("cpu", "resnet", "rot", "rmse", "10")].std == pytest.approx(2 ** 0.5)
+    md = render_markdown("rbc", read_rows(path), model_order=["unet", "resnet"])
+    header = next(line for line in md.splitlines() if line.startswith("| model"))
+    assert header.split(" | ")[1:4] == ["RMSE Orig", "RMSE Rot", "ESE Orig"]
+    lines = md.splitlines()
+    assert lines.index(next(x for x in lines if x.startswith("| unet"))) < lines.index(
+        next(x for x in lines if x.startswith("| resnet")))
+    assert "2.000 ± 1.000" in md and "5.000 ± 1.414" in md
+    written = write_leaderboard("rbc", tmp_path)
+    assert all(p.exists() for p in written)
+    assert "resnet,orig,rmse,10,2,1,3" in written[1].read_text()
