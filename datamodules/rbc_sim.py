@@ -104,17 +104,19 @@ class RBCSimParams:
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-# Measured on the project's 2-core machine. Ra = 1e7 is the highest of 1e6-1e7 that 448 x 64 resolves (top 10 % of
-# modes <= 4e-5 of the peak, x and z). From rest the flow goes unstable at t ~ 8, overshoots at t ~ 12 and the
-# kinetic energy then settles at 0.054 +- 3 % (Nu ~ 14) once the large-scale circulation has formed (t ~ 28),
-# hence the spin-up. rms speed 0.33: frame_dt = 0.07 moves a parcel ~1.5 px per frame at 64 px per unit length.
-# tiny (Ra = 1e5, 16 px per unit, rms 0.19): starts in the linear growth phase and convects from t ~ 13.
+# Measured on the project's 2-core machine (448 x 64, OMP_NUM_THREADS=1). Ra = 5e6 is the highest Ra that 448 x 64
+# resolves at every saved frame: the top 10 % of modes stay below 3e-5 of the peak in x and z and the frames have no
+# grid-scale ringing; at Ra = 1e7 about 19 % of the frames showed 2-pixel checkerboard ringing near the bottom wall.
+# From rest the flow goes unstable at t ~ 8 and overshoots at t ~ 12; from t = 28 on the kinetic energy stays at
+# 0.053 +- 3 % (Nu ~ 12.6), hence the spin-up. rms speed 0.33: frame_dt = 0.07 moves a parcel ~1.5 px per frame
+# at 64 px per unit length. cpu: 5.5 min wall. tiny (Ra = 1e5, 16 px per unit): begins in the linear growth
+# phase and convects from t ~ 13.
 PRESETS: dict[str, RBCSimParams] = {
     "tiny": RBCSimParams(
-        rayleigh=1e5, nx=112, nz=16, resolution=16, frames=40, frame_dt=0.5, spinup=8.0, max_dt=0.1, seed=0
+        rayleigh=1e5, nx=112, nz=16, resolution=16, frames=110, frame_dt=0.25, spinup=8.0, max_dt=0.1, seed=0
     ),
-    "cpu": RBCSimParams(rayleigh=1e7, frames=500, frame_dt=0.07, spinup=28.0, max_dt=0.1, seed=0),
-    "paper": RBCSimParams(rayleigh=1e7, frames=2000, frame_dt=0.07, spinup=28.0, max_dt=0.1, seed=0),
+    "cpu": RBCSimParams(rayleigh=5e6, frames=500, frame_dt=0.07, spinup=28.0, max_dt=0.1, seed=0),
+    "paper": RBCSimParams(rayleigh=5e6, frames=2000, frame_dt=0.07, spinup=28.0, max_dt=0.1, seed=0),
 }
 
 
@@ -221,8 +223,11 @@ def generate(params: RBCSimParams, out_dir: Path, progress: bool = True) -> Path
 # ---------------------------------------------------------------- solver (runs inside the child process only)
 
 
-def _solve(params: RBCSimParams, work_dir: Path, snapshot_dir: Path | None, report: Callable[[float], None]) -> None:
-    """Integrate the Boussinesq equations and write ``frames.npy`` and ``diagnostics.json`` into ``work_dir``."""
+def _build_solver(params: RBCSimParams):
+    """Dedalus IVP of the Boussinesq equations (module docstring) at rest plus seeded noise.
+
+    Returns ``(solver, u, b, ez, x, z)`` with ``ez`` the upward unit vector field and ``x``, ``z`` the scale-1 grids.
+    """
     import dedalus.public as d3
 
     lz = 1.0
@@ -239,8 +244,7 @@ def _solve(params: RBCSimParams, work_dir: Path, snapshot_dir: Path | None, repo
     tau_u1 = dist.VectorField(coords, name="tau_u1", bases=xbasis)
     tau_u2 = dist.VectorField(coords, name="tau_u2", bases=xbasis)
 
-    kappa = (params.rayleigh * params.prandtl) ** -0.5
-    nu = (params.rayleigh / params.prandtl) ** -0.5
+    kappa, nu = _diffusivities(params)
     _, ez = coords.unit_vector_fields(dist)
     lift_basis = zbasis.derivative_basis(1)
 
@@ -264,11 +268,24 @@ def _solve(params: RBCSimParams, work_dir: Path, snapshot_dir: Path | None, repo
     b.fill_random("g", seed=params.seed, distribution="normal", scale=NOISE)
     b["g"] *= z * (lz - z)  # no noise on the walls
     b["g"] += lz - z  # conductive profile: hot bottom, cold top
+    return solver, u, b, ez, x, z
 
+
+def _diffusivities(params: RBCSimParams) -> tuple[float, float]:
+    """Free-fall units: kappa = (Ra Pr)^(-1/2), nu = (Ra / Pr)^(-1/2)."""
+    return (params.rayleigh * params.prandtl) ** -0.5, (params.rayleigh / params.prandtl) ** -0.5
+
+
+def _solve(params: RBCSimParams, work_dir: Path, snapshot_dir: Path | None, report: Callable[[float], None]) -> None:
+    """Integrate, writing the tiled frames to ``work_dir/frames.npy`` and ``diagnostics.json``."""
+    import dedalus.public as d3
+
+    solver, u, b, ez, x, z = _build_solver(params)
+    kappa, nu = _diffusivities(params)
     cfl = d3.CFL(solver, initial_dt=params.max_dt, cadence=10, safety=0.5, threshold=0.05,
                  max_change=1.5, min_change=0.5, max_dt=params.max_dt)
     cfl.add_velocity(u)
-    volume = params.lx * lz
+    volume = params.lx * 1.0  # unit height
     ke_op = d3.integ(0.5 * u @ u) / volume
     flux_op = d3.integ((u @ ez) * b) / volume  # Nu = 1 + <w b> / kappa (volume average)
 

@@ -18,8 +18,6 @@ The group actions and the parameter distributions come from :mod:`symbench.symme
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -61,11 +59,7 @@ class TransformedWindowDataset(Dataset):
 
     def element_of(self, index: int) -> symmetry.GroupElement:
         """The group element applied to window ``index`` (its parameters sliced to a batch of one)."""
-        if not dataclasses.is_dataclass(self.element):
-            return self.element
-        picked = {f.name: getattr(self.element, f.name)[index : index + 1] for f in dataclasses.fields(self.element)
-                  if isinstance(getattr(self.element, f.name), Tensor)}
-        return dataclasses.replace(self.element, **picked)
+        return symmetry.map_params(self.element, lambda t: t[index : index + 1])
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         if self.transform == "scale":

@@ -102,6 +102,15 @@ def test_plain_models_show_a_generalisation_gap_on_magnitude_and_motion(tiny_ben
         assert rmse["um"] > rmse["orig"]
 
 
+def test_plain_models_are_not_equivariant(tiny_bench):
+    """Table 1: plain ResNet / U-net have clearly non-zero equivariance errors for UM, Mag and Rot."""
+    rows = read_rows(tiny_bench / "results" / "rbc" / "runs.csv")
+    for model in ("resnet", "unet"):
+        errs = {r["metric"]: float(r["value"]) for r in rows if r["model"] == model and r["metric"].startswith("eqerr")}
+        assert set(errs) == {"eqerr_um", "eqerr_mag", "eqerr_rot"}
+        assert min(errs.values()) > 1e-3
+
+
 def test_rerun_appends_without_losing_rows(tiny_bench, tiny_root):
     path = tiny_bench / "results" / "rbc" / "runs.csv"
     before = read_rows(path)

@@ -182,9 +182,15 @@ def test_bad_history_raises_one_clear_line(name: str) -> None:
         assert "\n" not in msg and str(tuple(x.shape)) in msg and f"T_in={T_IN}" in msg, msg
 
 
-def test_unet_rejects_a_grid_not_divisible_by_16() -> None:
-    with pytest.raises(ValueError, match=r"divisible by 16.*H=24, W=32"):
-        small("unet")(torch.randn(1, T_IN, 2, 24, GRID))
+def test_unet_pads_a_grid_not_divisible_by_16_and_crops_back() -> None:
+    """A 24 x 32 grid runs as the centred 32 x 32 zero-padded grid; the output is its central 24 x 32 crop."""
+    model = small("unet").eval()
+    x = torch.randn(1, T_IN, 2, 24, GRID)
+    padded = torch.nn.functional.pad(x, (0, 0, 4, 4))
+    with torch.no_grad():
+        out, ref = model(x), model(padded)
+    assert out.shape == (1, 2, 24, GRID)
+    torch.testing.assert_close(out, ref[..., 4:28, :])
 
 
 @pytest.mark.parametrize("hparams", [{"width": 6}, {"kernel_size": 4}])

@@ -15,9 +15,13 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from symbench import models
+from symbench import models, symmetry
 from symbench.fields import FieldLayout
-from symbench.metrics import EnergySpectrumError, RolloutRMSE
+from symbench.metrics import EnergySpectrumError, EquivarianceError, RolloutRMSE, equivariance_pair
+
+# Groups whose one-step equivariance error is measured on the ``orig`` test split (ICLR 2021 sec. 5.1, Table 1).
+# Space-time scaling is absent: it also rescales time, which a one-step map on a fixed frame rate cannot commute with.
+EQUIVARIANCE_PROBES = ("um", "mag", "rot")
 
 
 def rollout(model: nn.Module, history: Tensor, steps: int) -> Tensor:
@@ -70,6 +74,7 @@ class ForecastModule(L.LightningModule):
         self.val_rmse = RolloutRMSE(rollout_steps)
         self.test_rmse = nn.ModuleList(RolloutRMSE(rollout_steps) for _ in self.test_splits)
         self.test_ese = nn.ModuleList(EnergySpectrumError() for _ in self.test_splits)
+        self.test_equivariance = nn.ModuleDict({g: EquivarianceError() for g in EQUIVARIANCE_PROBES})
 
     def forward(self, history: Tensor) -> Tensor:
         return self.net(history)
@@ -106,6 +111,16 @@ class ForecastModule(L.LightningModule):
         self.test_rmse[dataloader_idx].update(pred, target)
         for sl in self.layout.vector_slices:
             self.test_ese[dataloader_idx].update(pred[:, :, sl], target[:, :, sl])
+        if self.test_splits[dataloader_idx] == "orig":
+            self._probe_equivariance(history, batch_idx)
+
+    def _probe_equivariance(self, history: Tensor, batch_idx: int) -> None:
+        """``|f(g x) - g f(x)|`` for group elements drawn like the transformed splits, seeded by the batch index."""
+        for name, metric in self.test_equivariance.items():
+            gen = torch.Generator().manual_seed(10_000 + batch_idx)
+            g = symmetry.sample_elements(name, history.shape[0], gen)
+            g = symmetry.map_params(g, lambda t: t.to(history.device))
+            metric.update(*equivariance_pair(self.net, history, lambda x: g.act(x, self.layout)))
 
     def on_test_epoch_end(self) -> None:
         self.test_results: dict[str, dict[str, Any]] = {}
@@ -120,6 +135,12 @@ class ForecastModule(L.LightningModule):
             if self.layout.n_vectors and ese.update_called:
                 res["ese"] = ese.compute().item()
                 self.log(f"test/{split}/ese", res["ese"], add_dataloader_idx=False)
+            if split == "orig":
+                for name, metric in self.test_equivariance.items():
+                    if metric.update_called:
+                        res[f"eqerr_{name}"] = metric.compute()["rmse"].item()
+                        self.log(f"test/orig/eqerr_{name}", res[f"eqerr_{name}"], add_dataloader_idx=False)
+                        metric.reset()
             self.test_results[split] = res
             rmse.reset()
             ese.reset()

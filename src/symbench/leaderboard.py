@@ -77,6 +77,7 @@ def render_markdown(benchmark: str, rows: Sequence[dict[str, str]], model_order:
             lines.append("| " + " | ".join([model] + cols) + " |")
         lines.append("")
         lines += _per_step_table(prows, cells, preset, models, splits)
+        lines += _equivariance_table(prows, cells, preset, models)
         lines += _run_facts(prows, models)
     return "\n".join(lines)
 
@@ -90,6 +91,20 @@ def _per_step_table(prows, cells, preset, models, splits) -> list[str]:
     for model in models:
         vals = [cells.get((preset, model, "orig", "rmse_step", str(s))) for s in steps]
         lines.append("| " + " | ".join([model] + [f"{v.mean:.3f}" if v else "" for v in vals]) + " |")
+    return lines + [""]
+
+
+def _equivariance_table(prows, cells, preset, models) -> list[str]:
+    probes = list(dict.fromkeys(r["metric"] for r in prows if r["metric"].startswith("eqerr_")))
+    if not probes:
+        return []
+    names = [SPLIT_TITLES.get(p.removeprefix("eqerr_"), p) for p in probes]
+    lines = ["Equivariance error on `orig` (ICLR 2021 sec. 5.1 / Table 1: RMSE of f(gx) - g f(x), one step, "
+             "g drawn like the transformed splits):", "",
+             "| model | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for model in models:
+        vals = [cells.get((preset, model, "orig", p, "1")) for p in probes]
+        lines.append("| " + " | ".join([model] + [str(v) if v else "" for v in vals]) + " |")
     return lines + [""]
 
 

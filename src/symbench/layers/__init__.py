@@ -1,7 +1,7 @@
 """Building blocks shared by the forecasting backbones (no Lightning here)."""
 
 from symbench.layers.conv import PADDING_MODES, ConvAct, ConvNormAct, UpConvAct, same_padding
-from symbench.layers.history import check_history, stack_frames
+from symbench.layers.history import check_history, pad_to_multiple, stack_frames
 from symbench.layers.residual import ConvResidualBlock, ResidualBlock
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "ResidualBlock",
     "UpConvAct",
     "check_history",
+    "pad_to_multiple",
     "same_padding",
     "stack_frames",
 ]

@@ -7,13 +7,16 @@ import torch
 from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
-from symbench.layers import ConvAct, UpConvAct, check_history, same_padding, stack_frames
+from symbench.layers import ConvAct, UpConvAct, check_history, pad_to_multiple, same_padding, stack_frames
 
 DOWNSAMPLINGS = 4
 
 
 class UNet(nn.Module):
-    """Next-frame forecaster ``(B, T_in, C, H, W) -> (B, C, H, W)``; H and W must be divisible by 16.
+    """Next-frame forecaster ``(B, T_in, C, H, W) -> (B, C, H, W)``.
+
+    The grid is halved 4 times, so a grid whose sides are not multiples of 16 is zero-padded (centred) up to the next
+    multiples and the output cropped back (e.g. the 8 x 8 scaled test split of the tiny preset).
 
     Architecture (``w = width``, every encoder conv has kernel ``kernel_size``, 'same' zero padding and a ReLU;
     there is no normalisation layer):
@@ -55,14 +58,15 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(w // 4 + c, layout.channels, k, padding=same_padding(k))
 
     def forward(self, x: Tensor) -> Tensor:
-        check_history(x, self.in_frames, self.layout.channels, "UNet", grid_multiple=2**DOWNSAMPLINGS)
+        check_history(x, self.in_frames, self.layout.channels, "UNet")
+        x, crop = pad_to_multiple(x, 2**DOWNSAMPLINGS)
         features = [stack_frames(x)]
         for stage in self.encoder:
             features.append(stage(features[-1]))
         y = features.pop()
         for up in self.decoder:
             y = torch.cat([features.pop(), up(y)], dim=1)
-        return self.head(y)
+        return self.head(y)[..., crop[0], crop[1]]
 
     def extra_repr(self) -> str:
         return f"in_frames={self.in_frames}, fields={self.layout}, width={self.width}, kernel_size={self.kernel_size}"

@@ -17,6 +17,7 @@ from symbench.symmetry.elements import (
     SpatialScaling,
     Translation,
     UniformMotion,
+    map_params,
 )
 from symbench.symmetry.planar import reflect, rot90, rotate, translate
 from symbench.symmetry.pointwise import magnitude, uniform_motion
@@ -36,6 +37,7 @@ __all__ = [
     "Translation",
     "UniformMotion",
     "magnitude",
+    "map_params",
     "reflect",
     "rot90",
     "rotate",

@@ -9,9 +9,10 @@ tensors (first axis = batch axis 0 of ``x``), so one element can carry a whole t
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Callable, Literal, Union
 
 import torch
 from torch import Tensor
@@ -271,3 +272,18 @@ class SpatialScaling(GroupElement):
         if isinstance(other, SpatialScaling) and other.scalar_power == self.scalar_power:
             return SpatialScaling(self.lam * other.lam, self.scalar_power)
         return super().compose(other)
+
+
+def map_params(g: GroupElement, fn: Callable[[Tensor], Tensor]) -> GroupElement:
+    """``g`` with ``fn`` applied to each tensor parameter (e.g. pick sample ``i``: ``lambda t: t[i:i+1]``, or move
+    to a device), recursing into compositions."""
+    if not dataclasses.is_dataclass(g):
+        return g
+    changes = {}
+    for f in dataclasses.fields(g):
+        value = getattr(g, f.name)
+        if isinstance(value, Tensor):
+            changes[f.name] = fn(value)
+        elif isinstance(value, GroupElement):
+            changes[f.name] = map_params(value, fn)
+    return dataclasses.replace(g, **changes)
