@@ -3,7 +3,8 @@ append leaderboard rows and regenerate the leaderboard.
 
 A benchmark is a YAML file ``benchmarks/<name>/benchmark.yaml`` (data family, splits, seeds, presets). A preset
 gives the datamodule arguments (``data``), the Lightning module arguments (``module``), model widths per model
-(``model_hparams``, with a ``default`` entry) and Trainer arguments (``trainer``). Presets change sizes, never code.
+(``model_hparams``, with a ``default`` entry), Trainer arguments (``trainer``) and per-model Trainer arguments
+(``model_trainer``, e.g. more epochs for a cheap model). Presets change sizes, never code.
 """
 
 from __future__ import annotations
@@ -77,12 +78,13 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
     models.spec(model)  # unknown model -> KeyError listing the available ones
     p = presets[preset]
     widths = p.get("model_hparams", {})
+    trainer = {**p.get("trainer", {}), **p.get("model_trainer", {}).get(model, {})}
     cfg = RunConfig(
         benchmark=name, dataset=bench["dataset"], preset=preset, model=model, seed=seed, splits=list(bench["splits"]),
         data={**p.get("data", {}), "root": str(root), "test_splits": list(bench["splits"])},
         module=dict(p.get("module", {})),
         model_hparams={**widths.get("default", {}), **widths.get(model, {})},
-        trainer=dict(p.get("trainer", {})),
+        trainer=trainer,
     )
     for section, values in (overrides or {}).items():
         getattr(cfg, section).update(values)
