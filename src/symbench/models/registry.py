@@ -41,6 +41,12 @@ _MODELS: dict[str, ModelSpec] = {
                   "18-layer ResNet of Wang et al. (ICLR 2021), widths w,w,2w,2w,4w,4w,8w,8w"),
         ModelSpec("unet", "symbench.models.unet:UNet", "plain", ("rbc",),
                   "13-layer U-net of Wang et al. (ICLR 2021)"),
+        # Not yet in the rbc benchmark's default model list (its cpu preset budget is set in issue 3):
+        # run with `symbench bench rbc --models equ_rot_resnet equ_rot_unet`.
+        ModelSpec("equ_rot_resnet", "symbench.models.equ_rot:EquRotResNet", "equivariant", (),
+                  "EquRot ResNet (ICLR 2021 sec. 3.3): C_N steerable convs (escnn, N=8), vector fields in and out"),
+        ModelSpec("equ_rot_unet", "symbench.models.equ_rot:EquRotUNet", "equivariant", (),
+                  "EquRot U-net (ICLR 2021 sec. 3.3): C_N steerable convs, pool+conv down, steerable transposed-conv up"),
     ]
 }
 
