@@ -42,9 +42,21 @@ _MODELS: dict[str, ModelSpec] = {
         ModelSpec("unet", "symbench.models.unet:UNet", "plain", ("rbc",),
                   "13-layer U-net of Wang et al. (ICLR 2021)"),
         # Not yet in the rbc benchmark's default model list (its cpu preset budget is set in issue 3):
-        # run with `symbench bench rbc --models equ_rot_resnet equ_rot_unet`.
+        # run with e.g. `symbench bench rbc --models equ_rot_resnet equ_um_unet`.
         ModelSpec("equ_rot_resnet", "symbench.models.equ_rot:EquRotResNet", "equivariant", (),
                   "EquRot ResNet (ICLR 2021 sec. 3.3): C_N steerable convs (escnn, N=8), vector fields in and out"),
+        ModelSpec("equ_um_resnet", "symbench.models.equ_um:EquUMResNet", "equivariant", (),
+                  "ResNet with uniform-motion equivariant convolutions (ICLR 2021 eq. 2; Prop. 3 residuals)"),
+        ModelSpec("equ_um_unet", "symbench.models.equ_um:EquUMUNet", "equivariant", (),
+                  "U-net with uniform-motion equivariant convolutions and mean-padded up-sampling (ICLR 2021 eq. 2)"),
+        ModelSpec("equ_mag_resnet", "symbench.models.equ_mag:EquMagResNet", "equivariant", (),
+                  "ResNet with magnitude-equivariant MinMax-scaled convolutions, no batch norm (ICLR 2021 eq. 4)"),
+        ModelSpec("equ_mag_unet", "symbench.models.equ_mag:EquMagUNet", "equivariant", (),
+                  "U-net with magnitude-equivariant MinMax-scaled convolutions (ICLR 2021 eq. 4)"),
+        ModelSpec("equ_scale_resnet", "symbench.models.equ_scale:EquScaleResNet", "equivariant", (),
+                  "EquScal ResNet (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
+        ModelSpec("equ_scale_unet", "symbench.models.equ_scale:EquScaleUNet", "equivariant", (),
+                  "EquScal U-net (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
         ModelSpec("equ_rot_unet", "symbench.models.equ_rot:EquRotUNet", "equivariant", (),
                   "EquRot U-net (ICLR 2021 sec. 3.3): C_N steerable convs, pool+conv down, steerable transposed-conv up"),
     ]
