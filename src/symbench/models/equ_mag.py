@@ -21,8 +21,8 @@ from symbench.fields import FieldLayout
 from symbench.layers import ResidualBlock, check_history, pad_to_multiple, stack_frames
 from symbench.layers.conv import check_padding_mode
 from symbench.layers.magnitude import MagnitudeConv2d, MagnitudeConvTranspose2d, channel_extremes
-from symbench.models.resnet import WIDTH_MULTIPLIERS
-from symbench.models.unet import DOWNSAMPLINGS
+from symbench.models.resnet import WIDTH_MULTIPLIERS, check_resnet_args
+from symbench.models.unet import DOWNSAMPLINGS, check_unet_args
 
 
 def mag_residual_block(in_channels: int, out_channels: int, kernel_size: int, padding_mode: str) -> ResidualBlock:
@@ -42,10 +42,7 @@ class EquMagResNet(nn.Module):
     def __init__(self, in_frames: int, layout: FieldLayout, width: int = 64, kernel_size: int = 3,
                  padding_mode: str = "zeros") -> None:
         super().__init__()
-        if in_frames < 1 or width < 1:
-            raise ValueError(
-                f"EquMagResNet needs in_frames >= 1 and width >= 1, got in_frames={in_frames}, width={width}"
-            )
+        check_resnet_args("EquMagResNet", in_frames, width)
         check_padding_mode(padding_mode)
         self.in_frames, self.layout, self.kernel_size, self.padding_mode = in_frames, layout, kernel_size, padding_mode
         self.widths = tuple(width * m for m in WIDTH_MULTIPLIERS)
@@ -75,11 +72,7 @@ class EquMagUNet(nn.Module):
 
     def __init__(self, in_frames: int, layout: FieldLayout, width: int = 64, kernel_size: int = 3) -> None:
         super().__init__()
-        if in_frames < 1 or width < 4 or width % 4:
-            raise ValueError(
-                f"EquMagUNet needs in_frames >= 1 and width a positive multiple of 4 (the last decoder stage has "
-                f"width/4 channels), got in_frames={in_frames}, width={width}"
-            )
+        check_unet_args("EquMagUNet", in_frames, width)
         self.in_frames, self.layout, self.width, self.kernel_size = in_frames, layout, width, kernel_size
         c, w, k = in_frames * layout.channels, width, kernel_size
 

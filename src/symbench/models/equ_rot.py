@@ -31,8 +31,8 @@ from symbench.layers.escnn_blocks import (
     layout_blocks,
     regular,
 )
-from symbench.models.resnet import WIDTH_MULTIPLIERS, ResNet
-from symbench.models.unet import DOWNSAMPLINGS, UNet
+from symbench.models.resnet import WIDTH_MULTIPLIERS, ResNet, check_resnet_args
+from symbench.models.unet import DOWNSAMPLINGS, UNet, check_unet_args
 
 DEFAULT_GROUP_ORDER = 8
 
@@ -63,9 +63,7 @@ class EquRotResNet(nn.Module):
         group_order: int = DEFAULT_GROUP_ORDER,
     ) -> None:
         super().__init__()
-        if in_frames < 1 or width < 1:
-            raise ValueError(f"EquRotResNet needs in_frames >= 1 and width >= 1, got in_frames={in_frames}, "
-                             f"width={width}")
+        check_resnet_args("EquRotResNet", in_frames, width)
         check_padding_mode(padding_mode)
         rot = RotationFields(group_order)
         history, output = layout_blocks(layout, in_frames), layout_blocks(layout)
@@ -159,9 +157,7 @@ class EquRotUNet(nn.Module):
         group_order: int = DEFAULT_GROUP_ORDER,
     ) -> None:
         super().__init__()
-        if in_frames < 1 or width < 4 or width % 4:
-            raise ValueError(f"EquRotUNet needs in_frames >= 1 and width a positive multiple of 4 (its widths mirror "
-                             f"the plain U-net's), got in_frames={in_frames}, width={width}")
+        check_unet_args("EquRotUNet", in_frames, width)
         rot = RotationFields(group_order)
         history, output = layout_blocks(layout, in_frames), layout_blocks(layout)
         self.in_frames = in_frames

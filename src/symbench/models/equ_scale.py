@@ -35,8 +35,8 @@ from symbench.layers.scale_conv import (
     cat_levels,
     scale_levels,
 )
-from symbench.models.resnet import WIDTH_MULTIPLIERS
-from symbench.models.unet import DOWNSAMPLINGS
+from symbench.models.resnet import WIDTH_MULTIPLIERS, check_resnet_args
+from symbench.models.unet import DOWNSAMPLINGS, check_unet_args
 
 N_SCALES = 4
 SCALE_RATIO = 2.0
@@ -79,10 +79,7 @@ class EquScaleResNet(nn.Module):
         scalar_power: float = 0.0,
     ) -> None:
         super().__init__()
-        if in_frames < 1 or width < 1:
-            raise ValueError(
-                f"EquScaleResNet needs in_frames >= 1 and width >= 1, got in_frames={in_frames}, width={width}"
-            )
+        check_resnet_args("EquScaleResNet", in_frames, width)
         check_padding_mode(padding_mode)
         self.in_frames = in_frames
         self.layout = layout
@@ -143,11 +140,7 @@ class EquScaleUNet(nn.Module):
         scalar_power: float = 0.0,
     ) -> None:
         super().__init__()
-        if in_frames < 1 or width < 4 or width % 4:
-            raise ValueError(
-                f"EquScaleUNet needs in_frames >= 1 and width a positive multiple of 4 (the last decoder stage has "
-                f"width/4 channels), got in_frames={in_frames}, width={width}"
-            )
+        check_unet_args("EquScaleUNet", in_frames, width)
         self.in_frames = in_frames
         self.layout = layout
         self.width = width

@@ -22,8 +22,8 @@ from symbench.layers.uniform_motion import (
     check_motion_padding,
     pad,
 )
-from symbench.models.resnet import WIDTH_MULTIPLIERS
-from symbench.models.unet import DOWNSAMPLINGS
+from symbench.models.resnet import WIDTH_MULTIPLIERS, check_resnet_args
+from symbench.models.unet import DOWNSAMPLINGS, check_unet_args
 
 
 def norm_act(channels: int) -> nn.Sequential:
@@ -62,10 +62,7 @@ class EquUMResNet(nn.Module):
     def __init__(self, in_frames: int, layout: FieldLayout, width: int = 64, kernel_size: int = 3,
                  padding_mode: str = "replicate") -> None:
         super().__init__()
-        if in_frames < 1 or width < 1:
-            raise ValueError(
-                f"EquUMResNet needs in_frames >= 1 and width >= 1, got in_frames={in_frames}, width={width}"
-            )
+        check_resnet_args("EquUMResNet", in_frames, width)
         check_motion_padding(padding_mode)
         self.in_frames, self.layout, self.kernel_size, self.padding_mode = in_frames, layout, kernel_size, padding_mode
         self.widths = tuple(width * m for m in WIDTH_MULTIPLIERS)
@@ -110,11 +107,7 @@ class EquUMUNet(nn.Module):
 
     def __init__(self, in_frames: int, layout: FieldLayout, width: int = 64, kernel_size: int = 3) -> None:
         super().__init__()
-        if in_frames < 1 or width < 4 or width % 4:
-            raise ValueError(
-                f"EquUMUNet needs in_frames >= 1 and width a positive multiple of 4 (the last decoder stage has "
-                f"width/4 channels), got in_frames={in_frames}, width={width}"
-            )
+        check_unet_args("EquUMUNet", in_frames, width)
         self.in_frames, self.layout, self.width, self.kernel_size = in_frames, layout, width, kernel_size
         w, k = width, kernel_size
         hid = MotionComponents.hidden

@@ -12,6 +12,12 @@ from symbench.layers.conv import check_padding_mode
 WIDTH_MULTIPLIERS = (1, 1, 2, 2, 4, 4, 8, 8)
 
 
+
+def check_resnet_args(model: str, in_frames: int, width: int) -> None:
+    """One-line ``ValueError`` unless ``in_frames >= 1`` and ``width >= 1`` (shared by every ResNet variant)."""
+    if in_frames < 1 or width < 1:
+        raise ValueError(f"{model} needs in_frames >= 1 and width >= 1, got in_frames={in_frames}, width={width}")
+
 class ResNet(nn.Module):
     """Next-frame forecaster ``(B, T_in, C, H, W) -> (B, C, H, W)`` on any grid size.
 
@@ -31,8 +37,7 @@ class ResNet(nn.Module):
         padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
-        if in_frames < 1 or width < 1:
-            raise ValueError(f"ResNet needs in_frames >= 1 and width >= 1, got in_frames={in_frames}, width={width}")
+        check_resnet_args("ResNet", in_frames, width)
         check_padding_mode(padding_mode)
         self.in_frames = in_frames
         self.layout = layout

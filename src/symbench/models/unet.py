@@ -12,6 +12,16 @@ from symbench.layers import ConvAct, UpConvAct, check_history, pad_to_multiple, 
 DOWNSAMPLINGS = 4
 
 
+
+def check_unet_args(model: str, in_frames: int, width: int) -> None:
+    """One-line ``ValueError`` unless ``in_frames >= 1`` and ``width`` is a positive multiple of 4 (every U-net
+    variant: its last decoder stage has ``width/4`` channels)."""
+    if in_frames < 1 or width < 4 or width % 4:
+        raise ValueError(
+            f"{model} needs in_frames >= 1 and width a positive multiple of 4 (the last decoder stage has width/4 "
+            f"channels), got in_frames={in_frames}, width={width}"
+        )
+
 class UNet(nn.Module):
     """Next-frame forecaster ``(B, T_in, C, H, W) -> (B, C, H, W)``.
 
@@ -33,11 +43,7 @@ class UNet(nn.Module):
 
     def __init__(self, in_frames: int, layout: FieldLayout, width: int = 64, kernel_size: int = 3) -> None:
         super().__init__()
-        if in_frames < 1 or width < 4 or width % 4:
-            raise ValueError(
-                f"UNet needs in_frames >= 1 and width a positive multiple of 4 (the last decoder stage has width/4 "
-                f"channels), got in_frames={in_frames}, width={width}"
-            )
+        check_unet_args("UNet", in_frames, width)
         self.in_frames = in_frames
         self.layout = layout
         self.width = width
