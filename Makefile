@@ -6,7 +6,7 @@ SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
 DATA ?= data
 
-.PHONY: setup test test-fast bench-rbc data-rbc leaderboard speed clean
+.PHONY: setup test test-fast bench-rbc data-rbc leaderboard speed symmetry-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -31,6 +31,10 @@ leaderboard: setup
 
 speed: setup
 	$(PY) benchmarks/speed.py --models resnet unet --width 16 --size 64 --batch 8 --frames 10
+
+# Cost of each symmetry: Equ variants vs plain models of equal parameters / equal arithmetic (results/speed/).
+symmetry-cost: setup
+	$(PY) benchmarks/symmetry_cost.py --size 32 --width 8 --batch 16 --frames 10 --group-order 8 --out results/speed
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

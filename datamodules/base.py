@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from datamodules.augmented import AugmentedWindowDataset, check_augment
 from datamodules.transformed import TransformedWindowDataset
 from datamodules.windows import FieldNormalizer, WindowDataset, time_split
 from symbench import symmetry
@@ -42,8 +43,14 @@ class ForecastDataModule(L.LightningDataModule):
         test_splits: Sequence[str] = ("orig",),
         transform_seed: int = 1234,
         num_workers: int = 0,
+        coarsen: int = 1,
+        augment: str | None = None,
+        augment_copies: int = 2,
     ):
         super().__init__()
+        check_augment(augment)
+        if coarsen < 1:
+            raise ValueError(f"coarsen must be an integer >= 1, got {coarsen}")
         unknown = [s for s in test_splits if s not in symmetry.TRANSFORMS]
         if unknown:
             raise ValueError(f"unknown test split(s) {unknown}; choose from {', '.join(symmetry.TRANSFORMS)}")
@@ -57,6 +64,7 @@ class ForecastDataModule(L.LightningDataModule):
         self.test_splits = list(test_splits)
         self.transform_seed = transform_seed
         self.num_workers = num_workers
+        self.coarsen, self.augment, self.augment_copies = coarsen, augment, augment_copies
         self._layout: FieldLayout | None = None
         self.normalizer: FieldNormalizer | None = None
         self.datasets: dict[str, Any] = {}
@@ -87,10 +95,14 @@ class ForecastDataModule(L.LightningDataModule):
         array, layout = self.load()
         self._layout = layout
         ranges = time_split(array.shape[1], self.split_fractions)  # type: ignore[arg-type]
-        raw = torch.from_numpy(np.array(array, dtype=np.float32))  # a private, writable copy of the memmap
+        raw = coarsen_grid(torch.from_numpy(np.array(array, dtype=np.float32)), self.coarsen)  # a private copy
         self.normalizer = FieldNormalizer.fit(layout, raw[:, ranges["train"].start : ranges["train"].stop])
         data = self.normalizer.normalize(raw)
-        self.datasets["train"] = WindowDataset(data, ranges["train"], self.in_frames, self.train_steps, self.train_stride)
+        train = WindowDataset(data, ranges["train"], self.in_frames, self.train_steps, self.train_stride)
+        if self.augment is not None:  # fixed seeds, distinct from the test splits' seeds
+            train = AugmentedWindowDataset(train, layout, self.augment, self.augment_copies,
+                                           seed=self.transform_seed + 1000)
+        self.datasets["train"] = train
         self.datasets["val"] = WindowDataset(data, ranges["val"], self.in_frames, self.rollout_steps, self.eval_stride)
         test = WindowDataset(data, ranges["test"], self.in_frames, self.rollout_steps, self.eval_stride)
         for offset, name in enumerate(self.test_splits):
@@ -113,3 +125,13 @@ class ForecastDataModule(L.LightningDataModule):
         """One validation window (for shape checks and equivariance probes)."""
         self.setup()
         return self.datasets["val"][0]
+
+
+def coarsen_grid(array: Tensor, factor: int) -> Tensor:
+    """Block means of ``factor x factor`` pixels over the last two axes (vector fields stay vector fields)."""
+    if factor == 1:
+        return array
+    *lead, h, w = array.shape
+    if h % factor or w % factor:
+        raise ValueError(f"coarsen={factor} does not divide the {h}x{w} grid; use a divisor of both sides")
+    return array.reshape(*lead, h // factor, factor, w // factor, factor).mean(dim=(-3, -1))

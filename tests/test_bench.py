@@ -27,9 +27,10 @@ def tiny_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bench(tiny_root, tmp_path_factory):
+    """Every model registered for RBC (plain, Augm, Equ; ~2 min), trained and tested at the tiny preset."""
     out = tmp_path_factory.mktemp("bench")
     args = ["bench", "rbc", "--preset", "tiny", "--root", str(tiny_root), "--results", str(out / "results"),
-            "--runs", str(out / "runs"), "--models", "resnet", "unet", "--max-epochs", "3", "--no-progress"]
+            "--runs", str(out / "runs"), "--no-progress"]
     assert cli.main(args) == 0
     return out
 
@@ -102,13 +103,38 @@ def test_plain_models_show_a_generalisation_gap_on_magnitude_and_motion(tiny_ben
         assert rmse["um"] > rmse["orig"]
 
 
-def test_plain_models_are_not_equivariant(tiny_bench):
-    """Table 1: plain ResNet / U-net have clearly non-zero equivariance errors for UM, Mag and Rot."""
+def _relative_errors(rows, model: str) -> dict[str, float]:
+    return {r["metric"].removeprefix("eqrel_"): float(r["value"]) for r in rows
+            if r["model"] == model and r["metric"].startswith("eqrel_")}
+
+
+@pytest.mark.parametrize("backbone", ["resnet", "unet"])
+def test_table1_equivariance_errors_of_the_tested_checkpoints(tiny_bench, backbone):
+    """ICLR 2021 Table 1 at the tiny preset: each Equ model is exact on its group (float32), EquScal is clearly
+    below the plain backbone on scalings, and the plain backbone is clearly non-equivariant on all four groups."""
     rows = read_rows(tiny_bench / "results" / "rbc" / "runs.csv")
-    for model in ("resnet", "unet"):
-        errs = {r["metric"]: float(r["value"]) for r in rows if r["model"] == model and r["metric"].startswith("eqerr")}
-        assert set(errs) == {"eqerr_um", "eqerr_mag", "eqerr_rot"}
-        assert min(errs.values()) > 1e-3
+    plain = _relative_errors(rows, backbone)
+    assert set(plain) == {"um", "mag", "rot", "scale"}
+    assert min(plain.values()) > 1e-3, plain
+    for group in ("um", "mag", "rot"):
+        own = _relative_errors(rows, f"equ_{group}_{backbone}")[group]
+        assert own <= 1e-5, f"equ_{group}_{backbone}: relative {group} error {own:.2e}"
+    scal = _relative_errors(rows, f"equ_scale_{backbone}")["scale"]
+    assert scal < 0.8 * plain["scale"], (scal, plain["scale"])
+    md = (tiny_bench / "results" / "rbc" / "leaderboard.md").read_text()
+    assert "Table 1" in md and "rel. Rot" in md and "Table 2 ordering" in md
+
+
+def test_augm_models_train_on_three_times_the_windows(tiny_bench):
+    """The Augm runs' Lightning logs count 3x the training batches of their backbone per epoch."""
+    def batches_per_epoch(model: str) -> int:
+        run_dir = next((tiny_bench / "runs" / "rbc" / "tiny" / model).iterdir())
+        with open(next(run_dir.glob("logs/version_*/metrics.csv"))) as f:
+            steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("val/rmse") and r["epoch"] == "0"]
+        return steps[0] + 1
+
+    for group in ("um", "rot"):
+        assert batches_per_epoch(f"augm_{group}_unet") == pytest.approx(3 * batches_per_epoch("unet"), rel=0.03)
 
 
 def test_rerun_appends_without_losing_rows(tiny_bench, tiny_root):

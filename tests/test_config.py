@@ -3,7 +3,7 @@
 import pytest
 
 from symbench import models
-from symbench.bench import ConfigError, available_benchmarks, load_benchmark, resolve
+from symbench.bench import ConfigError, available_benchmarks, load_benchmark, per_model, resolve
 
 
 @pytest.mark.parametrize("bench_name", available_benchmarks())
@@ -21,11 +21,32 @@ def test_every_preset_resolves_for_every_model(bench_name):
 
 def test_per_model_sizes_and_overrides():
     resnet, unet = resolve("rbc", "cpu", "resnet", 0), resolve("rbc", "cpu", "unet", 0)
-    assert resnet.model_hparams == {"width": 8} and unet.model_hparams == {"width": 16}
+    assert resnet.model_hparams == {"width": 4} and unet.model_hparams == {"width": 16}
     assert resnet.trainer["max_epochs"] < unet.trainer["max_epochs"]
     assert resnet.config_hash() != unet.config_hash()
     over = resolve("rbc", "cpu", "unet", 0, overrides={"trainer": {"max_epochs": 1}})
     assert over.trainer["max_epochs"] == 1 and over.config_hash() != unet.config_hash()
+
+
+def test_augm_models_get_their_backbone_sizes_the_augmentation_and_the_same_steps():
+    for backbone in ("resnet", "unet"):
+        plain = resolve("rbc", "cpu", backbone, 0)
+        for group in ("um", "mag", "rot", "scale"):
+            augm = resolve("rbc", "cpu", f"augm_{group}_{backbone}", 0)
+            assert augm.data == {**plain.data, "augment": group}
+            assert augm.model_hparams == plain.model_hparams
+            # a 3x training set: a third of the epochs, the per-epoch decay cubed -> same lr at every step
+            assert 3 * augm.trainer["max_epochs"] == plain.trainer["max_epochs"]
+            assert augm.module["lr_decay"] == pytest.approx(plain.module["lr_decay"] ** 3)
+    assert resolve("rbc", "cpu", "equ_rot_unet", 0).model_hparams == {"width": 16, "group_order": 4}
+    assert resolve("rbc", "paper", "equ_rot_unet", 0).model_hparams == {"width": 64}  # the paper's C8 default
+
+
+def test_per_model_entries_apply_in_file_order_with_the_exact_name_last():
+    section = {"resnet": {"a": 3}, "default": {"a": 1, "b": 1}, "*resnet": {"a": 2, "c": 2}}
+    assert per_model(section, "resnet") == {"a": 3, "b": 1, "c": 2}
+    assert per_model(section, "equ_um_resnet") == {"a": 2, "b": 1, "c": 2}
+    assert per_model(section, "unet") == {"a": 1, "b": 1}
 
 
 def test_unknown_names():

@@ -2,13 +2,17 @@
 append leaderboard rows and regenerate the leaderboard.
 
 A benchmark is a YAML file ``benchmarks/<name>/benchmark.yaml`` (data family, splits, seeds, presets). A preset
-gives the datamodule arguments (``data``), the Lightning module arguments (``module``), model widths per model
-(``model_hparams``, with a ``default`` entry), Trainer arguments (``trainer``) and per-model Trainer arguments
-(``model_trainer``, e.g. more epochs for a cheap model). Presets change sizes, never code.
+gives the datamodule arguments (``data``), the Lightning module arguments (``module``), model hyperparameters
+(``model_hparams``), Trainer arguments (``trainer``), and per-model Trainer and module arguments (``model_trainer``,
+``model_module``, e.g. fewer epochs for a costly model). The keys of the per-model sections are model names or patterns
+(``"*resnet"``; ``default`` means ``*``); every matching entry applies, in file order, an exact name last. A
+registry entry's own datamodule options (``ModelSpec.data``, e.g. the Augm models' ``augment``) are added to
+``data``. Presets change sizes, never code.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -68,6 +72,16 @@ def load_benchmark(name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
+def per_model(section: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
+    """Merge the entries of ``section`` whose key matches ``model`` (``default``/patterns in order, exact last)."""
+    merged: dict[str, Any] = {}
+    for key, values in section.items():
+        if key != model and (key == "default" or fnmatch.fnmatchcase(model, key)):
+            merged.update(values)
+    merged.update(section.get(model, {}))
+    return merged
+
+
 def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "data",
             overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
     """The run configuration of ``model`` at ``preset``; ``overrides`` update the data/module/trainer sections."""
@@ -75,15 +89,14 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
     presets = bench["presets"]
     if preset not in presets:
         raise ConfigError(f"unknown preset {preset!r} for benchmark {name!r}; available presets: {', '.join(presets)}")
-    models.spec(model)  # unknown model -> KeyError listing the available ones
+    model_spec = models.spec(model)  # unknown model -> KeyError listing the available ones
     p = presets[preset]
-    widths = p.get("model_hparams", {})
-    trainer = {**p.get("trainer", {}), **p.get("model_trainer", {}).get(model, {})}
+    trainer = {**p.get("trainer", {}), **per_model(p.get("model_trainer", {}), model)}
     cfg = RunConfig(
         benchmark=name, dataset=bench["dataset"], preset=preset, model=model, seed=seed, splits=list(bench["splits"]),
-        data={**p.get("data", {}), "root": str(root), "test_splits": list(bench["splits"])},
-        module=dict(p.get("module", {})),
-        model_hparams={**widths.get("default", {}), **widths.get(model, {})},
+        data={**p.get("data", {}), **model_spec.data, "root": str(root), "test_splits": list(bench["splits"])},
+        module={**p.get("module", {}), **per_model(p.get("model_module", {}), model)},
+        model_hparams=per_model(p.get("model_hparams", {}), model),
         trainer=trainer,
     )
     for section, values in (overrides or {}).items():
@@ -150,7 +163,7 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
         rows.append({**common, "split": split, "metric": "rmse", "value": res["rmse"], "horizon": dm.rollout_steps})
         if "ese" in res:
             rows.append({**common, "split": split, "metric": "ese", "value": res["ese"], "horizon": dm.rollout_steps})
-        for key in (k for k in res if k.startswith("eqerr_")):
+        for key in (k for k in res if k.startswith(("eqerr_", "eqrel_"))):
             rows.append({**common, "split": split, "metric": key, "value": res[key], "horizon": 1})
         for step, value in enumerate(res["rmse_step"], start=1):
             rows.append({**common, "split": split, "metric": "rmse_step", "value": value, "horizon": step})

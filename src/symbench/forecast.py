@@ -21,7 +21,7 @@ from symbench.metrics import EnergySpectrumError, EquivarianceError, RolloutRMSE
 
 # Groups whose one-step equivariance error is measured on the ``orig`` test split (ICLR 2021 sec. 5.1, Table 1).
 # Space-time scaling is absent: it also rescales time, which a one-step map on a fixed frame rate cannot commute with.
-EQUIVARIANCE_PROBES = ("um", "mag", "rot")
+EQUIVARIANCE_PROBES = ("um", "mag", "rot", "scale")  # "scale": per-frame SpatialScaling, lam ~ U(1/5, 2)
 
 
 def rollout(model: nn.Module, history: Tensor, steps: int) -> Tensor:
@@ -138,8 +138,10 @@ class ForecastModule(L.LightningModule):
             if split == "orig":
                 for name, metric in self.test_equivariance.items():
                     if metric.update_called:
-                        res[f"eqerr_{name}"] = metric.compute()["rmse"].item()
-                        self.log(f"test/orig/eqerr_{name}", res[f"eqerr_{name}"], add_dataloader_idx=False)
+                        ee = metric.compute()
+                        res[f"eqerr_{name}"], res[f"eqrel_{name}"] = ee["rmse"].item(), ee["relative"].item()
+                        for key in (f"eqerr_{name}", f"eqrel_{name}"):
+                            self.log(f"test/orig/{key}", res[key], add_dataloader_idx=False)
                         metric.reset()
             self.test_results[split] = res
             rmse.reset()

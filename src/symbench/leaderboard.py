@@ -77,6 +77,7 @@ def render_markdown(benchmark: str, rows: Sequence[dict[str, str]], model_order:
             lines.append("| " + " | ".join([model] + cols) + " |")
         lines.append("")
         lines += _per_step_table(prows, cells, preset, models, splits)
+        lines += _orderings_table(prows, cells, preset, models)
         lines += _equivariance_table(prows, cells, preset, models)
         lines += _run_facts(prows, models)
     return "\n".join(lines)
@@ -95,16 +96,57 @@ def _per_step_table(prows, cells, preset, models, splits) -> list[str]:
 
 
 def _equivariance_table(prows, cells, preset, models) -> list[str]:
-    probes = list(dict.fromkeys(r["metric"] for r in prows if r["metric"].startswith("eqerr_")))
+    """ICLR 2021 Table 1 analog: relative and RMSE equivariance error per probe group."""
+    probes = [m.removeprefix("eqerr_") for m in dict.fromkeys(r["metric"] for r in prows)
+              if m.startswith("eqerr_")]
     if not probes:
         return []
-    names = [SPLIT_TITLES.get(p.removeprefix("eqerr_"), p) for p in probes]
-    lines = ["Equivariance error on `orig` (ICLR 2021 sec. 5.1 / Table 1: RMSE of f(gx) - g f(x), one step, "
-             "g drawn like the transformed splits):", "",
-             "| model | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    names = [SPLIT_TITLES.get(p, p) for p in probes]
+    header = ["model"] + [f"rel. {n}" for n in names] + [f"RMSE {n}" for n in names]
+    lines = ["Equivariance error of the tested checkpoint on `orig` (ICLR 2021 sec. 5.1 / Table 1): "
+             "rel. = ||f(gx) - g f(x)|| / ||g f(x)||, RMSE of f(gx) - g f(x); one step, g drawn like the transformed "
+             "splits (Scale: the per-frame spatial part, zeros outside the grid):", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in models:
-        vals = [cells.get((preset, model, "orig", p, "1")) for p in probes]
-        lines.append("| " + " | ".join([model] + [str(v) if v else "" for v in vals]) + " |")
+        rel = [cells.get((preset, model, "orig", f"eqrel_{p}", "1")) for p in probes]
+        rmse = [cells.get((preset, model, "orig", f"eqerr_{p}", "1")) for p in probes]
+        lines.append("| " + " | ".join([model] + [f"{v.mean:.2e}" if v else "" for v in rel]
+                                       + [f"{v.mean:.2e}" if v else "" for v in rmse]) + " |")
+    return lines + [""]
+
+
+def table2_orderings(prows, cells, preset, models) -> list[tuple[str, str, float, float, float | None]]:
+    """For each ``equ_<g>_<backbone>`` present: (backbone, g, its RMSE on split g, the plain backbone's, Augm's)."""
+    out = []
+    for model in models:
+        parts = model.split("_")
+        if len(parts) != 3 or parts[0] != "equ":
+            continue
+        _, group, backbone = parts
+
+        def rmse(name: str) -> float | None:
+            hs = {r["horizon"] for r in prows if (r["model"], r["split"], r["metric"]) == (name, group, "rmse")}
+            cell = cells.get((preset, name, group, "rmse", next(iter(hs)))) if hs else None
+            return cell.mean if cell else None
+
+        equ, plain, augm = rmse(model), rmse(backbone), rmse(f"augm_{group}_{backbone}")
+        if equ is not None and plain is not None:
+            out.append((backbone, group, equ, plain, augm))
+    return out
+
+
+def _orderings_table(prows, cells, preset, models) -> list[str]:
+    found = table2_orderings(prows, cells, preset, models)
+    if not found:
+        return []
+    lines = ["Table 2 ordering: on each transformed split, does the matching Equ model beat the plain backbone and "
+             "its Augm counterpart in RMSE?", "",
+             "| backbone | split | Equ RMSE | plain RMSE | Augm RMSE | Equ < plain | Equ < Augm |",
+             "|---|---|---|---|---|---|---|"]
+    for backbone, group, equ, plain, augm in found:
+        beats_augm = "" if augm is None else ("yes" if equ < augm else "**no**")
+        lines.append(f"| {backbone} | {SPLIT_TITLES.get(group, group)} | {equ:.3f} | {plain:.3f} | "
+                     f"{'' if augm is None else f'{augm:.3f}'} | {'yes' if equ < plain else '**no**'} | {beats_augm} |")
     return lines + [""]
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
-from symbench.layers import ResidualBlock, check_history, stack_frames
+from symbench.layers import ResidualBlock, check_history, pad_to_multiple, stack_frames
 from symbench.layers.conv import check_padding_mode
 from symbench.layers.escnn_blocks import (
     EquivariantOp,
@@ -131,7 +131,7 @@ def resnet_parameters(rot: RotationFields, history: TypeBlocks, output: TypeBloc
 
 
 class EquRotUNet(nn.Module):
-    """Rotation-equivariant U-net ``(B, T_in, C, H, W) -> (B, C, H, W)``; H and W must be divisible by 16.
+    """Rotation-equivariant U-net ``(B, T_in, C, H, W) -> (B, C, H, W)``; any grid (zero-padded, centred, to 16k).
 
     The plain :class:`~symbench.models.unet.UNet` with every convolution steerable and the same widths in regular
     fields (``fields = (f(w), f(2w), f(4w), f(8w), f(w/2), f(w/4))``, ``f(c) = max(1, round(s c))``), except where a
@@ -188,14 +188,15 @@ class EquRotUNet(nn.Module):
         self.head = rot.conv(history + f_quarter, output, k)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_history(x, self.in_frames, self.layout.channels, "EquRotUNet", grid_multiple=2**DOWNSAMPLINGS)
+        check_history(x, self.in_frames, self.layout.channels, "EquRotUNet")
+        x, crop = pad_to_multiple(x, 2**DOWNSAMPLINGS)  # centred zeros, like the convolutions' padding
         features = [stack_frames(x)]
         for stage in self.encoder:
             features.append(stage(features[-1]))
         y = features.pop()
         for up in self.decoder:
             y = torch.cat([features.pop(), up(y)], dim=1)
-        return self.head(y)
+        return self.head(y)[..., crop[0], crop[1]]
 
     def export(self) -> nn.Module:
         """Plain-torch copy in eval mode computing the same function (see :func:`export_plain`)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
-from symbench.layers import ResidualBlock, check_history, stack_frames
+from symbench.layers import ResidualBlock, check_history, pad_to_multiple, stack_frames
 from symbench.layers.conv import check_padding_mode
 from symbench.layers.scale_conv import (
     ScaleBatchNorm2d,
@@ -119,7 +119,7 @@ def _up(in_channels: int, out_channels: int, scales: tuple[float, ...]) -> nn.Se
 
 
 class EquScaleUNet(nn.Module):
-    """Scale-equivariant U-net ``(B, T_in, C, H, W) -> (B, C, H, W)``; H and W must be divisible by 16.
+    """Scale-equivariant U-net ``(B, T_in, C, H, W) -> (B, C, H, W)``; any grid (zero-padded, centred, to 16k).
 
     The plain :class:`~symbench.models.unet.UNet` (encoder ``c -> w (s2), w -> 2w (s2), 2w -> 2w, 2w -> 4w (s2),
     4w -> 4w, 4w -> 8w (s2), 8w -> 8w``; transposed-convolution decoder ``8w -> 2w, 6w -> w, 3w -> w/2,
@@ -163,7 +163,8 @@ class EquScaleUNet(nn.Module):
         self.head = ScaleConvProject2d(w // 4 + c, layout, k, s, scalar_power)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_history(x, self.in_frames, self.layout.channels, "EquScaleUNet", grid_multiple=2**DOWNSAMPLINGS)
+        check_history(x, self.in_frames, self.layout.channels, "EquScaleUNet")
+        x, crop = pad_to_multiple(x, 2**DOWNSAMPLINGS)  # centred zeros, like the convolutions' padding
         features = [self.lift(stack_frames(x))]
         for stage in self.encoder:
             features.append(stage(features[-1]))
@@ -171,7 +172,7 @@ class EquScaleUNet(nn.Module):
         n = len(self.scales)
         for up in self.decoder:
             y = cat_levels([features.pop(), up(y)], n)
-        return self.head(y)
+        return self.head(y)[..., crop[0], crop[1]]
 
     def extra_repr(self) -> str:
         return (f"in_frames={self.in_frames}, fields={self.layout}, width={self.width}, "

@@ -3,7 +3,8 @@
 Every registered factory is called as ``factory(in_frames=T_in, layout=FieldLayout, **hparams)`` and returns an
 ``nn.Module`` mapping a history ``(B, T_in, C, H, W)`` to the next frame ``(B, C, H, W)`` for the declared fields.
 A model may define ``regularization_loss() -> Tensor``; the Lightning module adds ``alpha * regularization_loss()``
-to the training loss when it exists (relaxed models use it).
+to the training loss when it exists (relaxed models use it). An *augmented* entry is a plain backbone plus the
+datamodule options in ``data`` (``symbench bench`` applies them; with ``symbench fit`` pass ``--data.augment``).
 """
 
 from __future__ import annotations
@@ -27,38 +28,54 @@ class ModelSpec:
     benchmarks: tuple[str, ...] = ()
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # datamodule options the model is defined by (Augm)
 
     def factory(self) -> ModelFactory:
         module, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(module), attr)
 
 
-# The registry. One line per model.
+# The registry. One line per model. Order: the paper's Table 2 (each backbone, its Augm and its Equ variants).
+_RESNET, _UNET = "symbench.models.resnet:ResNet", "symbench.models.unet:UNet"
+_AUGM = "{} trained on the 3x training set with random {} (ICLR 2021 Table 2 'Augm'; --data.augment {})"
 _MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("resnet", "symbench.models.resnet:ResNet", "plain", ("rbc",),
+        ModelSpec("resnet", _RESNET, "plain", ("rbc",),
                   "18-layer ResNet of Wang et al. (ICLR 2021), widths w,w,2w,2w,4w,4w,8w,8w"),
-        ModelSpec("unet", "symbench.models.unet:UNet", "plain", ("rbc",),
-                  "13-layer U-net of Wang et al. (ICLR 2021)"),
-        # Not yet in the rbc benchmark's default model list (its cpu preset budget is set in issue 3):
-        # run with e.g. `symbench bench rbc --models equ_rot_resnet equ_um_unet`.
-        ModelSpec("equ_rot_resnet", "symbench.models.equ_rot:EquRotResNet", "equivariant", (),
-                  "EquRot ResNet (ICLR 2021 sec. 3.3): C_N steerable convs (escnn, N=8), vector fields in and out"),
-        ModelSpec("equ_um_resnet", "symbench.models.equ_um:EquUMResNet", "equivariant", (),
+        ModelSpec("augm_um_resnet", _RESNET, "augmented", ("rbc",), _AUGM.format("ResNet", "uniform motions", "um"),
+                  data={"augment": "um"}),
+        ModelSpec("augm_mag_resnet", _RESNET, "augmented", ("rbc",), _AUGM.format("ResNet", "magnitudes", "mag"),
+                  data={"augment": "mag"}),
+        ModelSpec("augm_rot_resnet", _RESNET, "augmented", ("rbc",), _AUGM.format("ResNet", "quarter turns", "rot"),
+                  data={"augment": "rot"}),
+        ModelSpec("augm_scale_resnet", _RESNET, "augmented", ("rbc",), _AUGM.format("ResNet", "scalings", "scale"),
+                  data={"augment": "scale"}),
+        ModelSpec("equ_um_resnet", "symbench.models.equ_um:EquUMResNet", "equivariant", ("rbc",),
                   "ResNet with uniform-motion equivariant convolutions (ICLR 2021 eq. 2; Prop. 3 residuals)"),
-        ModelSpec("equ_um_unet", "symbench.models.equ_um:EquUMUNet", "equivariant", (),
-                  "U-net with uniform-motion equivariant convolutions and mean-padded up-sampling (ICLR 2021 eq. 2)"),
-        ModelSpec("equ_mag_resnet", "symbench.models.equ_mag:EquMagResNet", "equivariant", (),
+        ModelSpec("equ_mag_resnet", "symbench.models.equ_mag:EquMagResNet", "equivariant", ("rbc",),
                   "ResNet with magnitude-equivariant MinMax-scaled convolutions, no batch norm (ICLR 2021 eq. 4)"),
-        ModelSpec("equ_mag_unet", "symbench.models.equ_mag:EquMagUNet", "equivariant", (),
-                  "U-net with magnitude-equivariant MinMax-scaled convolutions (ICLR 2021 eq. 4)"),
-        ModelSpec("equ_scale_resnet", "symbench.models.equ_scale:EquScaleResNet", "equivariant", (),
+        ModelSpec("equ_rot_resnet", "symbench.models.equ_rot:EquRotResNet", "equivariant", ("rbc",),
+                  "EquRot ResNet (ICLR 2021 sec. 3.3): C_N steerable convs (escnn, N=8), vector fields in and out"),
+        ModelSpec("equ_scale_resnet", "symbench.models.equ_scale:EquScaleResNet", "equivariant", ("rbc",),
                   "EquScal ResNet (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
-        ModelSpec("equ_scale_unet", "symbench.models.equ_scale:EquScaleUNet", "equivariant", (),
+        ModelSpec("unet", _UNET, "plain", ("rbc",), "13-layer U-net of Wang et al. (ICLR 2021)"),
+        ModelSpec("augm_um_unet", _UNET, "augmented", ("rbc",), _AUGM.format("U-net", "uniform motions", "um"),
+                  data={"augment": "um"}),
+        ModelSpec("augm_mag_unet", _UNET, "augmented", ("rbc",), _AUGM.format("U-net", "magnitudes", "mag"),
+                  data={"augment": "mag"}),
+        ModelSpec("augm_rot_unet", _UNET, "augmented", ("rbc",), _AUGM.format("U-net", "quarter turns", "rot"),
+                  data={"augment": "rot"}),
+        ModelSpec("augm_scale_unet", _UNET, "augmented", ("rbc",), _AUGM.format("U-net", "scalings", "scale"),
+                  data={"augment": "scale"}),
+        ModelSpec("equ_um_unet", "symbench.models.equ_um:EquUMUNet", "equivariant", ("rbc",),
+                  "U-net with uniform-motion equivariant convolutions and mean-padded up-sampling (ICLR 2021 eq. 2)"),
+        ModelSpec("equ_mag_unet", "symbench.models.equ_mag:EquMagUNet", "equivariant", ("rbc",),
+                  "U-net with magnitude-equivariant MinMax-scaled convolutions (ICLR 2021 eq. 4)"),
+        ModelSpec("equ_rot_unet", "symbench.models.equ_rot:EquRotUNet", "equivariant", ("rbc",),
+                  "EquRot U-net (ICLR 2021 sec. 3.3): C_N steerable convs, pool+conv down, transposed convs up"),
+        ModelSpec("equ_scale_unet", "symbench.models.equ_scale:EquScaleUNet", "equivariant", ("rbc",),
                   "EquScal U-net (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
-        ModelSpec("equ_rot_unet", "symbench.models.equ_rot:EquRotUNet", "equivariant", (),
-                  "EquRot U-net (ICLR 2021 sec. 3.3): C_N steerable convs, pool+conv down, steerable transposed-conv up"),
     ]
 }
 

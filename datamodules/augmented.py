@@ -1,0 +1,71 @@
+"""Training-set augmentation of the ICLR 2021 paper's *Augm* baselines (sec. 5.2, Table 2).
+
+"Augm is ResNet (U-net) trained on the augmented training set with additional samples applied with random
+transformations from the relevant symmetry group ... three times the size of the original training set." The
+augmented set here is the original training windows followed by ``copies`` transformed copies of all of them
+(``copies = 2`` gives the paper's 3x). Each copy draws one group element per window, once, from a generator seeded
+by ``seed + copy`` (the same fixed set every epoch, every run and every DDP rank), from the same distributions and
+with the same actions as the transformed test splits (:mod:`datamodules.transformed`, :mod:`symbench.symmetry`).
+
+``scale`` is the one group whose samples change the grid: ``lam w(c + lam (x - c), lam^2 t)`` with ``lam <= 2`` only
+stays inside the tile on its central half, which is where the ``scale`` test split lives. So for ``scale`` every
+training window, original or scaled, is taken on that central half grid (the originals are the ``lam = 1`` crop),
+and a batch never mixes grid sizes.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from datamodules.transformed import TransformedWindowDataset
+from datamodules.windows import WindowDataset
+from symbench.fields import FieldLayout
+
+AUGMENTATIONS = ("um", "mag", "rot", "rot_any", "scale")
+
+
+def check_augment(augment: str | None) -> None:
+    """One-line ``ValueError`` unless ``augment`` is ``None`` or a group of :data:`AUGMENTATIONS`."""
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTATIONS)} (or none)")
+
+
+class CentralCrop(Dataset):
+    """The windows of ``windows`` cut to the central ``size`` square (the ``lam = 1`` member of the scale split)."""
+
+    def __init__(self, windows: WindowDataset, size: tuple[int, int]):
+        self.windows, self.size = windows, size
+        h, w = windows.data.shape[-2:]
+        self.top, self.left = (h - size[0]) // 2, (w - size[1]) // 2
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        rows, cols = slice(self.top, self.top + self.size[0]), slice(self.left, self.left + self.size[1])
+        history, target = self.windows[index]
+        return history[..., rows, cols], target[..., rows, cols]
+
+
+class AugmentedWindowDataset(Dataset):
+    """Item ``i < N``: original window ``i``; item ``N c + i``: window ``i`` under copy ``c``'s element for it."""
+
+    def __init__(self, windows: WindowDataset, layout: FieldLayout, augment: str, copies: int = 2, seed: int = 0):
+        check_augment(augment)
+        if copies < 1:
+            raise ValueError(f"augment_copies must be >= 1, got {copies}")
+        self.augment, self.copies = augment, copies
+        self.transformed = [TransformedWindowDataset(windows, layout, augment, seed=seed + c) for c in range(copies)]
+        size = self.transformed[0].scale_size
+        self.original: Dataset = CentralCrop(windows, size) if augment == "scale" else windows
+        self.n = len(windows)
+
+    def __len__(self) -> int:
+        return self.n * (1 + self.copies)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} augmented windows")
+        copy, i = divmod(index, self.n)
+        return self.original[i] if copy == 0 else self.transformed[copy - 1][i]
