@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,6 +165,24 @@ def test_bad_input_gives_one_clear_line(args, needle, capsys, tmp_path):
     assert cli.main(args + ["--root", str(tmp_path)] if args[0] == "data" else args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("symbench: error:") and needle in err[0]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--data.augment", "shear"], "unknown augmentation 'shear'; choose one of um, mag, rot"),
+        (["--data.preset", "huge"], "unknown RBC preset 'huge'"),
+        (["--model.model", "nosuchnet"], "unknown model 'nosuchnet'"),
+    ],
+)
+def test_lightning_cli_bad_input_gives_the_datamodule_or_registry_message(args, needle, tiny_root, tmp_path):
+    """Not jsonargparse's multi-line report: the one line our datamodule or registry wrote, exit status 2."""
+    cmd = [str(Path(sys.executable).with_name("symbench")), "fit", "--data.preset", "tiny", "--data.root",
+           str(tiny_root), "--model.model", "unet", *args]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("symbench: error:")]
+    assert out.returncode == 2 and len(errors) == 1 and needle in errors[0], out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
 
 
 def test_missing_data_directory_and_too_long_history(tiny_root, tmp_path, capsys):

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# Errors that mean bad input: reported as one line, exit status 2 (jsonargparse raises argparse.ArgumentError
+# subclasses when exit_on_error is off).
+BAD_INPUT: tuple[type[BaseException], ...] = (KeyError, ValueError, FileNotFoundError, argparse.ArgumentError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,20 +91,32 @@ def _generate(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        from symbench.lightning_cli import run_lightning_cli
-
-        run_lightning_cli(argv)
-        return 0
-    args = _parser().parse_args(argv)
-    handlers = {"data": _generate, "bench": _bench, "leaderboard": _leaderboard}
     try:
+        if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+            from symbench.lightning_cli import run_lightning_cli
+
+            run_lightning_cli(argv)
+            return 0
+        args = _parser().parse_args(argv)
+        handlers = {"data": _generate, "bench": _bench, "leaderboard": _leaderboard}
         handlers[args.command](args)
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"symbench: error: {message}", file=sys.stderr)
+    except BAD_INPUT as err:
+        print(f"symbench: error: {_root_message(err)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _root_message(err: BaseException) -> str:
+    """One line: the message of the innermost bad-input error behind ``err`` (LightningCLI / jsonargparse wrap the
+    datamodule's or model's own ``ValueError`` in a long report)."""
+    root, seen = err, 0
+    cause = err.__cause__ or err.__context__
+    while cause is not None and seen < 20:
+        if isinstance(cause, BAD_INPUT):
+            root = cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    message = root.args[0] if isinstance(root, KeyError) and root.args else str(root)
+    return next((line.strip(" -") for line in str(message).splitlines() if line.strip()), type(root).__name__)
 
 
 if __name__ == "__main__":

@@ -29,4 +29,4 @@ def run_lightning_cli(argv: Sequence[str]) -> SymbenchCLI:
     best = ModelCheckpoint(monitor="val/rmse", mode="min", save_top_k=1, save_last=True, filename="best-{epoch}")
     return SymbenchCLI(ForecastModule, ForecastDataModule, subclass_mode_data=True, args=list(argv),
                        trainer_defaults={"callbacks": [best], "num_sanity_val_steps": 0},
-                       save_config_kwargs={"overwrite": True})
+                       save_config_kwargs={"overwrite": True}, parser_kwargs={"exit_on_error": False})
