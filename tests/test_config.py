@@ -56,3 +56,20 @@ def test_unknown_names():
         resolve("nope", "cpu", "resnet", 0)
     with pytest.raises(KeyError, match="unknown model 'nope'"):
         resolve("rbc", "cpu", "nope", 0)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "paper"])
+def test_every_equ_model_is_within_10_percent_of_its_backbones_parameters_at_every_preset(preset):
+    """The issue's budget rule (ICLR 2021 Table 6 compares models of about equal size), at the sizes each preset uses."""
+    from symbench.fields import VELOCITY_2D
+
+    def params(model: str) -> int:
+        cfg = resolve("rbc", preset, model, 0)
+        net = models.build(model, in_frames=cfg.data["in_frames"], layout=VELOCITY_2D, **cfg.model_hparams)
+        return sum(p.numel() for p in net.parameters())
+
+    for backbone in ("resnet", "unet"):
+        plain = params(backbone)
+        for group in ("um", "mag", "rot", "scale"):
+            equ = params(f"equ_{group}_{backbone}")
+            assert abs(equ - plain) <= 0.1 * plain, f"{preset}: equ_{group}_{backbone} {equ:,} vs {backbone} {plain:,}"
