@@ -208,3 +208,15 @@ def test_lightning_cli_fit_and_test(tiny_root, tmp_path):
     ckpt = next(root.rglob("best-*.ckpt"))
     assert cli.main(["test", *common, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(root),
                      "--trainer.enable_progress_bar", "false"]) == 0
+
+
+def test_two_cpu_runs_with_the_same_seed_give_identical_metrics(tiny_root, tmp_path):
+    values = []
+    for run in ("a", "b"):
+        args = ["bench", "rbc", "--preset", "tiny", "--root", str(tiny_root), "--results", str(tmp_path / run),
+                "--runs", str(tmp_path / run / "runs"), "--models", "unet", "--seeds", "3", "--max-epochs", "1",
+                "--no-progress"]
+        assert cli.main(args) == 0
+        rows = read_rows(tmp_path / run / "rbc" / "runs.csv")
+        values.append({(r["split"], r["metric"], r["horizon"]): r["value"] for r in rows})
+    assert values[0] == values[1] and len(values[0]) > 20

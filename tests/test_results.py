@@ -1,10 +1,12 @@
 """Leaderboard rows: atomic appends that lose nothing under concurrency, and tables generated from them."""
 
 import multiprocessing as mp
+from pathlib import Path
 
 import pytest
 
-from symbench.leaderboard import aggregate, render_markdown, write_leaderboard
+from symbench.leaderboard import aggregate, render_csv, render_markdown, write_leaderboard
+from symbench.models import available
 from symbench.results import ROW_FIELDS, append_rows, read_rows
 
 
@@ -75,3 +77,22 @@ def test_aggregate_mean_std_over_seeds_and_table_layout(tmp_path):
     written = write_leaderboard("rbc", tmp_path)
     assert all(p.exists() for p in written)
     assert "resnet,orig,rmse,10,2,1,3" in written[1].read_text()
+
+
+COMMITTED = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/runs.csv"))
+
+
+@pytest.mark.parametrize("runs_csv", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_committed_tables_are_what_symbench_leaderboard_regenerates(runs_csv):
+    """`results/<benchmark>/leaderboard.{md,csv}` are generated, never edited by hand (DESIGN §8)."""
+    rows = read_rows(runs_csv)
+    assert (runs_csv.parent / "leaderboard.md").read_text() == render_markdown(runs_csv.parent.name, rows,
+                                                                               model_order=available())
+    assert (runs_csv.parent / "leaderboard.csv").read_text() == render_csv(rows)
+
+
+def test_best_mean_per_column_is_bold():
+    rows = [row(model="a", value=0.2), row(model="b", value=0.1), row(model="a", split="rot", value=0.3),
+            row(model="b", split="rot", value=0.4)]
+    md = render_markdown("rbc", [{k: str(v) for k, v in r.items()} for r in rows])  # as read back from the CSV
+    assert "| a | 0.200 | **0.300** |" in md and "| b | **0.100** | 0.400 |" in md

@@ -67,20 +67,23 @@ def render_markdown(benchmark: str, rows: Sequence[dict[str, str]], model_order:
         lines += [f"## preset `{preset}` ({len(seeds)} seed(s); horizon {horizon} steps)", ""]
         header = ["model"] + [f"{METRIC_TITLES[m]} {SPLIT_TITLES.get(s, s)}" for m in metrics for s in splits]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for model in models:
-            cols = []
-            for m in metrics:
-                for s in splits:
-                    hs = {r["horizon"] for r in horizon_rows if (r["model"], r["split"], r["metric"]) == (model, s, m)}
-                    cell = cells.get((preset, model, s, m, next(iter(hs)))) if hs else None
-                    cols.append(str(cell) if cell else "")
+        table = {model: [_horizon_cell(cells, horizon_rows, preset, model, s, m) for m in metrics for s in splits]
+                 for model in models}
+        best = [min((c.mean for c in col if c), default=None) for col in zip(*table.values())]
+        for model, row in table.items():
+            cols = ["" if c is None else (f"**{c}**" if c.mean == b else str(c)) for c, b in zip(row, best)]
             lines.append("| " + " | ".join([model] + cols) + " |")
-        lines.append("")
+        lines += ["", "Bold: the lowest mean in each column.", ""]
         lines += _per_step_table(prows, cells, preset, models, splits)
         lines += _orderings_table(prows, cells, preset, models)
         lines += _equivariance_table(prows, cells, preset, models)
         lines += _run_facts(prows, models)
     return "\n".join(lines)
+
+
+def _horizon_cell(cells, horizon_rows, preset, model, split, metric) -> Cell | None:
+    hs = {r["horizon"] for r in horizon_rows if (r["model"], r["split"], r["metric"]) == (model, split, metric)}
+    return cells.get((preset, model, split, metric, next(iter(hs)))) if hs else None
 
 
 def _per_step_table(prows, cells, preset, models, splits) -> list[str]:
@@ -125,8 +128,7 @@ def table2_orderings(prows, cells, preset, models) -> list[tuple[str, str, float
         _, group, backbone = parts
 
         def rmse(name: str) -> float | None:
-            hs = {r["horizon"] for r in prows if (r["model"], r["split"], r["metric"]) == (name, group, "rmse")}
-            cell = cells.get((preset, name, group, "rmse", next(iter(hs)))) if hs else None
+            cell = _horizon_cell(cells, prows, preset, name, group, "rmse")
             return cell.mean if cell else None
 
         equ, plain, augm = rmse(model), rmse(backbone), rmse(f"augm_{group}_{backbone}")
