@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -220,3 +223,35 @@ def test_two_cpu_runs_with_the_same_seed_give_identical_metrics(tiny_root, tmp_p
         rows = read_rows(tmp_path / run / "rbc" / "runs.csv")
         values.append({(r["split"], r["metric"], r["horizon"]): r["value"] for r in rows})
     assert values[0] == values[1] and len(values[0]) > 20
+
+
+def test_a_killed_bench_resumes_from_its_last_checkpoint_and_loses_or_repeats_no_row(tiny_root, tmp_path):
+    """SIGKILL at a random moment after the first checkpoint is written, then rerun: the interrupted model continues
+    from ``last.ckpt``, finished ones are skipped, and every row exists exactly once."""
+    cmd = [str(Path(sys.executable).with_name("symbench")), "bench", "rbc", "--preset", "tiny", "--root",
+           str(tiny_root), "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"), "--models",
+           "unet", "equ_mag_unet", "--max-epochs", "4", "--no-progress"]
+    delay = random.Random().uniform(0.0, 3.0)
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while not list((tmp_path / "runs").glob("rbc/tiny/unet/*/checkpoints/last.ckpt")):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.05)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    rows = read_rows(tmp_path / "results" / "rbc" / "runs.csv")
+    keys = [(r["model"], r["split"], r["metric"], r["horizon"]) for r in rows]
+    assert len(keys) == len(set(keys)), f"duplicated rows after a kill {delay:.2f} s after the first checkpoint"
+    for model in ("unet", "equ_mag_unet"):
+        mine = [r for r in rows if r["model"] == model]
+        assert {r["split"] for r in mine} == {"orig", "um", "mag", "rot", "scale"}
+        assert {r["epochs"] for r in mine} == {"4"}
+    first = (tmp_path / "first.log").read_text()
+    if "appended" not in first:  # killed while the U-net was training or testing: it must have resumed
+        assert "resuming from" in second.stdout
+    else:  # the U-net had finished: skipped, not trained again
+        assert "skipped" in second.stdout

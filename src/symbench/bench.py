@@ -28,7 +28,7 @@ import yaml
 import datamodules
 from symbench import __version__, models
 from symbench.leaderboard import write_leaderboard
-from symbench.results import append_rows
+from symbench.results import append_rows, read_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,8 +125,21 @@ def _versions() -> str:
     return f"symbench={__version__};torch={torch.__version__};lightning={lightning.__version__}"
 
 
+def run_directory(cfg: RunConfig, runs_dir: str | Path = "runs") -> Path:
+    """Where one (configuration, seed) trains: deterministic, so an interrupted run is found again."""
+    return Path(runs_dir) / cfg.benchmark / cfg.preset / cfg.model / f"seed{cfg.seed}-{cfg.config_hash()}"
+
+
+def finished_runs(csv_path: Path) -> set[tuple[str, str, str, str]]:
+    """(preset, model, seed, config_hash) of every run that already has rows in ``csv_path``."""
+    if not csv_path.exists():
+        return set()
+    return {(r["preset"], r["model"], r["seed"], r["config_hash"]) for r in read_rows(csv_path)}
+
+
 def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True) -> list[dict[str, Any]]:
-    """Train, select the best validation checkpoint, test it on every split; return leaderboard rows."""
+    """Train (continuing from the run directory's ``last.ckpt`` when an earlier attempt was interrupted), select the
+    best validation checkpoint, test it on every split; return leaderboard rows."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -139,15 +152,19 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
     module = ForecastModule(model=cfg.model, model_hparams=cfg.model_hparams, fields=dm.fields,
                             in_frames=dm.in_frames, train_steps=dm.train_steps, rollout_steps=dm.rollout_steps,
                             test_splits=dm.test_splits, **cfg.module)
-    run_dir = Path(runs_dir) / cfg.benchmark / cfg.preset / cfg.model / f"seed{cfg.seed}-{cfg.config_hash()}"
+    run_dir = run_directory(cfg, runs_dir)
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor="val/rmse",
                            mode="min", save_top_k=1, save_last=True)
     trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}
     trainer = L.Trainer(default_root_dir=run_dir, callbacks=[ckpt], logger=CSVLogger(run_dir, name="logs"),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         **trainer_args)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = str(last) if last.is_file() else None  # an interrupted run of this configuration: continue it
+    if resume:
+        print(f"    resuming from {last}", flush=True)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    trainer.fit(module, datamodule=dm, ckpt_path=resume)
     train_seconds = time.perf_counter() - start
     best_path = ckpt.best_model_path
     trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)
@@ -180,8 +197,12 @@ def torch_load_epoch(path: str) -> int:
 def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | None = None,
                   seeds: Sequence[int] | None = None, root: str | Path = "data", results_dir: str | Path = "results",
                   runs_dir: str | Path = "runs", overrides: dict[str, dict[str, Any]] | None = None,
-                  progress: bool = True) -> list[dict[str, Any]]:
-    """Run ``name`` at ``preset`` for every model and seed; rows are appended after each run (a crash keeps them)."""
+                  progress: bool = True, rerun: bool = False) -> list[dict[str, Any]]:
+    """Run ``name`` at ``preset`` for every model and seed; rows are appended after each run (a crash keeps them).
+
+    Resumable: a (model, seed) whose configuration already has rows in ``runs.csv`` is skipped (``rerun=True``
+    trains it again and appends new rows), and an interrupted one continues from its last checkpoint.
+    """
     load_benchmark(name)
     names = list(model_names) if model_names else models.available(name)
     seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
@@ -190,8 +211,12 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
         datamodules.generate(configs[0].dataset, configs[0].data.get("preset", preset), root, progress=progress)
     csv_path = Path(results_dir) / name / "runs.csv"
     all_rows = []
+    done = set() if rerun else finished_runs(csv_path)
     for i, cfg in enumerate(configs, start=1):
         print(f"[{i}/{len(configs)}] {name} preset={preset} model={cfg.model} seed={cfg.seed}", flush=True)
+        if (preset, cfg.model, str(cfg.seed), cfg.config_hash()) in done:
+            print(f"    already in {csv_path} (same configuration); skipped (--rerun trains it again)", flush=True)
+            continue
         rows = run_one(cfg, runs_dir, progress)
         append_rows(csv_path, rows)
         all_rows += rows

@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--accelerator", help="override the Trainer accelerator (cpu, gpu, auto)")
     bench.add_argument("--devices", help="override the Trainer devices (e.g. 1, 4, auto)")
     bench.add_argument("--no-progress", action="store_true")
+    bench.add_argument("--rerun", action="store_true",
+                       help="train (model, seed) pairs again even if runs.csv has rows of the same configuration")
 
     board = sub.add_parser("leaderboard", help="aggregate results/<benchmark>/runs.csv into tables")
     board.add_argument("--benchmark", nargs="+", help="benchmarks (default: every one with rows)")
@@ -63,7 +65,7 @@ def _bench(args: argparse.Namespace) -> None:
     trainer = {k: v for k, v in {"max_epochs": args.max_epochs, "accelerator": args.accelerator,
                                  "devices": _devices(args.devices)}.items() if v is not None}
     run_benchmark(args.benchmark, args.preset, args.models, args.seeds, args.root, args.results, args.runs,
-                  overrides={"trainer": trainer}, progress=not args.no_progress)
+                  overrides={"trainer": trainer}, progress=not args.no_progress, rerun=args.rerun)
 
 
 def _devices(value: str | None) -> int | str | None:
