@@ -255,3 +255,17 @@ def test_a_killed_bench_resumes_from_its_last_checkpoint_and_loses_or_repeats_no
         assert "resuming from" in second.stdout
     else:  # the U-net had finished: skipped, not trained again
         assert "skipped" in second.stdout
+
+
+def test_rerun_skips_runs_finished_here_but_not_rows_from_elsewhere(tiny_bench, tiny_root, tmp_path):
+    """Rows alone (e.g. a committed runs.csv) do not count as done: without this machine's checkpoint it trains."""
+    results = tmp_path / "results"
+    shutil.copytree(tiny_bench / "results", results)
+    before = read_rows(results / "rbc" / "runs.csv")
+    base = ["bench", "rbc", "--preset", "tiny", "--root", str(tiny_root), "--results", str(results), "--models",
+            "unet", "--no-progress"]
+    assert cli.main(base + ["--runs", str(tiny_bench / "runs")]) == 0
+    assert read_rows(results / "rbc" / "runs.csv") == before
+    assert cli.main(base + ["--runs", str(tmp_path / "fresh_runs")]) == 0
+    after = read_rows(results / "rbc" / "runs.csv")
+    assert after[: len(before)] == before and {r["model"] for r in after[len(before):]} == {"unet"}

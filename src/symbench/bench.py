@@ -130,11 +130,12 @@ def run_directory(cfg: RunConfig, runs_dir: str | Path = "runs") -> Path:
     return Path(runs_dir) / cfg.benchmark / cfg.preset / cfg.model / f"seed{cfg.seed}-{cfg.config_hash()}"
 
 
-def finished_runs(csv_path: Path) -> set[tuple[str, str, str, str]]:
-    """(preset, model, seed, config_hash) of every run that already has rows in ``csv_path``."""
-    if not csv_path.exists():
-        return set()
-    return {(r["preset"], r["model"], r["seed"], r["config_hash"]) for r in read_rows(csv_path)}
+def is_finished(cfg: RunConfig, rows: Sequence[dict[str, str]], runs_dir: str | Path) -> bool:
+    """True when this machine already ran ``cfg``: ``rows`` hold its (preset, model, seed, config hash) and its run
+    directory holds the best checkpoint (rows alone may come from a committed ``runs.csv`` of another machine)."""
+    key = (cfg.preset, cfg.model, str(cfg.seed), cfg.config_hash())
+    has_rows = any((r["preset"], r["model"], r["seed"], r["config_hash"]) == key for r in rows)
+    return has_rows and any((run_directory(cfg, runs_dir) / "checkpoints").glob("best-*.ckpt"))
 
 
 def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True) -> list[dict[str, Any]]:
@@ -200,8 +201,9 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
                   progress: bool = True, rerun: bool = False) -> list[dict[str, Any]]:
     """Run ``name`` at ``preset`` for every model and seed; rows are appended after each run (a crash keeps them).
 
-    Resumable: a (model, seed) whose configuration already has rows in ``runs.csv`` is skipped (``rerun=True``
-    trains it again and appends new rows), and an interrupted one continues from its last checkpoint.
+    Resumable: a (model, seed) of a configuration that already has rows in ``runs.csv`` and a best checkpoint under
+    ``runs_dir`` is skipped (``rerun=True`` trains it again and appends new rows), and an interrupted one continues
+    from its last checkpoint.
     """
     load_benchmark(name)
     names = list(model_names) if model_names else models.available(name)
@@ -211,10 +213,10 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
         datamodules.generate(configs[0].dataset, configs[0].data.get("preset", preset), root, progress=progress)
     csv_path = Path(results_dir) / name / "runs.csv"
     all_rows = []
-    done = set() if rerun else finished_runs(csv_path)
+    previous = read_rows(csv_path) if csv_path.exists() and not rerun else []
     for i, cfg in enumerate(configs, start=1):
         print(f"[{i}/{len(configs)}] {name} preset={preset} model={cfg.model} seed={cfg.seed}", flush=True)
-        if (preset, cfg.model, str(cfg.seed), cfg.config_hash()) in done:
+        if is_finished(cfg, previous, runs_dir):
             print(f"    already in {csv_path} (same configuration); skipped (--rerun trains it again)", flush=True)
             continue
         rows = run_one(cfg, runs_dir, progress)
