@@ -269,3 +269,8 @@ def test_rerun_skips_runs_finished_here_but_not_rows_from_elsewhere(tiny_bench, 
     assert cli.main(base + ["--runs", str(tmp_path / "fresh_runs")]) == 0
     after = read_rows(results / "rbc" / "runs.csv")
     assert after[: len(before)] == before and {r["model"] for r in after[len(before):]} == {"unet"}
+    # --rerun trains again from scratch; the earlier run directory is renamed, not deleted
+    assert cli.main(base + ["--runs", str(tmp_path / "fresh_runs"), "--rerun"]) == 0
+    assert len(read_rows(results / "rbc" / "runs.csv")) == len(after) + (len(after) - len(before))
+    run_dirs = sorted(p.name for p in (tmp_path / "fresh_runs" / "rbc" / "tiny" / "unet").iterdir())
+    assert len(run_dirs) == 2 and ".replaced-" in run_dirs[1] and run_dirs[1].startswith(run_dirs[0])

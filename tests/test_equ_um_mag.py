@@ -239,7 +239,7 @@ def test_model_is_exactly_equivariant_and_the_plain_backbone_is_not(name: str, l
     g = group_element(name, x.shape[0])
     model = getattr(small(name, layout), mode)()
     # float32 for the eval-mode model as benchmarked; train mode (batch statistics) in float64, where float32
-    # round-off, amplified through the batch norms of the 8 blocks, reaches ~1e-6 relative.
+    # round-off, amplified through the 8 blocks (and their batch norms, where a model has them), reaches ~1e-6.
     if mode == "train":
         model, x = model.double(), x.double()
     err = relative_error(model, x, g, layout)

@@ -138,6 +138,14 @@ def is_finished(cfg: RunConfig, rows: Sequence[dict[str, str]], runs_dir: str | 
     return has_rows and any((run_directory(cfg, runs_dir) / "checkpoints").glob("best-*.ckpt"))
 
 
+def _set_aside(run_dir: Path) -> None:
+    """Rename an earlier run directory of this configuration so that a rerun starts fresh and loses nothing."""
+    if run_dir.exists():
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.replaced-{stamp}"))
+        print(f"    earlier run moved to {run_dir.name}.replaced-{stamp}", flush=True)
+
+
 def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True) -> list[dict[str, Any]]:
     """Train (continuing from the run directory's ``last.ckpt`` when an earlier attempt was interrupted), select the
     best validation checkpoint, test it on every split; return leaderboard rows."""
@@ -202,8 +210,8 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
     """Run ``name`` at ``preset`` for every model and seed; rows are appended after each run (a crash keeps them).
 
     Resumable: a (model, seed) of a configuration that already has rows in ``runs.csv`` and a best checkpoint under
-    ``runs_dir`` is skipped (``rerun=True`` trains it again and appends new rows), and an interrupted one continues
-    from its last checkpoint.
+    ``runs_dir`` is skipped, and an interrupted one continues from its last checkpoint. ``rerun=True`` trains every
+    pair from scratch (an earlier run directory is renamed, not deleted) and appends new rows.
     """
     load_benchmark(name)
     names = list(model_names) if model_names else models.available(name)
@@ -219,6 +227,8 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
         if is_finished(cfg, previous, runs_dir):
             print(f"    already in {csv_path} (same configuration); skipped (--rerun trains it again)", flush=True)
             continue
+        if rerun:
+            _set_aside(run_directory(cfg, runs_dir))
         rows = run_one(cfg, runs_dir, progress)
         append_rows(csv_path, rows)
         all_rows += rows

@@ -160,7 +160,8 @@ def _run_facts(prows, models) -> list[str]:
         secs = statistics.fmean(float(r["train_seconds"]) for r in by_seed.values())
         best = ",".join(sorted({r["best_epoch"] for r in by_seed.values()}))
         epochs = ",".join(sorted({r["epochs"] for r in by_seed.values()}))
-        lines.append(f"| {model} | {mrows[0]['params']} | {epochs} | {best} | {secs:.0f} |")
+        latest = list(by_seed.values())[-1]  # a repeated seed: the last row wins, as in the tables
+        lines.append(f"| {model} | {latest['params']} | {epochs} | {best} | {secs:.0f} |")
     return lines + [""]
 
 
