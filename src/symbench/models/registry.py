@@ -37,20 +37,23 @@ class ModelSpec:
 
 # The registry. One line per model. Order: the paper's Table 2 (each backbone, its Augm and its Equ variants).
 _RESNET, _UNET = "symbench.models.resnet:ResNet", "symbench.models.unet:UNet"
-_AUGM = "{} trained on the 3x training set with random {} (ICLR 2021 Table 2 'Augm'; --data.augment {})"
+_AUGM_GROUPS = {"um": "uniform motions", "mag": "magnitudes", "rot": "quarter turns", "scale": "scalings"}
+
+
+def _augm(backbone: str, target: str, title: str) -> list[ModelSpec]:
+    """The four Augm entries of a backbone: the backbone itself, trained with ``--data.augment <group>``."""
+    return [ModelSpec(f"augm_{g}_{backbone}", target, "augmented", ("rbc",),
+                      f"{title} trained on the 3x training set with random {what} (ICLR 2021 Table 2 'Augm'; "
+                      f"--data.augment {g})", data={"augment": g})
+            for g, what in _AUGM_GROUPS.items()]
+
+
 _MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec("resnet", _RESNET, "plain", ("rbc",),
                   "18-layer ResNet of Wang et al. (ICLR 2021), widths w,w,2w,2w,4w,4w,8w,8w"),
-        ModelSpec("augm_um_resnet", _RESNET, "augmented", ("rbc",), _AUGM.format("ResNet", "uniform motions", "um"),
-                  data={"augment": "um"}),
-        ModelSpec("augm_mag_resnet", _RESNET, "augmented", ("rbc",), _AUGM.format("ResNet", "magnitudes", "mag"),
-                  data={"augment": "mag"}),
-        ModelSpec("augm_rot_resnet", _RESNET, "augmented", ("rbc",), _AUGM.format("ResNet", "quarter turns", "rot"),
-                  data={"augment": "rot"}),
-        ModelSpec("augm_scale_resnet", _RESNET, "augmented", ("rbc",), _AUGM.format("ResNet", "scalings", "scale"),
-                  data={"augment": "scale"}),
+        *_augm("resnet", _RESNET, "ResNet"),
         ModelSpec("equ_um_resnet", "symbench.models.equ_um:EquUMResNet", "equivariant", ("rbc",),
                   "ResNet with uniform-motion equivariant convolutions (ICLR 2021 eq. 2; Prop. 3 residuals)"),
         ModelSpec("equ_mag_resnet", "symbench.models.equ_mag:EquMagResNet", "equivariant", ("rbc",),
@@ -60,14 +63,7 @@ _MODELS: dict[str, ModelSpec] = {
         ModelSpec("equ_scale_resnet", "symbench.models.equ_scale:EquScaleResNet", "equivariant", ("rbc",),
                   "EquScal ResNet (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
         ModelSpec("unet", _UNET, "plain", ("rbc",), "13-layer U-net of Wang et al. (ICLR 2021)"),
-        ModelSpec("augm_um_unet", _UNET, "augmented", ("rbc",), _AUGM.format("U-net", "uniform motions", "um"),
-                  data={"augment": "um"}),
-        ModelSpec("augm_mag_unet", _UNET, "augmented", ("rbc",), _AUGM.format("U-net", "magnitudes", "mag"),
-                  data={"augment": "mag"}),
-        ModelSpec("augm_rot_unet", _UNET, "augmented", ("rbc",), _AUGM.format("U-net", "quarter turns", "rot"),
-                  data={"augment": "rot"}),
-        ModelSpec("augm_scale_unet", _UNET, "augmented", ("rbc",), _AUGM.format("U-net", "scalings", "scale"),
-                  data={"augment": "scale"}),
+        *_augm("unet", _UNET, "U-net"),
         ModelSpec("equ_um_unet", "symbench.models.equ_um:EquUMUNet", "equivariant", ("rbc",),
                   "U-net with uniform-motion equivariant convolutions and mean-padded up-sampling (ICLR 2021 eq. 2)"),
         ModelSpec("equ_mag_unet", "symbench.models.equ_mag:EquMagUNet", "equivariant", ("rbc",),
