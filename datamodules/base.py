@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -28,6 +30,10 @@ class ForecastDataModule(L.LightningDataModule):
 
     Test dataloaders come in the order of ``test_splits``; each name is ``orig`` or a transform of
     :data:`symbench.symmetry.TRANSFORMS` applied to the ``orig`` windows with a fixed seed.
+
+    DDP: validation and test loaders shard the windows without padding (:meth:`_eval_sampler`), so every window is
+    evaluated exactly once over all ranks and the metrics' summed states equal a single process's. Training keeps
+    Lightning's padded, shuffled ``DistributedSampler``.
     """
 
     def __init__(
@@ -109,8 +115,20 @@ class ForecastDataModule(L.LightningDataModule):
             self.datasets[name] = TransformedWindowDataset(test, layout, name, seed=self.transform_seed + offset)
 
     def _loader(self, dataset: Any, batch_size: int, shuffle: bool = False) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=False, persistent_workers=self.num_workers > 0)
+        sampler = None if shuffle else self._eval_sampler(dataset)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                          num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0)
+
+    def _eval_sampler(self, dataset: Any) -> UnrepeatedDistributedSampler | None:
+        """Under DDP, rank ``r`` of ``n`` gets windows ``r, r + n, ...`` and none twice (Lightning's default
+        ``DistributedSampler`` pads by repeating windows, and leaves this subclass of it alone); ``None``
+        (sequential) in a single process."""
+        kwargs = getattr(getattr(self.trainer, "strategy", None), "distributed_sampler_kwargs", None)
+        if kwargs is None and dist.is_available() and dist.is_initialized():
+            kwargs = {"num_replicas": dist.get_world_size(), "rank": dist.get_rank()}
+        if not kwargs or kwargs["num_replicas"] <= 1:
+            return None
+        return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["train"], self.batch_size, shuffle=True)

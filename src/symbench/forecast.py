@@ -5,6 +5,11 @@ MSE of every predicted frame is accumulated, ``L = sum_{s=1..k} MSE(x_hat_{t+s},
 ``alpha * model.regularization_loss()`` when the model has a regulariser (relaxed models).
 Evaluation: ``rollout_steps`` autoregressive steps (drop the oldest frame, append the prediction), identical for
 every model; RMSE per step and over the horizon and the energy spectrum error, per split.
+
+DDP exactness: every metric keeps summed states (``dist_reduce_fx="sum"``) that are synced before ``compute``, the
+datamodule's evaluation loaders shard the windows without padding (each counted once), and the equivariance probe's
+group element of a window depends only on its dataset index, not on the batch or rank that evaluates it. So
+``validate`` / ``test`` on N ranks log the single-process values up to float summation order.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from symbench.metrics import EnergySpectrumError, EquivarianceError, RolloutRMSE
 # Groups whose one-step equivariance error is measured on the ``orig`` test split (ICLR 2021 sec. 5.1, Table 1).
 # Space-time scaling is absent: it also rescales time, which a one-step map on a fixed frame rate cannot commute with.
 EQUIVARIANCE_PROBES = ("um", "mag", "rot", "scale")  # "scale": per-frame SpatialScaling, lam ~ U(1/5, 2)
+PROBE_SEED = 10_000  # seed of the per-window probe elements (one table per group, indexed by the window)
 
 
 def rollout(model: nn.Module, history: Tensor, steps: int) -> Tensor:
@@ -105,21 +111,39 @@ class ForecastModule(L.LightningModule):
         self.val_rmse.reset()
 
     # -- testing ---------------------------------------------------------------------------------------------------
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Update the split's metrics; return the predicted rollout (read by callbacks, e.g. PredictionArtifacts)."""
         history, target = batch
         pred = self.rollout(history, target.shape[1])
         self.test_rmse[dataloader_idx].update(pred, target)
         for sl in self.layout.vector_slices:
             self.test_ese[dataloader_idx].update(pred[:, :, sl], target[:, :, sl])
         if self.test_splits[dataloader_idx] == "orig":
-            self._probe_equivariance(history, batch_idx)
+            self._probe_equivariance(history, self._probe_batches[batch_idx])
+        return pred
 
-    def _probe_equivariance(self, history: Tensor, batch_idx: int) -> None:
-        """``|f(g x) - g f(x)|`` for group elements drawn like the transformed splits, seeded by the batch index."""
+    def on_test_epoch_start(self) -> None:
+        """Read the dataset indices of the ``orig`` loader's batches (its sampler is deterministic: sequential, or
+        the datamodule's unpadded DDP shard) and draw one probe element per ``orig`` window."""
+        self._probe_batches: list[list[int]] = []
+        self._probe_elements: dict[str, symmetry.GroupElement] = {}
+        if "orig" not in self.test_splits:
+            return
+        loaders = self.trainer.test_dataloaders
+        loader = (loaders if isinstance(loaders, (list, tuple)) else [loaders])[self.test_splits.index("orig")]
+        self._probe_batches = [list(batch) for batch in loader.batch_sampler]
+        for name in self.test_equivariance:
+            gen = torch.Generator().manual_seed(PROBE_SEED)
+            self._probe_elements[name] = symmetry.sample_elements(name, len(loader.dataset), gen)
+
+    def _probe_equivariance(self, history: Tensor, index: Sequence[int]) -> None:
+        """``|f(g x) - g f(x)|`` for group elements drawn like the transformed splits; window ``index[i]`` always
+        gets the same element, however the windows are batched or sharded over DDP ranks."""
+        if len(index) != history.shape[0]:
+            raise RuntimeError(f"batch of {history.shape[0]} windows but the sampler gave {len(index)} indices")
+        idx = torch.as_tensor(index)
         for name, metric in self.test_equivariance.items():
-            gen = torch.Generator().manual_seed(10_000 + batch_idx)
-            g = symmetry.sample_elements(name, history.shape[0], gen)
-            g = symmetry.map_params(g, lambda t: t.to(history.device))
+            g = symmetry.map_params(self._probe_elements[name], lambda t: t[idx].to(history.device))
             metric.update(*equivariance_pair(self.net, history, lambda x: g.act(x, self.layout)))
 
     def on_test_epoch_end(self) -> None:
