@@ -6,7 +6,7 @@ SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
 DATA ?= data
 
-.PHONY: setup test test-fast bench-rbc data-rbc leaderboard speed symmetry-cost clean
+.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc leaderboard speed symmetry-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -25,6 +25,14 @@ data-rbc: setup
 
 bench-rbc: data-rbc
 	$(SYMBENCH) bench rbc --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) leaderboard --benchmark rbc
+
+# Optuna sweep of one model's search space (sweeps/rbc/*.yaml); best config -> benchmarks/rbc/best/<model>.yaml.
+MODEL ?= unet
+WORKERS ?= 1
+SAMPLER ?= grid
+sweep-rbc: data-rbc
+	$(SYMBENCH) sweep rbc --model $(MODEL) --preset $(PRESET) --root $(DATA) --workers $(WORKERS) --sampler $(SAMPLER) $(if $(TRIALS),--trials $(TRIALS))
 
 leaderboard: setup
 	$(SYMBENCH) leaderboard

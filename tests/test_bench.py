@@ -12,22 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from symbench import cli
 from symbench.bench import resolve
+from symbench.prediction_artifacts import load_artifacts
 from symbench.results import ROW_FIELDS, read_rows
 
 pytestmark = pytest.mark.dedalus
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
-    """Tiny RBC data generated once per test session by the real solver."""
-    root = tmp_path_factory.mktemp("data")
-    assert cli.main(["data", "generate", "rbc", "--preset", "tiny", "--root", str(root), "--no-progress"]) == 0
-    return root
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +49,11 @@ def test_bench_writes_rows_for_every_model_split_and_metric(tiny_bench):
             assert int(r["params"]) > 0 and r["preset"] == "tiny" and r["git_sha"] and r["versions"]
     md = (tiny_bench / "results" / "rbc" / "leaderboard.md").read_text()
     assert "RMSE Orig" in md and "ESE Scale" in md and "| resnet" in md and "| unet" in md
+    for model in {r["model"] for r in rows}:  # prediction artifacts of every run (spectra, snapshots), for the plots
+        art = load_artifacts(tiny_bench / "results" / "rbc" / "predictions" / "tiny" / f"{model}-seed0.npz")
+        assert art["splits"] == sorted(splits, key=["orig", "um", "mag", "rot", "scale"].index)
+        assert art["orig"]["spectrum_pred"].shape[0] == 3 and art["orig"]["snapshot_steps"].tolist() == [1]  # horizon 3
+        assert np.isfinite(art["scale"]["spectrum_pred"]).all() and art["orig"]["spectrum_target"].sum() > 0
 
 
 def test_horizon_rmse_is_the_root_of_the_mean_squared_per_step_rmse(tiny_bench):
@@ -264,8 +263,10 @@ def test_rerun_skips_runs_finished_here_but_not_rows_from_elsewhere(tiny_bench, 
     before = read_rows(results / "rbc" / "runs.csv")
     base = ["bench", "rbc", "--preset", "tiny", "--root", str(tiny_root), "--results", str(results), "--models",
             "unet", "--no-progress"]
+    artifact = results / "rbc" / "predictions" / "tiny" / "unet-seed0.npz"
+    artifact.unlink()  # a run finished before artifacts existed: a test pass of its best checkpoint, no training
     assert cli.main(base + ["--runs", str(tiny_bench / "runs")]) == 0
-    assert read_rows(results / "rbc" / "runs.csv") == before
+    assert read_rows(results / "rbc" / "runs.csv") == before and load_artifacts(artifact)["meta"]["model"] == "unet"
     assert cli.main(base + ["--runs", str(tmp_path / "fresh_runs")]) == 0
     after = read_rows(results / "rbc" / "runs.csv")
     assert after[: len(before)] == before and {r["model"] for r in after[len(before):]} == {"unet"}

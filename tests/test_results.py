@@ -27,17 +27,17 @@ def test_concurrent_appends_lose_no_row(tmp_path):
     path = tmp_path / "rbc" / "runs.csv"
     append_rows(path, [row(model="existing")])
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(path, w, 25)) for w in range(4)]
+    procs = [ctx.Process(target=_writer, args=(path, w, 200)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
         assert p.exitcode == 0
     rows = read_rows(path)
-    assert len(rows) == 1 + 4 * 25
+    assert len(rows) == 1 + 4 * 200  # the 4 x 200
     assert rows[0]["model"] == "existing"  # earlier rows kept
     got = {(r["model"], r["seed"]) for r in rows[1:]}
-    assert got == {(f"w{w}", str(i)) for w in range(4) for i in range(25)}
+    assert got == {(f"w{w}", str(i)) for w in range(4) for i in range(200)}
     assert path.read_text().count("benchmark,") == 1  # one header
 
 

@@ -28,6 +28,7 @@ import yaml
 import datamodules
 from symbench import __version__, models
 from symbench.leaderboard import write_leaderboard
+from symbench.prediction_artifacts import PredictionArtifacts, artifact_path, read_meta
 from symbench.results import append_rows, read_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -82,9 +83,20 @@ def per_model(section: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
     return merged
 
 
+def best_config(name: str, model: str, preset: str) -> dict[str, Any]:
+    """The dotted-path overrides a sweep found best for ``model`` at ``preset`` (``benchmarks/<name>/best/<model>.yaml``,
+    written by ``symbench sweep``); empty when there is none for this preset."""
+    path = benchmarks_dir() / name / "best" / f"{model}.yaml"
+    if not path.is_file():
+        return {}
+    doc = yaml.safe_load(path.read_text()) or {}
+    return dict(doc.get("overrides", {})) if doc.get("preset") == preset else {}
+
+
 def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "data",
-            overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
-    """The run configuration of ``model`` at ``preset``; ``overrides`` update the data/module/trainer sections."""
+            overrides: dict[str, dict[str, Any]] | None = None, use_best: bool = True) -> RunConfig:
+    """The run configuration of ``model`` at ``preset``: the preset's sections, then (``use_best``) the sweep's best
+    configuration for this model and preset, then ``overrides`` (data/module/model_hparams/trainer sections)."""
     bench = load_benchmark(name)
     presets = bench["presets"]
     if preset not in presets:
@@ -99,6 +111,11 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
         model_hparams=per_model(p.get("model_hparams", {}), model),
         trainer=trainer,
     )
+    if use_best and (best := best_config(name, model, preset)):
+        from symbench.sweep.space import to_overrides
+
+        for section, values in to_overrides(best).items():
+            getattr(cfg, section).update(values)
     for section, values in (overrides or {}).items():
         getattr(cfg, section).update(values)
     return cfg
@@ -146,9 +163,22 @@ def _set_aside(run_dir: Path) -> None:
         print(f"    earlier run moved to {run_dir.name}.replaced-{stamp}", flush=True)
 
 
-def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True) -> list[dict[str, Any]]:
-    """Train (continuing from the run directory's ``last.ckpt`` when an earlier attempt was interrupted), select the
-    best validation checkpoint, test it on every split; return leaderboard rows."""
+@dataclass
+class FittedRun:
+    """What :func:`fit_run` leaves behind: the trained module (last epoch), its data and the best checkpoint."""
+
+    module: Any
+    datamodule: Any
+    trainer: Any
+    best_path: str
+    best_score: float
+    train_seconds: float
+
+
+def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callbacks: Sequence[Any] = ()) -> FittedRun:
+    """Train ``cfg`` in ``run_dir`` (continuing from its ``last.ckpt`` when an earlier attempt was interrupted) and
+    keep the checkpoint of the best validation rollout RMSE. ``callbacks`` are added to the Trainer's (e.g. a
+    sweep's pruning callback)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -161,11 +191,11 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
     module = ForecastModule(model=cfg.model, model_hparams=cfg.model_hparams, fields=dm.fields,
                             in_frames=dm.in_frames, train_steps=dm.train_steps, rollout_steps=dm.rollout_steps,
                             test_splits=dm.test_splits, **cfg.module)
-    run_dir = run_directory(cfg, runs_dir)
+    run_dir = Path(run_dir)
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor="val/rmse",
                            mode="min", save_top_k=1, save_last=True)
     trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}
-    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[ckpt], logger=CSVLogger(run_dir, name="logs"),
+    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[ckpt, *callbacks], logger=CSVLogger(run_dir, name="logs"),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         **trainer_args)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -174,13 +204,22 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
         print(f"    resuming from {last}", flush=True)
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
-    train_seconds = time.perf_counter() - start
-    best_path = ckpt.best_model_path
-    trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)
-    best_epoch = int(torch_load_epoch(best_path))
+    score = ckpt.best_model_score
+    return FittedRun(module, dm, trainer, ckpt.best_model_path, float("nan") if score is None else float(score),
+                     time.perf_counter() - start)
+
+
+def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
+            artifacts: str | Path | None = None) -> list[dict[str, Any]]:
+    """Train (:func:`fit_run`), test the best validation checkpoint on every split; return leaderboard rows.
+    With ``artifacts`` (a path), the test pass also saves the prediction artifacts there (spectra, snapshots)."""
+    fitted = fit_run(cfg, run_directory(cfg, runs_dir), progress, callbacks=_artifact_callbacks(cfg, artifacts))
+    module, dm, trainer = fitted.module, fitted.datamodule, fitted.trainer
+    trainer.test(module, datamodule=dm, ckpt_path=fitted.best_path, verbose=False)
+    best_epoch = int(torch_load_epoch(fitted.best_path))
     common = dict(
         benchmark=cfg.benchmark, dataset=dm.describe().get("dataset", cfg.dataset), model=cfg.model, seed=cfg.seed,
-        preset=cfg.preset, params=module.n_parameters(), train_seconds=round(train_seconds, 1),
+        preset=cfg.preset, params=module.n_parameters(), train_seconds=round(fitted.train_seconds, 1),
         epochs=trainer.current_epoch, best_epoch=best_epoch, config_hash=cfg.config_hash(), git_sha=_git_sha(),
         versions=_versions(), timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -196,6 +235,40 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
     return rows
 
 
+def _artifact_callbacks(cfg: RunConfig, path: str | Path | None) -> list[Any]:
+    """The :class:`~symbench.prediction_artifacts.PredictionArtifacts` callback writing ``path`` (none without)."""
+    if path is None:
+        return []
+    meta = {"benchmark": cfg.benchmark, "model": cfg.model, "seed": cfg.seed, "preset": cfg.preset,
+            "config_hash": cfg.config_hash()}
+    return [PredictionArtifacts(path, meta)]
+
+
+def has_artifacts(cfg: RunConfig, path: str | Path) -> bool:
+    """True when ``path`` holds prediction artifacts of this very configuration."""
+    meta = read_meta(path) if Path(path).is_file() else None
+    return meta is not None and meta.get("config_hash") == cfg.config_hash()
+
+
+def write_artifacts(cfg: RunConfig, path: str | Path, runs_dir: str | Path = "runs", progress: bool = True) -> Path:
+    """Prediction artifacts of a finished run: a test pass of its best checkpoint on every split (no rows)."""
+    import lightning as L
+
+    from symbench.forecast import ForecastModule
+
+    best = sorted((run_directory(cfg, runs_dir) / "checkpoints").glob("best-*.ckpt"))
+    if not best:
+        raise FileNotFoundError(f"no best checkpoint under {run_directory(cfg, runs_dir)}; run `symbench bench` first")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = datamodules.entry(cfg.dataset).datamodule_class()(**cfg.data)
+    module = ForecastModule.load_from_checkpoint(best[-1], map_location="cpu")
+    trainer = L.Trainer(default_root_dir=run_directory(cfg, runs_dir), callbacks=_artifact_callbacks(cfg, path),
+                        logger=False, enable_checkpointing=False, enable_progress_bar=progress,
+                        enable_model_summary=False, **{"accelerator": "cpu", "devices": 1, **cfg.trainer})
+    trainer.test(module, datamodule=dm, verbose=False)
+    return Path(path)
+
+
 def torch_load_epoch(path: str) -> int:
     """The epoch stored in a Lightning checkpoint."""
     import torch
@@ -206,7 +279,7 @@ def torch_load_epoch(path: str) -> int:
 def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | None = None,
                   seeds: Sequence[int] | None = None, root: str | Path = "data", results_dir: str | Path = "results",
                   runs_dir: str | Path = "runs", overrides: dict[str, dict[str, Any]] | None = None,
-                  progress: bool = True, rerun: bool = False) -> list[dict[str, Any]]:
+                  progress: bool = True, rerun: bool = False, use_best: bool = True) -> list[dict[str, Any]]:
     """Run ``name`` at ``preset`` for every model and seed; rows are appended after each run (a crash keeps them).
 
     Resumable: a (model, seed) of a configuration that already has rows in ``runs.csv`` and a best checkpoint under
@@ -216,7 +289,10 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
     load_benchmark(name)
     names = list(model_names) if model_names else models.available(name)
     seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
-    configs = [resolve(name, preset, m, s, root, overrides) for m in names for s in seeds]  # validate all first
+    configs = [resolve(name, preset, m, s, root, overrides, use_best) for m in names for s in seeds]  # check all
+    for m in (m for m in names if use_best and best_config(name, m, preset)):
+        print(f"{m}: sweep's best configuration {best_config(name, m, preset)} "
+              f"(benchmarks/{name}/best/{m}.yaml; --no-best ignores it)", flush=True)
     if configs[0].data.get("source", "generated") == "generated":  # reuses existing data with the same parameters
         datamodules.generate(configs[0].dataset, configs[0].data.get("preset", preset), root, progress=progress)
     csv_path = Path(results_dir) / name / "runs.csv"
@@ -226,10 +302,15 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
         print(f"[{i}/{len(configs)}] {name} preset={preset} model={cfg.model} seed={cfg.seed}", flush=True)
         if is_finished(cfg, previous, runs_dir):
             print(f"    already in {csv_path} (same configuration); skipped (--rerun trains it again)", flush=True)
+            art = artifact_path(results_dir, name, cfg.preset, cfg.model, cfg.seed)
+            if not has_artifacts(cfg, art):  # runs finished before artifacts existed: a test pass, no rows
+                print(f"    wrote {write_artifacts(cfg, art, runs_dir, progress)} (test pass of the best checkpoint; "
+                      "no rows appended)", flush=True)
             continue
         if rerun:
             _set_aside(run_directory(cfg, runs_dir))
-        rows = run_one(cfg, runs_dir, progress)
+        rows = run_one(cfg, runs_dir, progress, artifacts=artifact_path(results_dir, name, cfg.preset, cfg.model,
+                                                                        cfg.seed))
         append_rows(csv_path, rows)
         all_rows += rows
         orig = next((r["value"] for r in rows if r["split"] == "orig" and r["metric"] == "rmse"), float("nan"))

@@ -3,6 +3,7 @@
     symbench data generate <dataset> --preset P [--root DIR]
     symbench fit|test|validate [LightningCLI arguments: -c config.yaml, --model.lr 1e-3, --data.preset tiny, ...]
     symbench bench <benchmark> --preset P [--models M ...] [--seeds S ...]
+    symbench sweep <benchmark> --model M [--sampler grid|tpe] [--trials N] [--storage URL] [--workers N]
     symbench leaderboard [--benchmark B ...]
 
 Bad input (unknown model, dataset, preset or benchmark, missing data, impossible window sizes) ends with one line
@@ -49,7 +50,29 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--rerun", action="store_true",
                        help="train (model, seed) pairs again even if runs.csv has rows of the same configuration")
 
-    board = sub.add_parser("leaderboard", help="aggregate results/<benchmark>/runs.csv into tables")
+    bench.add_argument("--no-best", action="store_true",
+                       help="ignore benchmarks/<benchmark>/best/<model>.yaml written by `symbench sweep`")
+
+    sweep = sub.add_parser("sweep", help="Optuna search over sweeps/<benchmark>/*.yaml, shared by N workers")
+    sweep.add_argument("benchmark")
+    sweep.add_argument("--model", required=True, help="registry name")
+    sweep.add_argument("--preset", default="cpu")
+    sweep.add_argument("--sampler", choices=("grid", "tpe"), help="default: the sweep file's (grid)")
+    sweep.add_argument("--trials", type=int, help="TPE budget (a grid runs each of its points once)")
+    sweep.add_argument("--storage", help="database URL (postgresql://...) or journal file path "
+                                         "(default: runs/sweeps/<study>/journal.log)")
+    sweep.add_argument("--study", help="study name (default: <benchmark>-<preset>-<model>-<sampler>)")
+    sweep.add_argument("--workers", type=int, default=1, help="worker processes (one per visible GPU, else CPU)")
+    sweep.add_argument("--space", help="search-space YAML (default: the sweeps/<benchmark>/ file covering --model)")
+    sweep.add_argument("--pruner", choices=("median", "none"), help="default: the sweep file's")
+    sweep.add_argument("--heartbeat", type=float, default=20.0, help="seconds between a worker's heartbeats")
+    sweep.add_argument("--grace", type=float, default=90.0,
+                       help="seconds without heartbeat after which a running trial is failed and retried")
+    sweep.add_argument("--root", default="data", help="data root directory")
+    sweep.add_argument("--runs", default="runs", help="checkpoints, logs and the default journal")
+    sweep.add_argument("--no-progress", action="store_true")
+
+    board = sub.add_parser("leaderboard", help="aggregate results/<benchmark>/runs.csv into tables and plots")
     board.add_argument("--benchmark", nargs="+", help="benchmarks (default: every one with rows)")
     board.add_argument("--results", default="results")
 
@@ -65,7 +88,20 @@ def _bench(args: argparse.Namespace) -> None:
     trainer = {k: v for k, v in {"max_epochs": args.max_epochs, "accelerator": args.accelerator,
                                  "devices": _devices(args.devices)}.items() if v is not None}
     run_benchmark(args.benchmark, args.preset, args.models, args.seeds, args.root, args.results, args.runs,
-                  overrides={"trainer": trainer}, progress=not args.no_progress, rerun=args.rerun)
+                  overrides={"trainer": trainer}, progress=not args.no_progress, rerun=args.rerun,
+                  use_best=not args.no_best)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from symbench.bench import models
+    from symbench.sweep.run import SweepSpec, run_sweep
+
+    models.spec(args.model)  # unknown model -> one line listing the available ones
+    spec = SweepSpec(benchmark=args.benchmark, model=args.model, preset=args.preset, sampler=args.sampler,
+                     trials=args.trials, storage=args.storage, study=args.study, root=args.root, runs=args.runs,
+                     space=args.space, pruner=args.pruner, heartbeat=args.heartbeat, grace=args.grace,
+                     progress=not args.no_progress)
+    run_sweep(spec, workers=args.workers)
 
 
 def _devices(value: str | None) -> int | str | None:
@@ -75,6 +111,7 @@ def _devices(value: str | None) -> int | str | None:
 def _leaderboard(args: argparse.Namespace) -> None:
     from symbench import models
     from symbench.leaderboard import write_leaderboard
+    from symbench.plots import write_plots
 
     names = args.benchmark or sorted(p.parent.name for p in Path(args.results).glob("*/runs.csv"))
     if not names:
@@ -82,6 +119,9 @@ def _leaderboard(args: argparse.Namespace) -> None:
     for name in names:
         for path in write_leaderboard(name, args.results, model_order=models.available()):
             print(f"wrote {path}")
+        plots, notes = write_plots(name, args.results, model_order=models.available())
+        for line in [f"wrote {path}" for path in plots] + notes:
+            print(line)
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -100,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_lightning_cli(argv)
             return 0
         args = _parser().parse_args(argv)
-        handlers = {"data": _generate, "bench": _bench, "leaderboard": _leaderboard}
+        handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard}
         handlers[args.command](args)
     except BAD_INPUT as err:
         print(f"symbench: error: {_root_message(err)}", file=sys.stderr)

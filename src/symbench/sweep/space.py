@@ -1,0 +1,150 @@
+"""Search spaces of ``sweeps/<benchmark>/<family>.yaml``: which models they cover, the paper's ranges (TPE) and the
+grid (one trial per point), with keys that are the command line's dotted paths.
+
+A dotted key names one argument of a run: ``model.lr`` (the LightningModule), ``model.model_hparams.width`` (the
+network), ``data.batch_size`` (the datamodule; ``data.init_args.*`` is accepted too) or ``trainer.max_epochs``.
+:func:`to_overrides` turns a trial's parameters into the ``data``/``module``/``model_hparams``/``trainer`` sections
+of :class:`symbench.bench.RunConfig`, so a trial is exactly ``symbench fit`` with those overrides.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from symbench.bench import REPO_ROOT, ConfigError
+
+SAMPLERS = ("grid", "tpe")
+PRUNERS = ("median", "none")
+
+
+def sweeps_dir() -> Path:
+    return Path(os.environ.get("SYMBENCH_SWEEPS", REPO_ROOT / "sweeps"))
+
+
+@dataclass
+class SearchSpace:
+    """One sweep file. ``ranges``: key -> list (categorical) or ``{low, high[, log, step]}``; ``grid``: key -> list."""
+
+    path: Path
+    benchmark: str
+    models: list[str]
+    objective: str
+    sampler: str
+    pruner: dict[str, Any]
+    ranges: dict[str, Any]
+    grid: dict[str, list[Any]]
+
+    def covers(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the grid, in a fixed order (the manifest)."""
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
+
+    def suggest(self, trial: Any, sampler: str) -> dict[str, Any]:
+        """Ask ``trial`` for every parameter (enqueued trials get their fixed values back)."""
+        if sampler == "grid":
+            return {k: trial.suggest_categorical(k, v) for k, v in self.grid.items()}
+        params = {}
+        for key, rng in self.ranges.items():
+            if isinstance(rng, list):
+                params[key] = trial.suggest_categorical(key, rng)
+            elif all(isinstance(rng[b], int) for b in ("low", "high")) and not rng.get("log", False):
+                params[key] = trial.suggest_int(key, rng["low"], rng["high"], step=rng.get("step", 1))
+            else:
+                params[key] = trial.suggest_float(key, float(rng["low"]), float(rng["high"]),
+                                                  log=bool(rng.get("log", False)), step=rng.get("step"))
+        return params
+
+
+def load_space(benchmark: str, model: str, path: str | Path | None = None) -> SearchSpace:
+    """The sweep file for ``model`` (``path``, or the first file of ``sweeps/<benchmark>/`` whose ``models`` match)."""
+    candidates = [Path(path)] if path else sorted((sweeps_dir() / benchmark).glob("*.yaml"))
+    if path and not candidates[0].is_file():
+        raise FileNotFoundError(f"no sweep file {path}; give an existing YAML search space")
+    for file in candidates:
+        space = _parse(file)
+        if path or space.covers(model):
+            if space.benchmark != benchmark:
+                raise ConfigError(f"{file} is a search space for benchmark {space.benchmark!r}, not {benchmark!r}")
+            return space
+    raise ConfigError(f"no search space for model {model!r} in {sweeps_dir() / benchmark}; add a YAML file whose "
+                      f"`models` list matches it (see sweeps/rbc/unet.yaml)")
+
+
+def _parse(file: Path) -> SearchSpace:
+    raw = yaml.safe_load(file.read_text()) or {}
+    missing = [k for k in ("benchmark", "models", "space", "grid") if k not in raw]
+    if missing:
+        raise ConfigError(f"{file} lacks {', '.join(missing)}; see sweeps/rbc/unet.yaml for the layout")
+    pruner = raw.get("pruner") or {"type": "none"}
+    space = SearchSpace(path=file, benchmark=raw["benchmark"], models=list(raw["models"]),
+                        objective=raw.get("objective", "val/rmse"), sampler=raw.get("sampler", "grid"),
+                        pruner=dict(pruner), ranges=dict(raw["space"]), grid=dict(raw["grid"]))
+    check_choice("sampler", space.sampler, SAMPLERS)
+    check_choice("pruner", space.pruner.get("type", "none"), PRUNERS)
+    if space.objective != "val/rmse":
+        raise ConfigError(f"{file}: objective {space.objective!r} is not logged; use val/rmse")
+    for key in [*space.ranges, *space.grid]:
+        to_overrides({key: None})  # raises on a key that names no argument
+    for key, values in space.grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{file}: grid entry {key!r} must be a non-empty list of values")
+    for key, value in _leaves({**space.ranges, **space.grid}):
+        if isinstance(value, str) and _is_number(value):
+            raise ConfigError(f"{file}: {key} value {value!r} is a string to YAML; write it with a dot, e.g. 1.0e-3")
+    return space
+
+
+def _leaves(tree: dict[str, Any]) -> list[tuple[str, Any]]:
+    out = []
+    for key, value in tree.items():
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        out += [(key, v) for v in values]
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+
+
+def to_overrides(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"model.lr": 1e-3, "data.batch_size": 16}`` -> ``{"module": {"lr": 1e-3}, "data": {"batch_size": 16}}``."""
+    from datamodules.base import ForecastDataModule
+    from symbench.forecast import ForecastModule
+
+    sections: dict[str, dict[str, Any]] = {"data": {}, "module": {}, "model_hparams": {}, "trainer": {}}
+    module_args = set(inspect.signature(ForecastModule.__init__).parameters) - {"self", "model"}
+    data_args = set(inspect.signature(ForecastDataModule.__init__).parameters) - {"self"}
+    for key, value in params.items():
+        head, _, rest = key.partition(".")
+        if head == "model" and rest.startswith("model_hparams."):
+            sections["model_hparams"][rest.split(".", 1)[1]] = value
+        elif head == "model" and rest in module_args:
+            sections["module"][rest] = value
+        elif head == "data" and rest.removeprefix("init_args.") in data_args:
+            sections["data"][rest.removeprefix("init_args.")] = value
+        elif head == "trainer" and rest and "." not in rest:
+            sections["trainer"][rest] = value
+        else:
+            raise ConfigError(f"sweep key {key!r} names no argument; use model.<{'|'.join(sorted(module_args))}>, "
+                              f"model.model_hparams.<name>, data.<datamodule argument> or trainer.<argument>")
+    return sections
