@@ -240,3 +240,18 @@ def test_workers_get_one_visible_gpu_each_and_a_share_of_the_cores(monkeypatch):
     assert _worker_env(0, 1)["OMP_NUM_THREADS"] == str(os.cpu_count())
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert _worker_env(1, 2)["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_preset_entries_narrow_the_space_where_the_data_are_short():
+    cpu, paper = load_space("rbc", "unet", preset="cpu"), load_space("rbc", "unet", preset="paper")
+    assert cpu.ranges["data.in_frames"] == {"low": 1, "high": 16} and cpu.grid["data.in_frames"] == [5, 10]
+    assert paper.ranges["data.in_frames"] == {"low": 1, "high": 30} and paper.grid["data.in_frames"] == [10, 25]
+    assert cpu.ranges["model.lr"] == paper.ranges["model.lr"]  # other keys untouched
+
+
+def test_tpe_workers_propose_different_points():
+    from symbench.sweep.run import _sampler
+
+    spec = SweepSpec("rbc", "unet", sampler="tpe", trials=2, seed=0)
+    first = [optuna.create_study(sampler=_sampler(spec, w)).ask().suggest_float("x", 0, 1) for w in (0, 1, 0)]
+    assert first[0] != first[1] and first[0] == first[2]  # distinct per worker, reproducible per worker

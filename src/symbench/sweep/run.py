@@ -60,7 +60,7 @@ class SweepSpec:
 
     def resolved(self) -> "SweepSpec":
         """Defaults filled in from the sweep file and the benchmark; bad input raises one-line errors."""
-        space = load_space(self.benchmark, self.model, self.space)
+        space = load_space(self.benchmark, self.model, self.space, self.preset)
         load_benchmark(self.benchmark)
         resolve(self.benchmark, self.preset, self.model, 0, self.root)  # unknown preset / model -> one line
         spec = SweepSpec(**asdict(self))
@@ -85,9 +85,12 @@ class SweepSpec:
         return Path(self.runs) / "sweeps" / (study or self.study or "")
 
 
-def _sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    # Grid trials are all enqueued (fixed parameters), so the sampler only matters for TPE.
-    return optuna.samplers.TPESampler(seed=spec.seed) if spec.sampler == "tpe" else optuna.samplers.RandomSampler()
+def _sampler(spec: SweepSpec, worker: int) -> optuna.samplers.BaseSampler:
+    """TPE seeded per worker (workers with one seed would propose the same start-up points); grid trials are all
+    enqueued with fixed parameters, so their sampler is never asked."""
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=1000 * (spec.seed or 0) + worker)
+    return optuna.samplers.RandomSampler()
 
 
 def _pruner(spec: SweepSpec, space: SearchSpace) -> optuna.pruners.BasePruner:
@@ -97,11 +100,11 @@ def _pruner(spec: SweepSpec, space: SearchSpace) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(**args)
 
 
-def open_study(spec: SweepSpec, create: bool = False) -> tuple[TrialQueue, SearchSpace]:
+def open_study(spec: SweepSpec, create: bool = False, worker: int = 0) -> tuple[TrialQueue, SearchSpace]:
     """Load (``create``: create or load) the study; the coordinator also enqueues the grid manifest once."""
-    space = load_space(spec.benchmark, spec.model, spec.space)
+    space = load_space(spec.benchmark, spec.model, spec.space, spec.preset)
     storage = open_storage(spec.storage)
-    kwargs = dict(study_name=spec.study, storage=storage, sampler=_sampler(spec), pruner=_pruner(spec, space))
+    kwargs = dict(study_name=spec.study, storage=storage, sampler=_sampler(spec, worker), pruner=_pruner(spec, space))
     study = (optuna.create_study(direction="minimize", load_if_exists=True, **kwargs) if create
              else optuna.load_study(**kwargs))
     identity = {"benchmark": spec.benchmark, "model": spec.model, "preset": spec.preset, "sampler": spec.sampler,
@@ -149,12 +152,12 @@ def run_trial(queue: TrialQueue, trial: Trial, spec: SweepSpec, space: SearchSpa
         print(f"[worker {os.getpid()}] {label}: failed: {type(err).__name__}: {err}".splitlines()[0], flush=True)
 
 
-def work(spec: SweepSpec) -> None:
+def work(spec: SweepSpec, worker: int = 0) -> None:
     """One worker: claim enqueued trials (or ask TPE for new ones) until the study is done."""
     for name in ("lightning.pytorch", "lightning.fabric"):  # one line per trial is enough in a sweep's output
         logging.getLogger(name).setLevel(logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    queue, space = open_study(spec)
+    queue, space = open_study(spec, worker=worker)
     while True:
         queue.fail_stale(spec.grace, spec.max_retry)
         trial = queue.claim_waiting()
@@ -196,7 +199,7 @@ def run_sweep(spec: SweepSpec, workers: int = 1) -> dict[str, Any]:
     if not _has_work(queue, spec):
         return summarize(queue, spec)
     cmd = [sys.executable, "-m", "symbench.sweep.run", "--worker", json.dumps(asdict(spec))]
-    procs = [subprocess.Popen(cmd, env=_worker_env(i, workers)) for i in range(workers)]
+    procs = [subprocess.Popen([*cmd, "--index", str(i)], env=_worker_env(i, workers)) for i in range(workers)]
     bar = tqdm(total=spec.trials, desc=f"sweep {spec.model}", unit="trial", disable=not spec.progress)
     try:
         while any(p.poll() is None for p in procs):
@@ -257,8 +260,9 @@ def write_best(spec: SweepSpec, best: optuna.trial.FrozenTrial) -> Path:
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="symbench sweep worker (started by `symbench sweep`)")
     parser.add_argument("--worker", required=True, help="the SweepSpec as JSON")
+    parser.add_argument("--index", type=int, default=0, help="this worker's number (seeds its TPE sampler)")
     args = parser.parse_args(argv)
-    work(SweepSpec(**json.loads(args.worker)))
+    work(SweepSpec(**json.loads(args.worker)), args.index)
     return 0
 
 

@@ -66,13 +66,14 @@ class SearchSpace:
         return params
 
 
-def load_space(benchmark: str, model: str, path: str | Path | None = None) -> SearchSpace:
-    """The sweep file for ``model`` (``path``, or the first file of ``sweeps/<benchmark>/`` whose ``models`` match)."""
+def load_space(benchmark: str, model: str, path: str | Path | None = None, preset: str | None = None) -> SearchSpace:
+    """The sweep file for ``model`` (``path``, or the first file of ``sweeps/<benchmark>/`` whose ``models`` match),
+    with the file's ``presets.<preset>`` entries replacing those keys of ``space`` / ``grid``."""
     candidates = [Path(path)] if path else sorted((sweeps_dir() / benchmark).glob("*.yaml"))
     if path and not candidates[0].is_file():
         raise FileNotFoundError(f"no sweep file {path}; give an existing YAML search space")
     for file in candidates:
-        space = _parse(file)
+        space = _parse(file, preset)
         if path or space.covers(model):
             if space.benchmark != benchmark:
                 raise ConfigError(f"{file} is a search space for benchmark {space.benchmark!r}, not {benchmark!r}")
@@ -81,11 +82,15 @@ def load_space(benchmark: str, model: str, path: str | Path | None = None) -> Se
                       f"`models` list matches it (see sweeps/rbc/unet.yaml)")
 
 
-def _parse(file: Path) -> SearchSpace:
+def _parse(file: Path, preset: str | None = None) -> SearchSpace:
     raw = yaml.safe_load(file.read_text()) or {}
     missing = [k for k in ("benchmark", "models", "space", "grid") if k not in raw]
     if missing:
         raise ConfigError(f"{file} lacks {', '.join(missing)}; see sweeps/rbc/unet.yaml for the layout")
+    for section, values in (raw.get("presets", {}) or {}).get(preset, {}).items():
+        if section not in ("space", "grid"):
+            raise ConfigError(f"{file}: presets.{preset} may only hold space and grid entries, not {section!r}")
+        raw[section] = {**raw[section], **values}
     pruner = raw.get("pruner") or {"type": "none"}
     space = SearchSpace(path=file, benchmark=raw["benchmark"], models=list(raw["models"]),
                         objective=raw.get("objective", "val/rmse"), sampler=raw.get("sampler", "grid"),
