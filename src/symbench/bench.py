@@ -290,9 +290,10 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
     names = list(model_names) if model_names else models.available(name)
     seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
     configs = [resolve(name, preset, m, s, root, overrides, use_best) for m in names for s in seeds]  # check all
-    for m in (m for m in names if use_best and best_config(name, m, preset)):
-        print(f"{m}: sweep's best configuration {best_config(name, m, preset)} "
-              f"(benchmarks/{name}/best/{m}.yaml; --no-best ignores it)", flush=True)
+    for m, best in ((m, best_config(name, m, preset)) for m in names if use_best):
+        if best:
+            print(f"{m}: sweep's best configuration {best} (benchmarks/{name}/best/{m}.yaml; --no-best ignores it)",
+                  flush=True)
     if configs[0].data.get("source", "generated") == "generated":  # reuses existing data with the same parameters
         datamodules.generate(configs[0].dataset, configs[0].data.get("preset", preset), root, progress=progress)
     csv_path = Path(results_dir) / name / "runs.csv"

@@ -93,7 +93,7 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from symbench.bench import models
+    from symbench import models
     from symbench.sweep.run import SweepSpec, run_sweep
 
     models.spec(args.model)  # unknown model -> one line listing the available ones

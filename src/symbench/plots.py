@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import statistics
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from symbench.leaderboard import SPLIT_TITLES, aggregate, ordered
 from symbench.prediction_artifacts import load_artifacts
-from symbench.results import read_rows
+from symbench.results import atomic_write, read_rows
 
-SPLIT_TITLES = {"orig": "Orig", "um": "UM", "mag": "Mag", "rot": "Rot", "rot_any": "Rot (any angle)",
-                "scale": "Scale", "test_future": "Future", "test_domain": "Domain"}
 GROUP_COLORS = {"um": "tab:blue", "mag": "tab:orange", "rot": "tab:green", "scale": "tab:red"}
 DPI = 100
 
@@ -59,11 +55,6 @@ def model_style(model: str) -> dict[str, Any]:
     return {"color": color, "linestyle": ":", "linewidth": 1.3}
 
 
-def _ordered(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
-    present = list(dict.fromkeys(values))
-    return [v for v in preferred if v in present] + [v for v in present if v not in preferred]
-
-
 def _families(models: Sequence[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for m in models:
@@ -82,17 +73,7 @@ def _save(fig: Any, path: Path) -> Path:
     with Image.open(buf) as rendered:
         image = rendered.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
                                                  dither=Image.Dither.NONE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="png", optimize=True)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the plots private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: image.save(f, format="png", optimize=True))
 
 
 def _log_axes(ax: Any, x: bool = False) -> None:
@@ -127,17 +108,13 @@ def _figure(width: float, height: float) -> Any:
 
 # -- per-step RMSE -------------------------------------------------------------------------------------------------
 def rmse_per_step(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str], dict[int, tuple[float, float, int]]]:
-    """(model, split) -> step -> (mean, std, n_seeds) of the ``rmse_step`` rows (last row wins for a repeated seed)."""
-    by_seed: dict[tuple[str, str, int], dict[str, float]] = defaultdict(dict)
-    for r in rows:
-        if r["metric"] == "rmse_step":
-            by_seed[(r["model"], r["split"], int(r["horizon"]))][r["seed"]] = float(r["value"])
+    """(model, split) -> step -> (mean, std, n_seeds) of the ``rmse_step`` rows of one preset
+    (:func:`~symbench.leaderboard.aggregate`: last row wins for a repeated seed)."""
     out: dict[tuple[str, str], dict[int, tuple[float, float, int]]] = defaultdict(dict)
-    for (model, split, step), seeds in sorted(by_seed.items(), key=lambda kv: kv[0][2]):
-        values = list(seeds.values())
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        out[(model, split)][step] = (statistics.fmean(values), std, len(values))
-    return dict(out)
+    for (_, model, split, metric, horizon), cell in aggregate(rows).items():
+        if metric == "rmse_step":
+            out[(model, split)][int(horizon)] = (cell.mean, cell.std, cell.n)
+    return {key: dict(sorted(steps.items())) for key, steps in out.items()}
 
 
 def plot_rmse_per_step(rows: Sequence[dict[str, str]], path: Path, title: str, model_order: Sequence[str] = (),
@@ -145,8 +122,8 @@ def plot_rmse_per_step(rows: Sequence[dict[str, str]], path: Path, title: str, m
     curves = rmse_per_step(rows)
     if not curves:
         return None
-    models = _ordered([m for m, _ in curves], model_order)
-    splits = _ordered([s for _, s in curves], split_order)
+    models = ordered([m for m, _ in curves], model_order)
+    splits = ordered([s for _, s in curves], split_order)
     families = _families(models)
     fig = _figure(2.9 * len(splits) + 1.6, 2.6 * len(families) + 0.4)
     axes = fig.subplots(len(families), len(splits), squeeze=False, sharex=True)
@@ -184,8 +161,8 @@ def plot_spectra(artifacts: dict[str, list[dict[str, Any]]], path: Path, title: 
                  model_order: Sequence[str] = (), split_order: Sequence[str] = tuple(SPLIT_TITLES)) -> Path | None:
     """``kind="final"``: ``spectrum_*`` at the last rollout step; ``kind="tke"``: ``tke_*`` (the ESE's spectrum)."""
     key = "spectrum" if kind == "final" else "tke"
-    models = _ordered(list(artifacts), model_order)
-    splits = _ordered([s for runs in artifacts.values() for a in runs for s in a["splits"]
+    models = ordered(list(artifacts), model_order)
+    splits = ordered([s for runs in artifacts.values() for a in runs for s in a["splits"]
                        if f"{key}_pred" in a[s]], split_order)
     if not splits:
         return None
@@ -232,7 +209,7 @@ def plot_snapshots(artifacts: dict[str, list[dict[str, Any]]], members: Sequence
     """Rows: target, then ``members``; columns: each split's snapshot steps (ICLR 2021 Fig. 8 layout)."""
     first = {m: min(artifacts[m], key=lambda a: int(a["meta"].get("seed", 0))) for m in members if artifacts.get(m)}
     members = [m for m in members if m in first]
-    splits = _ordered([s for a in first.values() for s in a["splits"] if "snapshot_target" in a[s]], split_order)
+    splits = ordered([s for a in first.values() for s in a["splits"] if "snapshot_target" in a[s]], split_order)
     if not members or not splits:
         return None
     columns = [(split, i, int(step)) for split in splits
@@ -315,7 +292,7 @@ def write_plots(benchmark: str, results_dir: str | Path = "results",
             if path is None:
                 notes.append(f"skipped {out / fname}: the artifacts hold no such spectra")
             written.append(path)
-        for family, members in _families(_ordered(list(artifacts), model_order)).items():
+        for family, members in _families(ordered(list(artifacts), model_order)).items():
             fname = f"snapshots_{family}.png"
             path = plot_snapshots(artifacts, members, out / fname,
                                   f"{name}: velocity norm |v| of the first test sample of each split\n"

@@ -28,8 +28,6 @@ spectrum sums and sample counts are summed over the ranks first, and the snapsho
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -40,6 +38,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from symbench.metrics.spectrum import radial_energy_spectrum, turbulent_energy_spectrum
+from symbench.results import atomic_write
 
 SNAPSHOT_STEPS = (1, 5, 10)
 
@@ -50,22 +49,9 @@ def artifact_path(results_dir: str | Path, benchmark: str, preset: str, model: s
 
 
 def save_npz_atomic(path: str | Path, arrays: Mapping[str, Any]) -> Path:
-    """``np.savez_compressed`` to a temporary file next to ``path``, then rename: a failure leaves no partial file
-    (and an existing ``path`` untouched)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the artifacts private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``np.savez_compressed`` through :func:`~symbench.results.atomic_write`: a failure leaves no partial file (and
+    an existing ``path`` untouched)."""
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def read_meta(path: str | Path) -> dict[str, Any] | None:

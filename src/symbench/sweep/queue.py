@@ -52,9 +52,11 @@ class TrialQueue:
     def trials(self, *states: TrialState) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=states or None)
 
-    def _set_state(self, number: int, state: TrialState) -> bool:
+    def _trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+
+    def _set_state(self, trial_id: int, state: TrialState) -> bool:
         """Compare-and-set of a trial's state; True for the one process whose change took effect."""
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
         try:
             return bool(self.storage.set_trial_state_values(trial_id, state=state))
         except UpdateFinishedTrialError:
@@ -63,9 +65,9 @@ class TrialQueue:
     def claim_waiting(self) -> Trial | None:
         """Take one enqueued trial (WAITING -> RUNNING); None when the queue is empty."""
         for frozen in self.trials(TrialState.WAITING):
-            if self._set_state(frozen.number, TrialState.RUNNING):
-                return Trial(self.study, self.storage.get_trial_id_from_study_id_trial_number(self._study_id,
-                                                                                            frozen.number))
+            trial_id = self._trial_id(frozen.number)
+            if self._set_state(trial_id, TrialState.RUNNING):
+                return Trial(self.study, trial_id)
         return None
 
     def fail_stale(self, grace: float, max_retry: int) -> list[int]:
@@ -73,7 +75,9 @@ class TrialQueue:
         failed = []
         now = time.time()
         for frozen in self.trials(TrialState.RUNNING):
-            if now - last_beat(frozen) <= grace or not self._set_state(frozen.number, TrialState.FAIL):
+            if now - last_beat(frozen) <= grace:
+                continue
+            if not self._set_state(self._trial_id(frozen.number), TrialState.FAIL):
                 continue
             failed.append(frozen.number)
             retries = int(frozen.user_attrs.get(RETRIES, 0))
@@ -83,10 +87,13 @@ class TrialQueue:
                 self.study.enqueue_trial(params, user_attrs={RETRY_OF: root, RETRIES: retries + 1})
         return failed
 
+    def retries(self) -> int:
+        """Trials enqueued as retries (each replaces one failed trial of a dead worker)."""
+        return sum(RETRY_OF in t.user_attrs for t in self.trials())
+
     def counted(self) -> int:
         """Trials that use up a TPE budget: every trial except the failed ones that a retry replaced."""
-        trials = self.trials()
-        return len(trials) - sum(RETRY_OF in t.user_attrs for t in trials)
+        return len(self.trials()) - self.retries()
 
 
 def last_beat(trial: FrozenTrial) -> float:

@@ -29,7 +29,7 @@ import optuna
 import yaml
 from optuna.trial import Trial, TrialState
 
-from symbench.bench import ConfigError, benchmarks_dir, fit_run, load_benchmark, resolve, seeds_of
+from symbench.bench import ConfigError, benchmarks_dir, fit_run, resolve, seeds_of
 from symbench.results import atomic_write_text
 from symbench.sweep.queue import RETRY_OF, Heartbeat, TrialQueue, open_storage
 from symbench.sweep.space import PRUNERS, SAMPLERS, SearchSpace, check_choice, load_space, to_overrides
@@ -61,7 +61,6 @@ class SweepSpec:
     def resolved(self) -> "SweepSpec":
         """Defaults filled in from the sweep file and the benchmark; bad input raises one-line errors."""
         space = load_space(self.benchmark, self.model, self.space, self.preset)
-        load_benchmark(self.benchmark)
         resolve(self.benchmark, self.preset, self.model, 0, self.root)  # unknown preset / model -> one line
         spec = SweepSpec(**asdict(self))
         spec.space = str(space.path)
@@ -193,7 +192,7 @@ def run_sweep(spec: SweepSpec, workers: int = 1) -> dict[str, Any]:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     queue, space = open_study(spec, create=True)
-    done = len(queue.trials(*FINISHED)) - _replaced(queue)
+    done = _finished(queue)
     print(f"sweep {spec.study}: {spec.sampler}, {spec.trials} trials ({done} finished before), storage "
           f"{spec.storage}, {workers} worker(s)", flush=True)
     if not _has_work(queue, spec):
@@ -203,7 +202,7 @@ def run_sweep(spec: SweepSpec, workers: int = 1) -> dict[str, Any]:
     bar = tqdm(total=spec.trials, desc=f"sweep {spec.model}", unit="trial", disable=not spec.progress)
     try:
         while any(p.poll() is None for p in procs):
-            bar.n = min(spec.trials, len(queue.trials(*FINISHED)) - _replaced(queue))
+            bar.n = min(spec.trials, _finished(queue))
             bar.refresh()
             time.sleep(2.0)
     finally:
@@ -223,8 +222,9 @@ def _has_work(queue: TrialQueue, spec: SweepSpec) -> bool:
     return bool(pending) or (spec.sampler == "tpe" and queue.counted() < (spec.trials or 0))
 
 
-def _replaced(queue: TrialQueue) -> int:
-    return sum(RETRY_OF in t.user_attrs for t in queue.trials())
+def _finished(queue: TrialQueue) -> int:
+    """Finished trials, a failed trial that a retry replaced not counted."""
+    return len(queue.trials(*FINISHED)) - queue.retries()
 
 
 def summarize(queue: TrialQueue, spec: SweepSpec) -> dict[str, Any]:

@@ -99,8 +99,7 @@ def _parse(file: Path, preset: str | None = None) -> SearchSpace:
     check_choice("pruner", space.pruner.get("type", "none"), PRUNERS)
     if space.objective != "val/rmse":
         raise ConfigError(f"{file}: objective {space.objective!r} is not logged; use val/rmse")
-    for key in [*space.ranges, *space.grid]:
-        to_overrides({key: None})  # raises on a key that names no argument
+    to_overrides(dict.fromkeys([*space.ranges, *space.grid]))  # raises on a key that names no argument
     for key, values in space.grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{file}: grid entry {key!r} must be a non-empty list of values")
