@@ -6,7 +6,7 @@ SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
 DATA ?= data
 
-.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc leaderboard speed symmetry-cost clean
+.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke leaderboard speed symmetry-cost relaxed-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -27,6 +27,15 @@ bench-rbc: data-rbc
 	$(SYMBENCH) bench rbc --preset $(PRESET) --root $(DATA)
 	$(SYMBENCH) leaderboard --benchmark rbc
 
+# PhiFlow smoke plumes with broken translation / rotation / scaling symmetry (ICML 2022 Table 1).
+SMOKE := smoke-translation smoke-rotation smoke-scaling
+data-smoke: setup
+	for d in $(SMOKE); do OMP_NUM_THREADS=1 $(SYMBENCH) data generate $$d --preset $(PRESET) --root $(DATA) || exit 1; done
+
+bench-smoke: data-smoke
+	for b in $(SMOKE); do $(SYMBENCH) bench $$b --preset $(PRESET) --root $(DATA) || exit 1; done
+	$(SYMBENCH) leaderboard --benchmark $(SMOKE)
+
 # Optuna sweep of one model's search space (sweeps/rbc/*.yaml); best config -> benchmarks/rbc/best/<model>.yaml.
 MODEL ?= unet
 WORKERS ?= 1
@@ -43,6 +52,10 @@ speed: setup
 # Cost of each symmetry: Equ variants vs plain models of equal parameters / equal arithmetic (results/speed/).
 symmetry-cost: setup
 	$(PY) benchmarks/symmetry_cost.py --size 32 --width 8 --batch 16 --frames 10 --group-order 8 --out results/speed
+
+# What relaxing a group convolution costs: RGroup vs the strict group conv and vs ConvNet (results/speed/).
+relaxed-cost: setup
+	$(PY) benchmarks/relaxed_cost.py --size 32 --width 16 --batch 8 --frames 10 --banks 2 --out results/speed
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

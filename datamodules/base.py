@@ -20,16 +20,22 @@ from torch.utils.data import DataLoader
 
 from datamodules.augmented import AugmentedWindowDataset, check_augment
 from datamodules.transformed import TransformedWindowDataset
-from datamodules.windows import FieldNormalizer, WindowDataset, time_split
+from datamodules.windows import FieldNormalizer, TimeRange, WindowDataset, time_split
 from symbench import symmetry
 from symbench.fields import FieldLayout
+
+
+# Splits taken from the data rather than transformed from the test windows (DESIGN §5).
+DATA_SPLITS = ("test_future", "test_domain")
 
 
 class ForecastDataModule(L.LightningDataModule):
     """Windows for training (``train_steps`` targets) and rollout evaluation (``rollout_steps`` targets).
 
     Test dataloaders come in the order of ``test_splits``; each name is ``orig`` or a transform of
-    :data:`symbench.symmetry.TRANSFORMS` applied to the ``orig`` windows with a fixed seed.
+    :data:`symbench.symmetry.TRANSFORMS` applied to the ``orig`` windows with a fixed seed, or one of
+    :data:`DATA_SPLITS`: ``test_future`` (= the ``orig`` windows: the last time range of the training trajectories)
+    and ``test_domain`` (every window of the trajectories :meth:`domain_trajectories` holds out).
 
     DDP: validation and test loaders shard the windows without padding (:meth:`_eval_sampler`), so every window is
     evaluated exactly once over all ranks and the metrics' summed states equal a single process's. Training keeps
@@ -57,9 +63,10 @@ class ForecastDataModule(L.LightningDataModule):
         check_augment(augment)
         if coarsen < 1:
             raise ValueError(f"coarsen must be an integer >= 1, got {coarsen}")
-        unknown = [s for s in test_splits if s not in symmetry.TRANSFORMS]
+        unknown = [s for s in test_splits if s not in symmetry.TRANSFORMS + DATA_SPLITS]
         if unknown:
-            raise ValueError(f"unknown test split(s) {unknown}; choose from {', '.join(symmetry.TRANSFORMS)}")
+            raise ValueError(f"unknown test split(s) {unknown}; "
+                             f"choose from {', '.join(symmetry.TRANSFORMS + DATA_SPLITS)}")
         if in_frames < 1 or train_steps < 1 or rollout_steps < 1:
             raise ValueError("in_frames, train_steps and rollout_steps must all be >= 1")
         self.in_frames, self.train_steps, self.rollout_steps = in_frames, train_steps, rollout_steps
@@ -84,6 +91,11 @@ class ForecastDataModule(L.LightningDataModule):
         """Facts about the data for leaderboard rows and logs (dataset name, source parameters)."""
         return {}
 
+    def domain_trajectories(self) -> list[int]:
+        """Trajectories held out for the ``test_domain`` split (never trained on, validated on or normalised by);
+        none by default."""
+        return []
+
     # -- derived ---------------------------------------------------------------------------------------------------
     @property
     def layout(self) -> FieldLayout:
@@ -102,8 +114,13 @@ class ForecastDataModule(L.LightningDataModule):
         self._layout = layout
         ranges = time_split(array.shape[1], self.split_fractions)  # type: ignore[arg-type]
         raw = coarsen_grid(torch.from_numpy(np.array(array, dtype=np.float32)), self.coarsen)  # a private copy
-        self.normalizer = FieldNormalizer.fit(layout, raw[:, ranges["train"].start : ranges["train"].stop])
+        held_out = self.domain_trajectories()
+        if "test_domain" in self.test_splits and not held_out:
+            raise ValueError(f"{type(self).__name__} holds out no trajectories: it has no test_domain split")
+        fitted = [i for i in range(raw.shape[0]) if i not in set(held_out)]
+        self.normalizer = FieldNormalizer.fit(layout, raw[fitted, ranges["train"].start : ranges["train"].stop])
         data = self.normalizer.normalize(raw)
+        domain, data = data[held_out], data[fitted]
         train = WindowDataset(data, ranges["train"], self.in_frames, self.train_steps, self.train_stride)
         if self.augment is not None:  # fixed seeds, distinct from the test splits' seeds
             train = AugmentedWindowDataset(train, layout, self.augment, self.augment_copies,
@@ -112,7 +129,13 @@ class ForecastDataModule(L.LightningDataModule):
         self.datasets["val"] = WindowDataset(data, ranges["val"], self.in_frames, self.rollout_steps, self.eval_stride)
         test = WindowDataset(data, ranges["test"], self.in_frames, self.rollout_steps, self.eval_stride)
         for offset, name in enumerate(self.test_splits):
-            self.datasets[name] = TransformedWindowDataset(test, layout, name, seed=self.transform_seed + offset)
+            if name == "test_future":  # later times of the training trajectories
+                self.datasets[name] = test
+            elif name == "test_domain":  # the held-out trajectories, whole time range
+                self.datasets[name] = WindowDataset(domain, TimeRange(0, domain.shape[1]), self.in_frames,
+                                                    self.rollout_steps, self.eval_stride)
+            else:
+                self.datasets[name] = TransformedWindowDataset(test, layout, name, seed=self.transform_seed + offset)
 
     def _loader(self, dataset: Any, batch_size: int, shuffle: bool = False) -> DataLoader:
         sampler = None if shuffle else self._eval_sampler(dataset)
@@ -153,3 +176,16 @@ def coarsen_grid(array: Tensor, factor: int) -> Tensor:
     if h % factor or w % factor:
         raise ValueError(f"coarsen={factor} does not divide the {h}x{w} grid; use a divisor of both sides")
     return array.reshape(*lead, h // factor, factor, w // factor, factor).mean(dim=(-3, -1))
+
+
+def select_fields(array: np.ndarray, layout: FieldLayout,
+                  names: Sequence[str]) -> tuple[np.ndarray, FieldLayout]:
+    """The channels of the fields ``names`` (in that order) of a ``(n_traj, T, C, H, W)`` array, and their layout;
+    the array itself (no copy) when that is every field in order."""
+    unknown = [n for n in names if n not in layout.names()]
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; the data has {', '.join(layout.names())}")
+    channels = np.concatenate([np.arange(layout.channel_slice(n).start, layout.channel_slice(n).stop) for n in names])
+    if len(channels) != layout.channels or (channels != np.arange(layout.channels)).any():
+        array = array[:, :, channels]
+    return array, layout.select(names)

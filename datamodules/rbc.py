@@ -16,7 +16,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from datamodules import rbc_io, rbc_sim, store
-from datamodules.base import ForecastDataModule
+from datamodules.base import ForecastDataModule, select_fields
 from symbench.fields import FieldLayout
 
 Source = Literal["generated", "paper", "dedalus"]
@@ -59,12 +59,7 @@ class RBCDataModule(ForecastDataModule):
                 array, layout = rbc_io.load_paper_tensor(self.path)
             else:
                 array, layout = rbc_io.read_dedalus_snapshots(self.path)
-            selected = layout.select(self.field_names)
-            channels = np.concatenate([np.arange(layout.channel_slice(n).start, layout.channel_slice(n).stop)
-                                       for n in self.field_names])
-            if len(channels) != layout.channels:
-                array = array[:, :, channels]
-            self._cache = (array, selected)
+            self._cache = select_fields(array, layout, self.field_names)
         return self._cache
 
     def describe(self) -> dict[str, Any]:

@@ -15,3 +15,12 @@ def tiny_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     assert cli.main(["data", "generate", "rbc", "--preset", "tiny", "--root", str(root), "--no-progress"]) == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def smoke_root(tmp_path_factory) -> Path:
+    """The tiny smoke-rotation family, generated once per test session by the real solver (PhiFlow, ~10 s)."""
+    root = tmp_path_factory.mktemp("smoke")
+    assert cli.main(["data", "generate", "smoke-rotation", "--preset", "tiny", "--root", str(root),
+                     "--no-progress"]) == 0
+    return root

@@ -27,9 +27,11 @@ SMALL_HPARAMS: dict[str, dict] = {}
 SMALL_DEFAULT = {"width": 8}
 # Table 6 of Wang et al. (ICLR 2021): parameters at the paper size (width 64, l = 25 velocity frames).
 PAPER_PARAMS = {"resnet": 11.0e6, "unet": 6.2e6}
-PLAIN = [n for n in available() if spec(n).family == "plain"]
+# The RBC models (any grid, any history); the smoke models are sized to one grid and have their own tests
+# (tests/test_smoke_models.py, tests/test_rgroup.py).
+PLAIN = [n for n in available("rbc") if spec(n).family == "plain"]
 # Augm entries build their backbone's class (checked below), so the per-model tests run once per class.
-DISTINCT = [n for n in available() if spec(n).family != "augmented"]
+DISTINCT = [n for n in available("rbc") if spec(n).family != "augmented"]
 # U-nets that zero-pad odd grids (equ_um_unet replicates instead, so that a uniform motion stays one; its own
 # test covers odd grids).
 ZERO_PADDED_UNETS = [n for n in DISTINCT if n.endswith("unet") and n != "equ_um_unet"]

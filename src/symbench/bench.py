@@ -314,9 +314,8 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
                                                                         cfg.seed))
         append_rows(csv_path, rows)
         all_rows += rows
-        orig = next((r["value"] for r in rows if r["split"] == "orig" and r["metric"] == "rmse"), float("nan"))
-        print(f"    appended {len(rows)} rows to {csv_path} (orig RMSE {orig:.4f}, "
-              f"{rows[0]['train_seconds']} s training)", flush=True)
+        rmse = ", ".join(f"{r['split']} RMSE {r['value']:.4f}" for r in rows if r["metric"] == "rmse")
+        print(f"    appended {len(rows)} rows to {csv_path} ({rmse}; {rows[0]['train_seconds']} s training)", flush=True)
     written = write_leaderboard(name, results_dir, model_order=models.available())
     print("wrote " + ", ".join(str(p) for p in written))
     return all_rows

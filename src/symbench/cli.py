@@ -110,7 +110,7 @@ def _devices(value: str | None) -> int | str | None:
 
 def _leaderboard(args: argparse.Namespace) -> None:
     from symbench import models
-    from symbench.leaderboard import write_leaderboard
+    from symbench.leaderboard import write_family_tables, write_leaderboard
     from symbench.plots import write_plots
 
     names = args.benchmark or sorted(p.parent.name for p in Path(args.results).glob("*/runs.csv"))
@@ -122,6 +122,8 @@ def _leaderboard(args: argparse.Namespace) -> None:
         plots, notes = write_plots(name, args.results, model_order=models.available())
         for line in [f"wrote {path}" for path in plots] + notes:
             print(line)
+    for path in write_family_tables(args.results):
+        print(f"wrote {path}")
 
 
 def _generate(args: argparse.Namespace) -> None:

@@ -92,7 +92,7 @@ class ScaleLift(nn.Module):
         return merge_levels(x.unsqueeze(1) * self.factors[None, :, :, None, None])
 
 
-def _same_conv(x: Tensor, weight: Tensor, stride: int, padding_mode: str, groups: int) -> Tensor:
+def same_conv(x: Tensor, weight: Tensor, stride: int, padding_mode: str, groups: int) -> Tensor:
     """``conv2d`` with 'same' padding of kind ``padding_mode`` for the odd square ``weight``."""
     padding = same_padding(weight.shape[-1])
     if padding_mode == "zeros":
@@ -100,7 +100,7 @@ def _same_conv(x: Tensor, weight: Tensor, stride: int, padding_mode: str, groups
     return F.conv2d(F.pad(x, (padding,) * 4, mode=padding_mode), weight, stride=stride, groups=groups)
 
 
-class _ScaleKernel(nn.Module):
+class ScaleKernel(nn.Module):
     """A trainable bias-free base kernel and its bilinear rescalings to every level."""
 
     splat: Tensor
@@ -129,7 +129,7 @@ class _ScaleKernel(nn.Module):
         return f"scales=({', '.join(f'{s:.4g}' for s in self.scales)})"
 
 
-class ScaleConv2d(_ScaleKernel):
+class ScaleConv2d(ScaleKernel):
     """Group correlation ``(B, S * C_in, H, W) -> (B, S * C_out, H', W')``: level ``s`` is correlated with the base
     kernel rescaled to ``sigma_s``, all levels in one grouped convolution (eq. 5; no bias, so it is linear and the
     networks built from it are positively homogeneous). 'same' padding of kind ``padding_mode``, optional stride."""
@@ -143,7 +143,7 @@ class ScaleConv2d(_ScaleKernel):
         self.padding_mode = padding_mode
 
     def forward(self, x: Tensor) -> Tensor:
-        return _same_conv(x, self.rescaled(), self.stride, self.padding_mode, self.n_scales)
+        return same_conv(x, self.rescaled(), self.stride, self.padding_mode, self.n_scales)
 
     def extra_repr(self) -> str:
         out_channels, in_channels, k, _ = self.weight.shape
@@ -151,7 +151,7 @@ class ScaleConv2d(_ScaleKernel):
                 f"padding_mode={self.padding_mode!r}, {super().extra_repr()}")
 
 
-class ScaleConvProject2d(_ScaleKernel):
+class ScaleConvProject2d(ScaleKernel):
     """The output layer: group correlation to the ``C`` channels of ``layout`` fused with the projection,
     ``(B, S * C_in, H, W) -> (B, C, H, W)``, ``y = mean_s sigma_s^-e (K_{sigma_s} * x_s)`` (``e`` as in
     :class:`ScaleLift`; stride 1, no bias).
@@ -177,7 +177,7 @@ class ScaleConvProject2d(_ScaleKernel):
         kernels = self.rescaled().view(self.n_scales, out_channels, in_channels, k, k)
         kernels = kernels * self.level_weights.to(kernels.dtype)[:, :, None, None, None]
         weight = kernels.transpose(0, 1).reshape(out_channels, self.n_scales * in_channels, k, k)
-        return _same_conv(x, weight, 1, self.padding_mode, 1)
+        return same_conv(x, weight, 1, self.padding_mode, 1)
 
     def extra_repr(self) -> str:
         out_channels, in_channels, k, _ = self.weight.shape
@@ -185,7 +185,7 @@ class ScaleConvProject2d(_ScaleKernel):
                 f"{super().extra_repr()}")
 
 
-class ScaleConvTranspose2d(_ScaleKernel):
+class ScaleConvTranspose2d(ScaleKernel):
     """Transposed group correlation with a 4x4 kernel, stride 2, padding 1 (doubles H and W exactly, like
     :class:`~symbench.layers.UpConvAct`'s convolution), the kernel rescaled about its centre for every level."""
 

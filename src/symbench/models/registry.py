@@ -37,6 +37,7 @@ class ModelSpec:
 
 # The registry. One line per model. Order: the paper's Table 2 (each backbone, its Augm and its Equ variants).
 _RESNET, _UNET = "symbench.models.resnet:ResNet", "symbench.models.unet:UNet"
+_SMOKE = ("smoke-translation", "smoke-rotation", "smoke-scaling")
 _AUGM_GROUPS = {"um": "uniform motions", "mag": "magnitudes", "rot": "quarter turns", "scale": "scalings"}
 
 
@@ -72,6 +73,23 @@ _MODELS: dict[str, ModelSpec] = {
                   "EquRot U-net (ICLR 2021 sec. 3.3): C_N steerable convs, pool+conv down, transposed convs up"),
         ModelSpec("equ_scale_unet", "symbench.models.equ_scale:EquScaleUNet", "equivariant", ("rbc",),
                   "EquScal U-net (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
+        # ICML 2022 smoke benchmarks (Table 1): one name per model; `symmetry` (translation / rotation / scaling)
+        # picks the group, and every model is sized to ConvNet's parameter count at the same width.
+        ModelSpec("mlp", "symbench.models.mlp:MLP", "plain", _SMOKE, "multi-layer perceptron of the flattened history"),
+        ModelSpec("conv", "symbench.models.conv_net:ConvNet", "plain", _SMOKE,
+                  "ConvNet: (conv, BN, ReLU) x (layers - 1) + conv (ICML 2022 sec. 5)"),
+        ModelSpec("equiv", "symbench.models.equiv:Equiv", "equivariant", _SMOKE,
+                  "strictly equivariant CNN: ConvNet (translation), escnn C4 (rotation), scale group conv (scaling)"),
+        ModelSpec("rpp", "symbench.models.rpp:RPP", "relaxed", _SMOKE,
+                  "Residual Pathway Priors: equivariant + penalised non-equivariant layer per block"),
+        ModelSpec("combo", "symbench.models.combo:Combo", "relaxed", _SMOKE,
+                  "non-equivariant layers followed by equivariant layers (ICML 2022 sec. 3.4)"),
+        ModelSpec("clcnn", "symbench.models.clcnn:CLCNN", "relaxed", _SMOKE,
+                  "locally connected CNN with the equivariant-kernel hinge loss (ICML 2022 sec. 3.4)"),
+        ModelSpec("lift", "symbench.models.lift:Lift", "relaxed", _SMOKE,
+                  "Lift expansion: non-equivariant encoder tiled as invariant channels of an equivariant backbone"),
+        ModelSpec("rgroup", "symbench.models.rgroup:RGroupNet", "relaxed", _SMOKE,
+                  "RGroup: relaxed group convolution, L filter banks weighted by w_l(h) (ICML 2022 eq. 4-5)"),
     ]
 }
 

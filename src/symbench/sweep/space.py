@@ -34,7 +34,7 @@ class SearchSpace:
     """One sweep file. ``ranges``: key -> list (categorical) or ``{low, high[, log, step]}``; ``grid``: key -> list."""
 
     path: Path
-    benchmark: str
+    benchmarks: tuple[str, ...]  # `benchmark:` in the file, one name or a list (a family sharing one space)
     models: list[str]
     objective: str
     sampler: str
@@ -67,19 +67,23 @@ class SearchSpace:
 
 
 def load_space(benchmark: str, model: str, path: str | Path | None = None, preset: str | None = None) -> SearchSpace:
-    """The sweep file for ``model`` (``path``, or the first file of ``sweeps/<benchmark>/`` whose ``models`` match),
-    with the file's ``presets.<preset>`` entries replacing those keys of ``space`` / ``grid``."""
-    candidates = [Path(path)] if path else sorted((sweeps_dir() / benchmark).glob("*.yaml"))
+    """The sweep file for ``model`` (``path``, or the first file of ``sweeps/*/`` whose ``benchmark`` names
+    ``benchmark`` and whose ``models`` match), with the file's ``presets.<preset>`` entries replacing those keys of
+    ``space`` / ``grid``."""
+    candidates = [Path(path)] if path else sorted(sweeps_dir().glob("*/*.yaml"))
     if path and not candidates[0].is_file():
         raise FileNotFoundError(f"no sweep file {path}; give an existing YAML search space")
     for file in candidates:
         space = _parse(file, preset)
-        if path or space.covers(model):
-            if space.benchmark != benchmark:
-                raise ConfigError(f"{file} is a search space for benchmark {space.benchmark!r}, not {benchmark!r}")
+        if path:
+            if benchmark not in space.benchmarks:
+                raise ConfigError(f"{file} is a search space for benchmark(s) {', '.join(space.benchmarks)}, "
+                                  f"not {benchmark!r}")
             return space
-    raise ConfigError(f"no search space for model {model!r} in {sweeps_dir() / benchmark}; add a YAML file whose "
-                      f"`models` list matches it (see sweeps/rbc/unet.yaml)")
+        if benchmark in space.benchmarks and space.covers(model):
+            return space
+    raise ConfigError(f"no search space for model {model!r} of benchmark {benchmark!r} in {sweeps_dir()}; add a YAML "
+                      f"file whose `benchmark` and `models` match it (see sweeps/rbc/unet.yaml)")
 
 
 def _parse(file: Path, preset: str | None = None) -> SearchSpace:
@@ -92,7 +96,9 @@ def _parse(file: Path, preset: str | None = None) -> SearchSpace:
             raise ConfigError(f"{file}: presets.{preset} may only hold space and grid entries, not {section!r}")
         raw[section] = {**raw[section], **values}
     pruner = raw.get("pruner") or {"type": "none"}
-    space = SearchSpace(path=file, benchmark=raw["benchmark"], models=list(raw["models"]),
+    named = raw["benchmark"]
+    space = SearchSpace(path=file, benchmarks=tuple(named if isinstance(named, list) else [named]),
+                        models=list(raw["models"]),
                         objective=raw.get("objective", "val/rmse"), sampler=raw.get("sampler", "grid"),
                         pruner=dict(pruner), ranges=dict(raw["space"]), grid=dict(raw["grid"]))
     check_choice("sampler", space.sampler, SAMPLERS)

@@ -1,0 +1,165 @@
+"""RPP: Residual Pathway Priors (Finzi, Benton & Wilson, NeurIPS 2021), a baseline of the ICML 2022 smoke
+benchmarks (Wang, Walters & Yu, sec. 5: "the combination of MLP and ConvNet for translation, ConvNet and E2CNN for
+rotation, and ConvNet and SESN for scaling").
+
+Every layer is an equivariant layer plus a non-equivariant ("free") layer of the same input and output shape,
+``y = E x + F x``; the prior prefers the equivariant pathway through a penalty on the free one only,
+:meth:`RPP.regularization_loss` ``= sum ||theta_F||^2`` (all weights and biases of the free layers; the Lightning
+module multiplies it by alpha). With the free pathway zero the network is exactly the equivariant one.
+
+* ``translation``: ``E`` = convolution; ``F`` = the low-rank locally connected layer of
+  :mod:`symbench.layers.local_conv`
+  (``K(x) = sum_r a_r(x) K_r``, rank 1 by default). A dense low-rank linear map over the whole grid (the reference
+  code's "MLP" pathway) costs ``rank * (C_in + C_out) H W`` per layer, above the whole ConvNet budget at small
+  widths; the locally connected pathway keeps the locality of the convolution and fits.
+* ``rotation``: ``E`` = escnn ``R2Conv`` between regular fields of ``C_N``; ``F`` = a plain ``Conv2d`` on the same
+  channels. The sum is normalised by ``InnerBatchNorm`` (not ``BatchNorm2d`` as in the reference code), so that
+  the network with ``F = 0`` is exactly equivariant also after training.
+* ``scaling``: ``E`` = group correlation over scales (:mod:`symbench.layers.scale_conv`); ``F`` = one plain
+  convolution applied to every level with the same, un-rescaled kernel; the free head convolves the mean over the
+  levels. Bias-free ``ScaleBatchNorm2d`` after the sum.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from symbench.fields import FieldLayout
+from symbench.layers import check_history, same_padding, stack_frames
+from symbench.layers.local_conv import LowRankLocalConv2d, coefficient_map_size
+from symbench.layers.scale_conv import split_levels
+from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
+from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
+from symbench.models.smoke_families import DEFAULT_GROUP_ORDER, FeatureType, LayerFamily, fit_sizes, layer_family
+
+
+class ResidualPathway(nn.Module):
+    """``y = equivariant(x) + free(x)`` (Finzi et al. 2021)."""
+
+    def __init__(self, equivariant: nn.Module, free: nn.Module) -> None:
+        super().__init__()
+        self.equivariant = equivariant
+        self.free = free
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.equivariant(x) + self.free(x)
+
+
+class LevelwiseConv2d(nn.Module):
+    """One plain convolution applied to each of the ``S`` levels of ``(B, S * C_in, H, W)`` with the same kernel
+    (not rescaled per level, hence not scale-equivariant)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, n_scales: int) -> None:
+        super().__init__()
+        self.n_scales = n_scales
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=same_padding(kernel_size), bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, _, height, width = x.shape
+        y = self.conv(x.reshape(batch * self.n_scales, -1, height, width))
+        return y.reshape(batch, -1, height, width)
+
+
+class LevelMeanConv2d(nn.Module):
+    """The free head of the scaling RPP: a plain biased convolution of the mean over the levels."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, n_scales: int) -> None:
+        super().__init__()
+        self.n_scales = n_scales
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=same_padding(kernel_size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(split_levels(x, self.n_scales).mean(1))
+
+
+class FreeLayers:
+    """The free (non-equivariant) layers of one symmetry, matching the shapes of ``family``'s layers."""
+
+    def __init__(self, family: LayerFamily, kernel_size: int, rank: int, grid_size: int, map_size: int) -> None:
+        self.family, self.kernel_size = family, kernel_size
+        self.rank, self.grid_size, self.map_size = rank, grid_size, map_size
+
+    def layer(self, a: FeatureType, b: FeatureType, out_channels: int | None = None) -> nn.Module:
+        """Free layer from type ``a`` to type ``b``, or to ``out_channels`` plain channels (the biased head)."""
+        k, symmetry, head = self.kernel_size, self.family.symmetry, out_channels is not None
+        if symmetry == "translation":
+            return LowRankLocalConv2d(int(a), out_channels or int(b), k, self.rank,  # type: ignore[arg-type]
+                                      self.grid_size, self.map_size, bias=head)
+        if symmetry == "rotation":
+            return nn.Conv2d(self.family.channels(a), out_channels or self.family.channels(b), k,
+                             padding=same_padding(k), bias=head)
+        n_scales = self.family.n_scales  # type: ignore[union-attr]
+        if head:
+            return LevelMeanConv2d(int(a), out_channels, k, n_scales)  # type: ignore[arg-type]
+        return LevelwiseConv2d(int(a), int(b), k, n_scales)  # type: ignore[arg-type]
+
+    def parameters(self, a: FeatureType, b: FeatureType, out_channels: int | None = None) -> int:
+        k, symmetry, head = self.kernel_size, self.family.symmetry, out_channels is not None
+        if symmetry == "translation":
+            return LowRankLocalConv2d.parameters_for(int(a), out_channels or int(b), k,  # type: ignore[arg-type]
+                                                     self.rank, self.map_size, bias=head)
+        if symmetry == "rotation":
+            c_in, c_out = self.family.channels(a), out_channels or self.family.channels(b)
+        else:
+            c_in, c_out = int(a), out_channels or int(b)  # type: ignore[arg-type]
+        return c_in * c_out * k * k + (c_out if head else 0)
+
+
+class RPP(nn.Module):
+    """Residual-pathway forecaster ``(B, T_in, C, H, W) -> (B, C, H, W)``: ``layers - 1`` units of
+    ``(E + F) -> norm -> ReLU`` and a head ``E + F`` to the layout's fields, with ``E`` / ``F`` and the norm of the
+    symmetry (module docstring). Hidden sizes fitted to ``conv_budget``; ``grid_size`` is the square grid the
+    translation model's locally connected pathway is built for."""
+
+    def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
+                 layers: int = 5, kernel_size: int = 3, grid_size: int = 64, group_order: int = DEFAULT_GROUP_ORDER,
+                 n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0,
+                 rank: int = 1) -> None:
+        super().__init__()
+        check_symmetry("RPP", symmetry)
+        check_smoke_args("RPP", in_frames, width, layers)
+        self.in_frames, self.layout, self.symmetry = in_frames, layout, symmetry
+        family = layer_family(symmetry, kernel_size, group_order, n_scales, scale_ratio, scalar_power)
+        budget = conv_budget(in_frames, layout, width, layers, kernel_size)
+        free = FreeLayers(family, kernel_size, rank, grid_size, coefficient_map_size(grid_size, budget, layers, rank))
+        in_type = family.history_type(layout, in_frames)
+
+        def count(sizes: tuple[int, ...]) -> int:
+            total, current = 0, in_type
+            for n in sizes:
+                hidden = family.hidden_type(n)
+                total += family.conv_parameters(current, hidden) + free.parameters(current, hidden)
+                total += family.norm_parameters(n)
+                current = hidden
+            return total + family.head_parameters(current, layout) + free.parameters(current, current,
+                                                                                      layout.channels)
+
+        self.sizes = fit_sizes(layers - 1, count, budget)
+        units: list[nn.Module] = [family.lift(layout, in_frames)]
+        current = in_type
+        for n in self.sizes:
+            hidden = family.hidden_type(n)
+            units += [ResidualPathway(family.conv(current, hidden), free.layer(current, hidden)), family.norm(n),
+                      nn.ReLU()]
+            current = hidden
+        units.append(ResidualPathway(family.head(current, layout), free.layer(current, current, layout.channels)))
+        self.net = nn.Sequential(*units)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_history(x, self.in_frames, self.layout.channels, "RPP")
+        return self.net(stack_frames(x))
+
+    def free_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the non-equivariant pathway."""
+        return [p for m in self.modules() if isinstance(m, ResidualPathway) for p in m.free.parameters()]
+
+    def regularization_loss(self) -> Tensor:
+        """``sum ||theta_F||^2`` over the free pathway (the residual pathway prior)."""
+        params = self.free_parameters()
+        total = params[0].new_zeros(())
+        for p in params:
+            total = total + p.square().sum()
+        return total
+
+    def extra_repr(self) -> str:
+        return f"in_frames={self.in_frames}, fields={self.layout}, symmetry={self.symmetry!r}, sizes={self.sizes}"

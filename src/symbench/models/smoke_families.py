@@ -1,0 +1,251 @@
+"""Per-symmetry layer families and parameter-budget fitting for the ICML 2022 smoke models (Wang, Walters & Yu,
+sec. 5): the equivariant layers that :mod:`.equiv`, :mod:`.rpp`, :mod:`.combo`, :mod:`.lift` and :mod:`.clcnn` build
+on, and the hidden-size fit that matches every smoke model to the ConvNet budget.
+
+A layer family is the equivariant convolution, normalisation, input lifting and output layer of one symmetry,
+acting on hidden features of ``n`` *units* each, with parameter counts computed without building anything:
+
+* ``translation`` (:class:`ConvFamily`): a unit is a channel; ``Conv2d``, ``BatchNorm2d``.
+* ``rotation`` (:class:`SteerableFamily`): a unit is a regular field of ``C_N`` (``N`` channels); escnn ``R2Conv``
+  solving ``K(g p) = rho_out(g) K(p) rho_in(g)^-1`` (eq. 3 of the paper), ``InnerBatchNorm``; the history enters as
+  one ``irrep(1)`` field per vector and frame and one trivial field per scalar and frame, the output has the
+  layout's fields. Exact for 90 degree turns of a square grid when ``N`` is a multiple of 4.
+* ``scaling`` (:class:`ScaleFamily`): a unit is a channel at each of ``S`` kernel scales; group correlation over
+  scales and translations (:mod:`symbench.layers.scale_conv`: ``ScaleLift``, ``ScaleConv2d``, ``ScaleBatchNorm2d``,
+  ``ScaleConvProject2d``), the symbench stand-in for SESN's scale-steerable convolutions. Approximate on a grid.
+
+Every smoke model sizes its hidden units with :func:`fit_sizes` so that its parameter count is the ConvNet budget
+(:func:`~symbench.models.conv_net.conv_budget`) at the same width, within 10 %.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Union
+
+import torch
+from torch import Tensor, nn
+
+from symbench.fields import FieldLayout
+from symbench.layers import same_padding
+from symbench.layers.escnn_blocks import RotationFields, TypeBlocks, layout_blocks, regular
+from symbench.layers.scale_conv import (
+    ScaleBatchNorm2d,
+    ScaleConv2d,
+    ScaleConvProject2d,
+    ScaleLift,
+    cat_levels,
+    scale_levels,
+)
+from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
+
+DEFAULT_GROUP_ORDER = 4
+FeatureType = Union[int, TypeBlocks]  # channels (translation), channels per level (scaling) or escnn fields
+_EXHAUSTIVE_LAYERS = 10  # up to this many hidden layers every {f, f+1} assignment is tried
+
+
+def fit_sizes(n_hidden: int, count: Callable[[tuple[int, ...]], int], target: int) -> tuple[int, ...]:
+    """Hidden sizes (``n_hidden`` of them, each ``f`` or ``f + 1``) whose parameter ``count`` is closest to
+    ``target``. ``count`` must grow with every size; ``f`` is the largest uniform size below the target."""
+    def uniform(f: int) -> int:
+        return count((f,) * n_hidden)
+
+    hi = 1
+    while uniform(hi) < target:
+        hi *= 2
+    lo = hi // 2
+    while hi - lo > 1:  # uniform(lo) < target <= uniform(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if uniform(mid) < target else (lo, mid)
+    base = max(1, hi - 1)
+    if n_hidden <= _EXHAUSTIVE_LAYERS:
+        masks = list(itertools.product((0, 1), repeat=n_hidden))
+    else:
+        masks = [(1,) * m + (0,) * (n_hidden - m) for m in range(n_hidden + 1)]
+    candidates = [tuple(base + m for m in mask) for mask in masks] + [(hi,) * n_hidden]
+    return min(candidates, key=lambda sizes: (abs(count(sizes) - target), sizes))
+
+
+class ConvFamily:
+    """Translation: plain convolutions (a unit is one channel)."""
+
+    symmetry = "translation"
+
+    def __init__(self, kernel_size: int) -> None:
+        same_padding(kernel_size)
+        self.kernel_size = kernel_size
+
+    def history_type(self, layout: FieldLayout, frames: int, extra_scalars: int = 0) -> int:
+        return frames * layout.channels + extra_scalars
+
+    def hidden_type(self, n: int) -> int:
+        return n
+
+    def channels(self, t: FeatureType) -> int:
+        return int(t)  # type: ignore[arg-type]
+
+    def lift(self, layout: FieldLayout, frames: int) -> nn.Module:
+        return nn.Identity()
+
+    def conv(self, a: FeatureType, b: FeatureType, bias: bool = False) -> nn.Module:
+        k = self.kernel_size
+        return nn.Conv2d(int(a), int(b), k, padding=same_padding(k), bias=bias)  # type: ignore[arg-type]
+
+    def conv_parameters(self, a: FeatureType, b: FeatureType, bias: bool = False) -> int:
+        return int(a) * int(b) * self.kernel_size**2 + (int(b) if bias else 0)  # type: ignore[arg-type]
+
+    def norm(self, n: int) -> nn.Module:
+        return nn.BatchNorm2d(n)
+
+    def norm_parameters(self, n: int) -> int:
+        return 2 * n
+
+    def head(self, a: FeatureType, layout: FieldLayout) -> nn.Module:
+        return self.conv(a, layout.channels, bias=True)
+
+    def head_parameters(self, a: FeatureType, layout: FieldLayout) -> int:
+        return self.conv_parameters(a, layout.channels, bias=True)
+
+
+class SteerableFamily:
+    """Rotation: escnn steerable convolutions of ``C_N`` (a unit is one regular field of ``N`` channels)."""
+
+    symmetry = "rotation"
+
+    def __init__(self, kernel_size: int, group_order: int = DEFAULT_GROUP_ORDER) -> None:
+        same_padding(kernel_size)
+        self.kernel_size = kernel_size
+        self.rot = RotationFields(group_order)
+        self.group_order = group_order
+
+    def history_type(self, layout: FieldLayout, frames: int, extra_scalars: int = 0) -> TypeBlocks:
+        """One ``irrep(1)`` field per vector and frame, one trivial field per scalar and frame (frame-major), then
+        ``extra_scalars`` trivial fields."""
+        extra: TypeBlocks = (("scalar", extra_scalars),) if extra_scalars else ()
+        return layout_blocks(layout, frames) + extra
+
+    def hidden_type(self, n: int) -> TypeBlocks:
+        return regular(n)
+
+    def channels(self, t: FeatureType) -> int:
+        return self.rot.channels(t)  # type: ignore[arg-type]
+
+    def lift(self, layout: FieldLayout, frames: int) -> nn.Module:
+        return nn.Identity()
+
+    def conv(self, a: FeatureType, b: FeatureType, bias: bool = False) -> nn.Module:
+        return self.rot.conv(a, b, self.kernel_size, bias=bias)  # type: ignore[arg-type]
+
+    def conv_parameters(self, a: FeatureType, b: FeatureType, bias: bool = False) -> int:
+        return self.rot.conv_parameters(a, b, self.kernel_size, bias=bias)  # type: ignore[arg-type]
+
+    def norm(self, n: int) -> nn.Module:
+        return self.rot.batch_norm(n)
+
+    def norm_parameters(self, n: int) -> int:
+        return 2 * n
+
+    def head(self, a: FeatureType, layout: FieldLayout) -> nn.Module:
+        return self.conv(a, layout_blocks(layout), bias=True)
+
+    def head_parameters(self, a: FeatureType, layout: FieldLayout) -> int:
+        return self.conv_parameters(a, layout_blocks(layout), bias=True)
+
+
+class ScaleFamily:
+    """Scaling: group correlation over ``S`` kernel scales and translations (a unit is one channel per level);
+    bias-free throughout, as in :mod:`symbench.layers.scale_conv`."""
+
+    symmetry = "scaling"
+
+    def __init__(self, kernel_size: int, n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO,
+                 scalar_power: float = 0.0) -> None:
+        same_padding(kernel_size)
+        self.kernel_size = kernel_size
+        self.scales = scale_levels(n_scales, scale_ratio)
+        self.n_scales = n_scales
+        self.scalar_power = scalar_power
+
+    def history_type(self, layout: FieldLayout, frames: int, extra_scalars: int = 0) -> int:
+        return frames * layout.channels + extra_scalars
+
+    def hidden_type(self, n: int) -> int:
+        return n
+
+    def channels(self, t: FeatureType) -> int:
+        return self.n_scales * int(t)  # type: ignore[arg-type]
+
+    def lift(self, layout: FieldLayout, frames: int) -> nn.Module:
+        """The history copied to every level with the factors ``sigma^e`` of eq. 5 (:class:`ScaleLift`)."""
+        return ScaleLift(layout, frames, self.scales, self.scalar_power)
+
+    def conv(self, a: FeatureType, b: FeatureType, bias: bool = False) -> nn.Module:
+        return ScaleConv2d(int(a), int(b), self.kernel_size, self.scales)  # type: ignore[arg-type]
+
+    def conv_parameters(self, a: FeatureType, b: FeatureType, bias: bool = False) -> int:
+        return int(a) * int(b) * self.kernel_size**2  # type: ignore[arg-type]
+
+    def norm(self, n: int) -> nn.Module:
+        return ScaleBatchNorm2d(n, self.n_scales)
+
+    def norm_parameters(self, n: int) -> int:
+        return n
+
+    def head(self, a: FeatureType, layout: FieldLayout) -> nn.Module:
+        return ScaleConvProject2d(int(a), layout, self.kernel_size, self.scales,  # type: ignore[arg-type]
+                                  self.scalar_power)
+
+    def head_parameters(self, a: FeatureType, layout: FieldLayout) -> int:
+        return int(a) * layout.channels * self.kernel_size**2  # type: ignore[arg-type]
+
+
+LayerFamily = Union[ConvFamily, SteerableFamily, ScaleFamily]
+
+
+def append_invariant(x: Tensor, context: Tensor, n_scales: int | None = None) -> Tensor:
+    """Append invariant maps ``context (B, d, H, W)`` to the features ``x``: as ``d`` channels (translation) or
+    trivial fields (escnn), or, with ``n_scales``, tiled unscaled over the levels after each level's channels."""
+    if n_scales is None:
+        return torch.cat([x, context], dim=1)
+    return cat_levels([x, copy_to_levels(context, n_scales)], n_scales)
+
+
+def copy_to_levels(x: Tensor, n_scales: int) -> Tensor:
+    """``(B, C, H, W) -> (B, S * C, H, W)``, level-major: the same (invariant) features on every level."""
+    return x.repeat(1, n_scales, 1, 1)
+
+
+def layer_family(symmetry: str, kernel_size: int, group_order: int = DEFAULT_GROUP_ORDER,
+                 n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0) -> LayerFamily:
+    """The equivariant layers of ``symmetry`` (``translation``, ``rotation`` or ``scaling``)."""
+    if symmetry == "translation":
+        return ConvFamily(kernel_size)
+    if symmetry == "rotation":
+        return SteerableFamily(kernel_size, group_order)
+    if symmetry == "scaling":
+        return ScaleFamily(kernel_size, n_scales, scale_ratio, scalar_power)
+    raise ValueError(f"unknown symmetry {symmetry!r}; choose one of translation, rotation, scaling")
+
+
+def stack_parameters(family: LayerFamily, in_type: FeatureType, sizes: tuple[int, ...], layout: FieldLayout) -> int:
+    """Parameters of :func:`equivariant_stack`: bias-free convs and norms on every hidden layer, then the head."""
+    total, current = 0, in_type
+    for n in sizes:
+        hidden = family.hidden_type(n)
+        total += family.conv_parameters(current, hidden) + family.norm_parameters(n)
+        current = hidden
+    return total + family.head_parameters(current, layout)
+
+
+def equivariant_stack(family: LayerFamily, in_type: FeatureType, sizes: tuple[int, ...],
+                      layout: FieldLayout) -> nn.Sequential:
+    """``[conv -> norm -> ReLU]`` per hidden size, then the head to the layout's fields. ReLU is pointwise, so it
+    commutes with the channel permutations of regular fields and with the level structure."""
+    units: list[nn.Module] = []
+    current = in_type
+    for n in sizes:
+        hidden = family.hidden_type(n)
+        units += [family.conv(current, hidden), family.norm(n), nn.ReLU()]
+        current = hidden
+    units.append(family.head(current, layout))
+    return nn.Sequential(*units)

@@ -1,0 +1,107 @@
+"""End to end on PhiFlow data: `symbench bench smoke-rotation --preset tiny` for every smoke model, the regulariser
+added linearly by the Lightning module, and the ICML 2022 Table 1 layout generated from the rows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from symbench import cli, models
+from symbench.forecast import ForecastModule
+from symbench.leaderboard import PAPER_TABLE1, render_table1
+from symbench.results import read_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE_MODELS = models.available("smoke-rotation")
+
+
+@pytest.fixture(scope="session")
+def smoke_bench(smoke_root, tmp_path_factory):
+    """Every smoke model trained one epoch and tested on both splits at the tiny preset."""
+    out = tmp_path_factory.mktemp("smoke-bench")
+    args = ["bench", "smoke-rotation", "--preset", "tiny", "--root", str(smoke_root), "--results",
+            str(out / "results"), "--runs", str(out / "runs"), "--no-progress"]
+    assert cli.main(args) == 0
+    assert cli.main(["leaderboard", "--benchmark", "smoke-rotation", "--results", str(out / "results")]) == 0
+    return out
+
+
+def test_every_smoke_model_is_benchmarked_on_both_splits(smoke_bench):
+    rows = read_rows(smoke_bench / "results" / "smoke-rotation" / "runs.csv")
+    assert {"mlp", "conv", "equiv", "rpp", "combo", "clcnn", "lift", "rgroup"} <= set(SMOKE_MODELS)
+    for model in SMOKE_MODELS:
+        mine = [r for r in rows if r["model"] == model and r["metric"] == "rmse"]
+        assert {r["split"] for r in mine} == {"test_future", "test_domain"}, model
+        assert all(math.isfinite(float(r["value"])) and r["horizon"] == "4" for r in mine)
+    params = {r["model"]: int(r["params"]) for r in rows}
+    conv = params["conv"]
+    for model, n in params.items():  # matched parameter budgets (within 10 %) at the preset's width
+        assert abs(n - conv) <= 0.1 * conv, (model, n, conv)
+    table = (smoke_bench / "results" / "smoke" / "table1_tiny.md").read_text()
+    assert "| rotation | Future |" in table and "| rotation | Domain |" in table and "rgroup" in table
+
+
+def test_table1_layout_means_and_stds_over_seeds():
+    rows = {"rotation": [], "translation": [], "scaling": []}
+    for seed, value in [("0", 1.0), ("1", 3.0)]:
+        for model, offset in [("conv", 0.0), ("rgroup", -0.5)]:
+            rows["rotation"].append({"preset": "cpu", "model": model, "split": "test_domain", "metric": "rmse",
+                                     "horizon": "20", "seed": seed, "value": str(value + offset)})
+    md = render_table1(rows, "cpu")
+    line = next(l for l in md.splitlines() if l.startswith("| rotation | Domain |"))
+    # mean of (1, 3) = 2, sample std = sqrt(2); rgroup is 0.5 lower and bold
+    assert line == "| rotation | Domain | 2.000 ± 1.414 | **1.500 ± 1.414** |"
+    assert "| rotation | Future |  |  |" in md
+    assert md.count("| scaling |") == 2 + 2  # ours (empty) and the paper's
+    assert PAPER_TABLE1["rotation"]["test_domain"][-1] == 0.67  # RSteer, the paper's best
+
+
+class _Penalised(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x):
+        return x[:, -1] * self.w
+
+    def regularization_loss(self):
+        return self.w.abs()
+
+
+def test_regulariser_enters_the_loss_linearly_with_alpha(monkeypatch):
+    """alpha * R, not (alpha * R)^2 (the reference code squared it, anchor-code §3.4), and not silently skipped."""
+    monkeypatch.setattr(models, "build", lambda *a, **k: _Penalised())
+    x = torch.zeros(2, 3, 2, 4, 4)
+    batch = (x, torch.zeros(2, 1, 2, 4, 4))
+    losses = {}
+    for alpha in (0.0, 0.5):
+        module = ForecastModule(model="conv", in_frames=3, train_steps=1, alpha=alpha)
+        module.log = lambda *a, **k: None
+        losses[alpha] = module.training_step(batch, 0).item()
+    assert losses[0.5] - losses[0.0] == pytest.approx(0.5 * 2.0)
+
+
+def test_every_smoke_model_has_one_search_space_with_the_icml_ranges():
+    from symbench.sweep.space import load_space
+
+    files = sorted((ROOT / "sweeps").glob("*/*.yaml"))
+    for bench in ("smoke-translation", "smoke-rotation", "smoke-scaling"):
+        for model in models.available(bench):
+            covering = [f for f in files if _names(f, bench) and load_space(bench, model, f).covers(model)]
+            assert len(covering) == 1, (bench, model, covering)
+            space = load_space(bench, model, preset="cpu")
+            assert space.ranges["model.lr"] == {"low": 1e-5, "high": 1e-2, "log": True}  # ICML 2022 Table 3
+            assert space.ranges["data.train_steps"] == {"low": 3, "high": 6}
+            assert max(space.grid["model.model_hparams.width"]) <= 64  # narrowed for the 32x32 cpu grid
+    assert load_space("smoke-rotation", "rgroup").ranges["model.model_hparams.banks"] == {"low": 1, "high": 4}
+    assert load_space("smoke-rotation", "rgroup").ranges["model.alpha"] == [0.0, 1e-2, 1e-4, 1e-6]
+
+
+def _names(file, bench) -> bool:
+    import yaml
+
+    named = yaml.safe_load(file.read_text())["benchmark"]
+    return bench in (named if isinstance(named, list) else [named])

@@ -1,0 +1,280 @@
+"""The ICML 2022 smoke baselines (sec. 3.4 and sec. 5): MLP, Equiv, RPP, Combo, CLCNN, Lift.
+
+Contract checks for every model and symmetry (shape, gradients reach every parameter, ConvNet parameter budget, one
+line for a bad symmetry name), then what each model claims: Equiv is exactly rotation-equivariant and closer to
+scale-equivariant than the ConvNet; RPP without its free pathway is exactly equivariant; the CLCNN hinge loss
+vanishes exactly on equivariant kernel fields (and the network built from them is equivariant); Lift runs on any grid
+and is equivariant when its context is constant.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from symbench.fields import VELOCITY_2D, FieldLayout
+from symbench.layers.local_conv import LowRankLocalConv2d
+from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
+from symbench.models.clcnn import CLCNN, kernel_field_gap, rotate_kernels
+from symbench.models.combo import Combo
+from symbench.models.conv_net import SYMMETRIES, ConvNet, conv_budget
+from symbench.models.equiv import Equiv
+from symbench.models.lift import Lift
+from symbench.models.mlp import MLP
+from symbench.models.rpp import RPP
+from symbench.symmetry import SpatialScaling, rot90
+
+T_IN, GRID = 3, 8
+VELOCITY_DENSITY = FieldLayout.of("velocity:vector", "density:scalar")
+MODELS = {"mlp": MLP, "equiv": Equiv, "rpp": RPP, "combo": Combo, "clcnn": CLCNN, "lift": Lift}
+
+
+def history(layout: FieldLayout, size: int = GRID, seed: int = 0, batch: int = 2) -> Tensor:
+    return torch.randn(batch, T_IN, layout.channels, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def rotation_error(model: nn.Module, x: Tensor, layout: FieldLayout) -> float:
+    """Pooled relative error of ``f(R x)`` vs ``R f(x)`` over the three non-trivial quarter turns, for a model whose
+    vector output responds to its input (a constant or dead output would be trivially equivariant)."""
+    with torch.no_grad():
+        y, y_other = model(x), model(x.roll(1, dims=0))
+    vectors = torch.cat([y[:, s] - y_other[:, s] for s in layout.vector_slices], dim=1)
+    assert vectors.norm() > 1e-2 * y.norm(), "the model's vector output does not respond to its input"
+    metric = EquivarianceError()
+    for k in (1, 2, 3):
+        metric.update(*equivariance_pair(model, x, lambda t, k=k: rot90(t, layout, k)))
+    return metric.compute()["relative"].item()
+
+
+def settle(model: nn.Module, layout: FieldLayout, size: int = GRID) -> nn.Module:
+    """A few training-mode forwards (non-trivial normalisation statistics), then evaluation mode."""
+    with torch.no_grad():
+        for seed in range(3):
+            model(history(layout, size, seed=10 + seed).to(next(model.parameters()).dtype))
+    return model.eval()
+
+
+# --- the contract, for every model and symmetry --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("symmetry", SYMMETRIES)
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_shape_and_every_parameter_gets_gradient(name: str, symmetry: str) -> None:
+    torch.manual_seed(0)
+    layout = VELOCITY_DENSITY
+    model = MODELS[name](T_IN, layout, symmetry=symmetry, width=8, grid_size=GRID).train()
+    y = model(history(layout))
+    assert y.shape == (2, layout.channels, GRID, GRID)
+    loss = nn.functional.mse_loss(y, history(layout, seed=1)[:, -1])
+    if hasattr(model, "regularization_loss"):
+        reg = model.regularization_loss()
+        assert reg.ndim == 0 and torch.isfinite(reg)
+        loss = loss + reg
+    loss.backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.numel() > 0]
+    dead = [n for n, p in trainable if p.grad is None or p.grad.abs().max() == 0]
+    assert trainable and not dead, f"parameters without gradient: {dead}"
+
+
+@pytest.mark.parametrize("layout", [VELOCITY_2D, VELOCITY_DENSITY], ids=["velocity", "velocity+density"])
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_count_is_within_10_percent_of_the_conv_budget(name: str, layout: FieldLayout) -> None:
+    for symmetry in SYMMETRIES:
+        for width in (8, 16, 64):
+            budget = conv_budget(T_IN, layout, width)
+            count = n_params(MODELS[name](T_IN, layout, symmetry=symmetry, width=width, grid_size=GRID))
+            assert abs(count / budget - 1) < 0.1, (symmetry, width, count, budget)
+
+
+def test_mlp_matches_the_budget_on_a_real_grid_wherever_one_unit_per_layer_fits() -> None:
+    """32x32, 10 frames: one unit per layer costs about 24.6 k parameters, the budget of width 26."""
+    for width in (26, 32, 40, 64, 128):
+        count = n_params(MLP(10, VELOCITY_2D, width=width, grid_size=32))
+        assert abs(count / conv_budget(10, VELOCITY_2D, width) - 1) < 0.1, (width, count)
+    assert MLP(10, VELOCITY_2D, width=16, grid_size=32).sizes == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_symmetry_is_one_line_value_error(name: str) -> None:
+    with pytest.raises(ValueError, match="unknown symmetry 'reflection'") as info:
+        MODELS[name](T_IN, VELOCITY_2D, symmetry="reflection", width=4, grid_size=GRID)
+    assert "\n" not in str(info.value)
+
+
+# --- Equiv ---------------------------------------------------------------------------------------------------------
+
+
+def test_equiv_rotation_is_exactly_equivariant_and_the_convnet_is_not() -> None:
+    torch.manual_seed(0)
+    layout = VELOCITY_DENSITY
+    x = history(layout, seed=3)
+    equiv = settle(Equiv(T_IN, layout, symmetry="rotation", width=8, grid_size=GRID), layout)
+    plain = settle(ConvNet(T_IN, layout, width=8), layout)
+    assert rotation_error(equiv, x, layout) <= 1e-5
+    assert rotation_error(plain, x, layout) > 1e-2
+
+
+def smooth_history(size: int = 32, seed: int = 0) -> Tensor:
+    """Velocity histories of Gaussian-filtered noise (correlation length 2 px) under a centred Gaussian envelope, so
+    that zooming by 1/2..2 neither cuts the flow off nor moves it past the grid."""
+    z = torch.randn(3, T_IN, 2, size, size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    k = torch.fft.fftfreq(size, dtype=torch.float64)
+    z = torch.fft.ifft2(torch.fft.fft2(z) * torch.exp(-8 * math.pi**2 * (k[:, None] ** 2 + k**2))).real
+    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    z = z * torch.exp(-(r[:, None] ** 2 + r**2) / (2 * (size / 8) ** 2))
+    return (z / z.flatten(1).std(1).view(-1, 1, 1, 1, 1)).float()
+
+
+def scale_error(build, x: Tensor) -> float:
+    """Relative error of ``f(S x)`` vs ``S f(x)``, ``S`` = per-frame spatial scaling by 1/2, 0.8, 1.25, 2, pooled over
+    three random initialisations."""
+    metric = EquivarianceError()
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = build().eval()
+        for lam in (0.5, 0.8, 1.25, 2.0):
+            g = SpatialScaling(lam)
+            metric.update(*equivariance_pair(model, x, lambda t, g=g: g.act(t, VELOCITY_2D)))
+    return metric.compute()["relative"].item()
+
+
+def test_equiv_scaling_is_closer_to_scale_equivariance_than_the_convnet() -> None:
+    x = smooth_history()
+    equiv = scale_error(lambda: Equiv(T_IN, VELOCITY_2D, symmetry="scaling", width=4, grid_size=32), x)
+    plain = scale_error(lambda: ConvNet(T_IN, VELOCITY_2D, width=4), x)
+    assert equiv <= plain, (equiv, plain)
+
+
+# --- RPP -----------------------------------------------------------------------------------------------------------
+
+
+def test_rpp_rotation_without_its_free_pathway_is_exactly_equivariant() -> None:
+    torch.manual_seed(0)
+    layout = VELOCITY_DENSITY
+    x = history(layout, seed=4)
+    model = settle(RPP(T_IN, layout, symmetry="rotation", width=8, grid_size=GRID), layout)
+    assert model.regularization_loss() > 0
+    assert rotation_error(model, x, layout) > 1e-2
+    with torch.no_grad():
+        for p in model.free_parameters():
+            p.zero_()
+    assert model.regularization_loss() == 0
+    assert rotation_error(settle(model.train(), layout), x, layout) <= 1e-5
+
+
+# --- CLCNN ---------------------------------------------------------------------------------------------------------
+
+
+def test_kernel_field_gap_matches_the_materialised_kernel_fields() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 5, 5, generator=g, dtype=torch.float64)
+    b = torch.randn(3, 5, 5, generator=g, dtype=torch.float64)
+    ka = torch.randn(3, 2, 4, 3, 3, generator=g, dtype=torch.float64)
+    kb = torch.randn(3, 2, 4, 3, 3, generator=g, dtype=torch.float64)
+    fields = torch.einsum("rhw,r...->hw...", a, ka) - torch.einsum("rhw,r...->hw...", b, kb)
+    expected = fields.square().sum() / 25
+    assert torch.allclose(kernel_field_gap(a, ka, b, kb), expected)
+
+
+def local_layers(model: CLCNN) -> list[LowRankLocalConv2d]:
+    return list(model.local)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def make_translation_invariant(model: CLCNN) -> None:
+    for layer in local_layers(model):
+        layer.coefficients.copy_(torch.randn(layer.rank, 1, 1, dtype=layer.coefficients.dtype).expand_as(
+            layer.coefficients))
+
+
+@pytest.mark.parametrize("symmetry", SYMMETRIES)
+def test_clcnn_hinge_loss_is_positive_for_random_kernels_and_zero_for_equivariant_ones(symmetry: str) -> None:
+    torch.manual_seed(0)
+    model = CLCNN(T_IN, VELOCITY_DENSITY, symmetry=symmetry, width=8, grid_size=GRID).double()
+    with torch.no_grad():
+        for layer in local_layers(model):
+            layer.coefficients.normal_()
+    assert model.regularization_loss() > 1e-3
+    make_translation_invariant(model)
+    if symmetry == "translation":
+        assert model.regularization_loss() < 1e-12
+        return
+    assert model.regularization_loss() > 1e-3  # invariant under translations only
+    with torch.no_grad():
+        for layer, constraints in zip(local_layers(model), model.constraints):
+            if symmetry == "rotation":
+                rho_in, rho_out = constraints[0].rho_in.double(), constraints[0].rho_out.double()
+                kernels = layer.kernels()
+                layer.kernels().copy_(sum(rotate_kernels(kernels, rho_out[q], rho_in[-q], q) for q in range(4)) / 4)
+                if layer.bias is not None:
+                    layer.bias.copy_(sum(rho_out[q] @ layer.bias for q in range(4)) / 4)
+            else:  # pointwise kernels are the equivariant ones under zooms
+                centre = layer.kernels()[..., 1, 1].clone()
+                layer.weight.zero_()
+                layer.kernels()[..., 1, 1] = centre
+    assert model.regularization_loss() < 1e-12
+
+
+def test_clcnn_with_zero_rotation_hinge_loss_is_exactly_equivariant() -> None:
+    """End to end, with position-dependent kernels: ``K_q = h^q . K_0`` and ``a_q = a_0`` turned by ``q`` quarter
+    turns (rank 4) give ``h . K(h^-1 x) = K(x)``, so the rotation part of the hinge loss is zero while the translation
+    part is not, and the network is exactly equivariant under :func:`symbench.symmetry.rot90`: the constraint's action
+    on maps and kernels is the group action on the data."""
+    torch.manual_seed(0)
+    layout = VELOCITY_DENSITY
+    model = CLCNN(T_IN, layout, symmetry="rotation", width=16, grid_size=GRID, rank=4).double()
+    x = history(layout, seed=5).double()
+    with torch.no_grad():
+        for layer in local_layers(model):
+            layer.coefficients.normal_(1.0, 0.5)
+    assert rotation_error(settle(copy.deepcopy(model), layout), x, layout) > 1e-2
+    with torch.no_grad():
+        for layer, constraints in zip(local_layers(model), model.constraints):
+            rho_in, rho_out = constraints[0].rho_in.double(), constraints[0].rho_out.double()
+            kernel, coefficients = layer.kernels()[0].clone(), layer.coefficients[0].clone()
+            for q in range(4):
+                layer.kernels()[q] = rotate_kernels(kernel, rho_out[q], rho_in[-q], q)
+                layer.coefficients[q] = torch.rot90(coefficients, q, dims=(-2, -1))
+            if layer.bias is not None:
+                layer.bias.copy_(sum(rho_out[q] @ layer.bias for q in range(4)) / 4)
+            assert constraints[0](layer) < 1e-12
+    assert model.regularization_loss() > 1e-3  # the kernels still vary over the grid
+    assert rotation_error(settle(model, layout), x, layout) <= 1e-10
+
+
+def test_clcnn_maps_are_coarse_when_the_grid_would_exceed_the_budget() -> None:
+    small = CLCNN(T_IN, VELOCITY_2D, symmetry="translation", width=8, grid_size=64)
+    assert small.map_size < 64
+    assert abs(n_params(small) / conv_budget(T_IN, VELOCITY_2D, 8) - 1) < 0.1
+    assert small(history(VELOCITY_2D, size=64)).shape == (2, 2, 64, 64)
+    with pytest.raises(ValueError, match="built for a 64x64 grid"):
+        small(history(VELOCITY_2D, size=32))
+
+
+# --- Lift ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("symmetry", SYMMETRIES)
+def test_lift_runs_on_any_grid_size(symmetry: str) -> None:
+    for size in (8, 16):
+        model = Lift(T_IN, VELOCITY_DENSITY, symmetry=symmetry, width=4, grid_size=size)
+        assert model(history(VELOCITY_DENSITY, size=size)).shape == (2, 3, size, size)
+
+
+def test_lift_rotation_breaks_equivariance_only_through_its_encoder() -> None:
+    torch.manual_seed(0)
+    layout = VELOCITY_DENSITY
+    x = history(layout, seed=6)
+    model = settle(Lift(T_IN, layout, symmetry="rotation", width=8, grid_size=GRID), layout)
+    assert rotation_error(model, x, layout) > 1e-3
+    with torch.no_grad():
+        model.encoder[-1].weight.zero_()  # constant context: the escnn backbone alone
+    assert rotation_error(model, x, layout) <= 1e-5
