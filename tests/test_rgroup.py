@@ -367,3 +367,29 @@ def test_bad_arguments() -> None:
         RGroupNet(T_IN, VELOCITY_2D, symmetry="reflection")
     with pytest.raises(ValueError, match="T_in=3"):
         small_model("rotation")(torch.zeros(1, 4, 3, GRID, GRID))
+
+
+@pytest.mark.parametrize("symmetry", ["rotation", "translation", "scaling"])
+def test_stacked_layers_are_not_linear(symmetry: str) -> None:
+    """The activation is applied between the relaxed layers (the reference RGroup never applied it: anchor-code
+    §3.2): an affine map (convolutions and evaluation-mode batch norms alone) has f(x) + f(-x) = 2 f(0)."""
+    model = small_model(symmetry)
+    x = randn(2, T_IN, VELOCITY_DENSITY.channels, GRID, GRID)
+    settle(model, torch.cat([x, -x]))
+    with torch.no_grad():
+        gap = max_err(model(x) + model(-x), 2 * model(torch.zeros_like(x)))
+        assert gap > 1e-2 * model(x).abs().max()
+
+
+@pytest.mark.parametrize("symmetry", ["rotation", "scaling"])
+def test_non_square_grids_keep_rows_and_columns(symmetry: str) -> None:
+    """(H, W) is read as (H, W) (the reference lifting layer swapped them, silently wrong on non-square grids):
+    on an 8 x 12 grid the output is 8 x 12 and, with equal weights, commutes with the half turn."""
+    model = small_model(symmetry)
+    x = randn(2, T_IN, VELOCITY_DENSITY.channels, 8, 12)
+    settle(model, x)
+    with torch.no_grad():
+        y = model(x)
+        assert y.shape == (2, VELOCITY_DENSITY.channels, 8, 12)
+        if symmetry == "rotation":
+            assert max_err(model(rot90(x, VELOCITY_DENSITY, 2)), rot90(y, VELOCITY_DENSITY, 2)) <= 1e-5

@@ -105,3 +105,11 @@ def _names(file, bench) -> bool:
 
     named = yaml.safe_load(file.read_text())["benchmark"]
     return bench in (named if isinstance(named, list) else [named])
+
+
+def test_smoke_models_share_one_plot_family_with_distinct_colours():
+    from symbench.plots import _families, model_style
+
+    groups = _families(["resnet", "equ_rot_resnet", "conv", "rgroup"])
+    assert groups == {"resnet": ["resnet", "equ_rot_resnet"], "all": ["conv", "rgroup"]}
+    assert model_style("conv")["color"] != model_style("rgroup")["color"]

@@ -5,7 +5,8 @@ From ``results/<benchmark>/runs.csv`` and the prediction artifacts ``results/<be
 
 * ``rmse_per_step.png``: RMSE per rollout step, mean ± std over seeds; one panel per (model family, split), one
   line per model (a family is a backbone with its Augm and Equ variants, e.g. ``resnet``, ``augm_rot_resnet``,
-  ``equ_rot_resnet``);
+  ``equ_rot_resnet``; models without a backbone, like the smoke benchmarks' ``conv`` ... ``rgroup``, form one
+  family ``all``);
 * ``spectra.png``: the isotropic kinetic-energy spectrum ``E(k)`` of target and predictions at the last rollout step,
   averaged over each split's samples (and over seeds), log-log; one panel per (family, split);
 * ``spectra_tke.png``: the same for the turbulence kinetic-energy spectrum that the ESE compares (fluctuations about
@@ -41,10 +42,18 @@ def family_of(model: str) -> str:
     return model.rsplit("_", 1)[-1]
 
 
+def _single_colors() -> dict[str, str]:
+    from symbench.leaderboard import TABLE1_MODELS
+
+    return {m: f"C{i}" for i, m in enumerate(TABLE1_MODELS)}
+
+
 def model_style(model: str) -> dict[str, Any]:
     """Line style of a model: colour by symmetry group, dashed for Augm, solid for Equ, thick purple for the plain
     backbone (the target is black)."""
     parts = model.split("_")
+    if len(parts) == 1 and model in _single_colors():  # the smoke models of ICML 2022 Table 1: one colour each
+        return {"color": _single_colors()[model], "linestyle": "-", "linewidth": 1.5}
     if len(parts) == 1:
         return {"color": "tab:purple", "linestyle": "-", "linewidth": 2.0}
     color = GROUP_COLORS.get(parts[1] if len(parts) == 3 else "", None)
@@ -56,9 +65,12 @@ def model_style(model: str) -> dict[str, Any]:
 
 
 def _families(models: Sequence[str]) -> dict[str, list[str]]:
+    """Models grouped by backbone; models that are nobody's backbone and have none (e.g. the smoke models ``conv``,
+    ``rgroup``) share one group, ``all``, so that they are compared in the same panels."""
+    backbones = {family_of(m) for m in models if "_" in m}
     out: dict[str, list[str]] = {}
     for m in models:
-        out.setdefault(family_of(m), []).append(m)
+        out.setdefault(family_of(m) if "_" in m or m in backbones else "all", []).append(m)
     return out
 
 
