@@ -176,16 +176,3 @@ def coarsen_grid(array: Tensor, factor: int) -> Tensor:
     if h % factor or w % factor:
         raise ValueError(f"coarsen={factor} does not divide the {h}x{w} grid; use a divisor of both sides")
     return array.reshape(*lead, h // factor, factor, w // factor, factor).mean(dim=(-3, -1))
-
-
-def select_fields(array: np.ndarray, layout: FieldLayout,
-                  names: Sequence[str]) -> tuple[np.ndarray, FieldLayout]:
-    """The channels of the fields ``names`` (in that order) of a ``(n_traj, T, C, H, W)`` array, and their layout;
-    the array itself (no copy) when that is every field in order."""
-    unknown = [n for n in names if n not in layout.names()]
-    if unknown:
-        raise ValueError(f"unknown field(s) {unknown}; the data has {', '.join(layout.names())}")
-    channels = np.concatenate([np.arange(layout.channel_slice(n).start, layout.channel_slice(n).stop) for n in names])
-    if len(channels) != layout.channels or (channels != np.arange(layout.channels)).any():
-        array = array[:, :, channels]
-    return array, layout.select(names)

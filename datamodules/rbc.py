@@ -15,15 +15,17 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from datamodules import rbc_io, rbc_sim, store
-from datamodules.base import ForecastDataModule, select_fields
+from datamodules import rbc_io, rbc_sim
+from datamodules.stored import StoredDataModule
 from symbench.fields import FieldLayout
 
 Source = Literal["generated", "paper", "dedalus"]
 
 
-class RBCDataModule(ForecastDataModule):
+class RBCDataModule(StoredDataModule):
     """RBC velocity windows with the ``orig``, ``um``, ``mag``, ``rot`` and ``scale`` test splits of the paper."""
+
+    label, sources, presets, path_hint = "RBC", ("generated", "paper", "dedalus"), rbc_sim.PRESETS, "the file(s)"
 
     def __init__(
         self,
@@ -35,37 +37,19 @@ class RBCDataModule(ForecastDataModule):
         **kwargs: Any,
     ):
         kwargs.setdefault("test_splits", ("orig", "um", "mag", "rot", "scale"))
-        super().__init__(**kwargs)
-        if source not in ("generated", "paper", "dedalus"):
-            raise ValueError(f"unknown RBC source {source!r}; choose generated, paper or dedalus")
-        if source == "generated" and preset not in rbc_sim.PRESETS:
-            raise ValueError(f"unknown RBC preset {preset!r}; available presets: {', '.join(rbc_sim.PRESETS)}")
-        if source != "generated" and path is None:
-            raise ValueError(f"source={source!r} needs --data.path pointing at the file(s)")
-        self.preset, self.root, self.source, self.path = preset, root, source, path
-        self.field_names = list(fields)
-        self._cache: tuple[np.ndarray, FieldLayout] | None = None
-        self._meta: dict[str, Any] = {}
+        super().__init__(preset, root, source, path, fields, **kwargs)
 
     @property
     def data_dir(self) -> Path:
         return rbc_sim.default_dir(Path(self.root), self.preset)
 
-    def load(self) -> tuple[np.ndarray, FieldLayout]:
-        if self._cache is None:
-            if self.source == "generated":
-                array, layout, self._meta = store.read_trajectories(self.data_dir)
-            elif self.source == "paper":
-                array, layout = rbc_io.load_paper_tensor(self.path)
-            else:
-                array, layout = rbc_io.read_dedalus_snapshots(self.path)
-            self._cache = select_fields(array, layout, self.field_names)
-        return self._cache
+    def read_source(self) -> tuple[np.ndarray, FieldLayout]:
+        if self.source == "paper":
+            return rbc_io.load_paper_tensor(self.path)
+        return rbc_io.read_dedalus_snapshots(self.path)
 
-    def describe(self) -> dict[str, Any]:
-        self.load()
-        params = self._meta.get("params", {})
-        return {"dataset": f"rbc-{self.source}", "source_params": params}
+    def family(self) -> str:
+        return "rbc"
 
 
 def generate_preset(preset: str, root: Path, progress: bool = True) -> Path:

@@ -18,15 +18,18 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from datamodules import smoke_io, smoke_sim, store
-from datamodules.base import ForecastDataModule, select_fields
+from datamodules import smoke_io, smoke_sim
+from datamodules.stored import StoredDataModule
 from symbench.fields import FieldLayout
 
 Source = Literal["generated", "scene"]
 
 
-class SmokeDataModule(ForecastDataModule):
+class SmokeDataModule(StoredDataModule):
     """Smoke-plume velocity windows with the ``test_future`` and ``test_domain`` splits."""
+
+    label, sources, presets = "smoke", ("generated", "scene"), smoke_sim.PRESETS
+    path_hint = "a directory of PhiFlow scenes"
 
     def __init__(
         self,
@@ -42,33 +45,21 @@ class SmokeDataModule(ForecastDataModule):
         kwargs.setdefault("test_splits", ("test_future", "test_domain"))
         kwargs.setdefault("split_fractions", (0.5, 0.25, 0.25))
         kwargs.setdefault("rollout_steps", 20)
-        super().__init__(**kwargs)
         if symmetry not in smoke_sim.SYMMETRIES:
             raise ValueError(f"unknown smoke symmetry {symmetry!r}; choose one of {', '.join(smoke_sim.SYMMETRIES)}")
-        if source not in ("generated", "scene"):
-            raise ValueError(f"unknown smoke source {source!r}; choose generated or scene")
-        if source == "generated" and preset not in smoke_sim.PRESETS:
-            raise ValueError(f"unknown smoke preset {preset!r}; available presets: {', '.join(smoke_sim.PRESETS)}")
-        if source == "scene" and path is None:
-            raise ValueError("source='scene' needs --data.path pointing at a directory of PhiFlow scenes")
-        self.symmetry, self.preset, self.root, self.source, self.path = symmetry, preset, root, source, path
-        self.field_names = list(fields)
+        super().__init__(preset, root, source, path, fields, **kwargs)
+        self.symmetry = symmetry
         self._domain_override = None if domain_sims is None else [int(i) for i in domain_sims]
-        self._cache: tuple[np.ndarray, FieldLayout] | None = None
-        self._meta: dict[str, Any] = {}
 
     @property
     def data_dir(self) -> Path:
         return smoke_sim.default_dir(Path(self.root), self.symmetry, self.preset)
 
-    def load(self) -> tuple[np.ndarray, FieldLayout]:
-        if self._cache is None:
-            if self.source == "generated":
-                array, layout, self._meta = store.read_trajectories(self.data_dir)
-            else:
-                array, layout = smoke_io.read_scenes(self.path)
-            self._cache = select_fields(array, layout, self.field_names)
-        return self._cache
+    def read_source(self) -> tuple[np.ndarray, FieldLayout]:
+        return smoke_io.read_scenes(self.path)
+
+    def family(self) -> str:
+        return f"smoke-{self.symmetry}"
 
     def domain_trajectories(self) -> list[int]:
         """The generator's held-out simulations (``domain_sims`` overrides them, e.g. for scene directories)."""
@@ -79,10 +70,6 @@ class SmokeDataModule(ForecastDataModule):
         if held is None:  # scenes without metadata: the last 20 %, at least one
             held = list(range(n - max(1, round(0.2 * n)), n))
         return [int(i) for i in held]
-
-    def describe(self) -> dict[str, Any]:
-        self.load()
-        return {"dataset": f"smoke-{self.symmetry}-{self.source}", "source_params": self._meta.get("params", {})}
 
 
 def generate_family(symmetry: str) -> Any:
