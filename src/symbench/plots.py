@@ -29,11 +29,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from symbench.leaderboard import SPLIT_TITLES, aggregate, ordered
+from symbench.leaderboard import SPLIT_TITLES, TABLE1_MODELS, aggregate, ordered
 from symbench.prediction_artifacts import load_artifacts
 from symbench.results import atomic_write, read_rows
 
 GROUP_COLORS = {"um": "tab:blue", "mag": "tab:orange", "rot": "tab:green", "scale": "tab:red"}
+MODEL_COLORS = {m: f"C{i}" for i, m in enumerate(TABLE1_MODELS)}  # the smoke models of ICML 2022 Table 1
 DPI = 100
 
 
@@ -42,18 +43,12 @@ def family_of(model: str) -> str:
     return model.rsplit("_", 1)[-1]
 
 
-def _single_colors() -> dict[str, str]:
-    from symbench.leaderboard import TABLE1_MODELS
-
-    return {m: f"C{i}" for i, m in enumerate(TABLE1_MODELS)}
-
-
 def model_style(model: str) -> dict[str, Any]:
     """Line style of a model: colour by symmetry group, dashed for Augm, solid for Equ, thick purple for the plain
-    backbone (the target is black)."""
+    backbone, one colour each for the smoke models (the target is black)."""
     parts = model.split("_")
-    if len(parts) == 1 and model in _single_colors():  # the smoke models of ICML 2022 Table 1: one colour each
-        return {"color": _single_colors()[model], "linestyle": "-", "linewidth": 1.5}
+    if model in MODEL_COLORS:  # one colour each
+        return {"color": MODEL_COLORS[model], "linestyle": "-", "linewidth": 1.5}
     if len(parts) == 1:
         return {"color": "tab:purple", "linestyle": "-", "linewidth": 2.0}
     color = GROUP_COLORS.get(parts[1] if len(parts) == 3 else "", None)

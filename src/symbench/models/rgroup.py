@@ -42,7 +42,7 @@ from symbench.layers.relaxed_group_conv import (
     RotGroupConv2d,
 )
 from symbench.layers.scale_conv import ScaleBatchNorm2d, ScaleConv2d, ScaleConvProject2d, ScaleLift, scale_levels
-from symbench.models.conv_net import check_symmetry, conv_budget
+from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
 
 Layers = tuple[nn.Module, nn.Sequential, nn.Module]  # lift, body, projection
@@ -109,9 +109,9 @@ class RGroupNet(nn.Module):
         check_symmetry("RGroupNet", symmetry)
         check_padding_mode(padding_mode)
         same_padding(kernel_size)
-        if in_frames < 1 or width < 1 or layers < 2 or banks < 1:
-            raise ValueError(f"RGroupNet needs in_frames >= 1, width >= 1, layers >= 2, banks >= 1; got "
-                             f"{in_frames}, {width}, {layers}, {banks}")
+        check_smoke_args("RGroupNet", in_frames, width, layers)
+        if banks < 1:
+            raise ValueError(f"RGroupNet needs banks >= 1, got {banks}")
         if symmetry == "rotation" and group_order != 4:
             raise ValueError(f"RGroupNet rotation needs group_order=4 (vector lift N >= 3, exact quarter turns "
                              f"N | 4), got {group_order}")
