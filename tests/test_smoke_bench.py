@@ -77,11 +77,11 @@ def test_regulariser_enters_the_loss_linearly_with_alpha(monkeypatch):
     x = torch.zeros(2, 3, 2, 4, 4)
     batch = (x, torch.zeros(2, 1, 2, 4, 4))
     losses = {}
-    for alpha in (0.0, 0.5):
+    for alpha in (0.0, 0.25):  # alpha * |w| = 0.5, (alpha * |w|)^2 = 0.25: the two wirings differ
         module = ForecastModule(model="conv", in_frames=3, train_steps=1, alpha=alpha)
         module.log = lambda *a, **k: None
         losses[alpha] = module.training_step(batch, 0).item()
-    assert losses[0.5] - losses[0.0] == pytest.approx(0.5 * 2.0)
+    assert losses[0.25] - losses[0.0] == pytest.approx(0.25 * 2.0)
 
 
 def test_every_smoke_model_has_one_search_space_with_the_icml_ranges():
