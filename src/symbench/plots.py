@@ -29,12 +29,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from symbench.leaderboard import SPLIT_TITLES, TABLE1_MODELS, aggregate, ordered
+from symbench.leaderboard import SMOKE_MODELS, SPLIT_TITLES, aggregate, ordered
 from symbench.prediction_artifacts import load_artifacts
 from symbench.results import atomic_write, read_rows
 
 GROUP_COLORS = {"um": "tab:blue", "mag": "tab:orange", "rot": "tab:green", "scale": "tab:red"}
-MODEL_COLORS = {m: f"C{i}" for i, m in enumerate(TABLE1_MODELS)}  # the smoke models of ICML 2022 Table 1
+# The smoke models of ICML 2022 (Tables 1, 2), one colour each.
+MODEL_COLORS = dict(zip(SMOKE_MODELS, [f"C{i}" for i in range(10)] + ["tab:olive", "tab:cyan", "tab:gray", "k"]))
 DPI = 100
 
 
@@ -62,10 +63,11 @@ def model_style(model: str) -> dict[str, Any]:
 def _families(models: Sequence[str]) -> dict[str, list[str]]:
     """Models grouped by backbone; models that are nobody's backbone and have none (e.g. the smoke models ``conv``,
     ``rgroup``) share one group, ``all``, so that they are compared in the same panels."""
-    backbones = {family_of(m) for m in models if "_" in m}
+    backbones = {family_of(m) for m in models if "_" in m and m not in MODEL_COLORS}
     out: dict[str, list[str]] = {}
     for m in models:
-        out.setdefault(family_of(m) if "_" in m or m in backbones else "all", []).append(m)
+        grouped = m not in MODEL_COLORS and ("_" in m or m in backbones)
+        out.setdefault(family_of(m) if grouped else "all", []).append(m)
     return out
 
 

@@ -70,6 +70,7 @@ class RotationFields:
             "scalar": self.gspace.trivial_repr,
         }
         self._basis_dims: dict[tuple[Kind, Kind, int, bool], int] = {}
+        self._bases: dict[tuple[Kind, Kind, int], Tensor] = {}
 
     def field_type(self, blocks: TypeBlocks) -> enn.FieldType:
         return enn.FieldType(self.gspace, [self._representations[kind] for kind, n in blocks for _ in range(n)])
@@ -86,6 +87,24 @@ class RotationFields:
                        initialize=False)
             self._basis_dims[key] = conv.basisexpansion.dimension()
         return self._basis_dims[key]
+
+    def kernel_basis(self, in_kind: Kind, out_kind: Kind, kernel_size: int) -> Tensor:
+        """``(L, d_out, d_in, k, k)``: escnn's steerable kernel basis from one ``in_kind`` field to one ``out_kind``
+        field, sampled on the ``k x k`` grid and scaled as :func:`own_unit_basis` (the one every strict ``R2Conv``
+        built by :meth:`conv` uses): each element ``psi_l`` satisfies ``psi_l(g p) = rho_out(g) psi_l(p)
+        rho_in(g)^-1`` (eq. 3 of Wang et al. 2022). Read through escnn's public basis expansion (its filter is
+        linear in the coefficients, so unit coefficient vectors give the elements); computed once per process."""
+        key = (in_kind, out_kind, kernel_size)
+        if key not in self._bases:
+            conv = enn.R2Conv(self.field_type(((in_kind, 1),)), self.field_type(((out_kind, 1),)), kernel_size,
+                              bias=False, initialize=False)
+            own_unit_basis(conv)
+            expansion = conv.basisexpansion
+            with torch.no_grad():
+                eye = torch.eye(expansion.dimension())
+                basis = torch.stack([expansion(row) for row in eye])  # (L, d_out, d_in, k * k)
+            self._bases[key] = basis.view(*basis.shape[:3], kernel_size, kernel_size).clone()
+        return self._bases[key]
 
     def _trivial_irreps(self, kind: Kind) -> int:
         group = self.gspace.fibergroup

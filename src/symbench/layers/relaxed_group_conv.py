@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers.conv import check_padding_mode, same_padding
+from symbench.layers.pixel_mixing import PixelMixing, equal_weights, total_variation
 from symbench.layers.scale_conv import ScaleKernel, level_factors, same_conv
 
 
@@ -40,20 +41,9 @@ def pairwise_l1(weights: Tensor) -> Tensor:
     return (weights[:, :, None] - weights[:, None, :]).abs().sum()
 
 
-def total_variation(weights: Tensor) -> Tensor:
-    """``sum |w(i+1, j) - w(i, j)| + |w(i, j+1) - w(i, j)|`` over the last two axes (non-periodic neighbours)."""
-    return weights.diff(dim=-2).abs().sum() + weights.diff(dim=-1).abs().sum()
-
-
 def _check_banks(banks: int) -> None:
     if banks < 1:
         raise ValueError(f"need at least one filter bank, got banks={banks}")
-
-
-def _equal_weights(*shape: int) -> nn.Parameter:
-    """Relaxation weights ``1 / sqrt(L)`` everywhere (``shape[0] = L``): exactly equivariant at init, and the mixed
-    kernel ``sum_l w_l psi_l`` of independent default-initialised banks has the variance of one such kernel."""
-    return nn.Parameter(torch.full(shape, shape[0] ** -0.5))
 
 
 def rotation_gather_index(group_order: int, kernel_size: int) -> Tensor:
@@ -137,7 +127,7 @@ class RelaxedRotGroupConv2d(_RotGroupKernel):
         _check_banks(banks)
         super().__init__((banks, out_fields, in_fields, group_order, kernel_size, kernel_size), group_order,
                          padding_mode)
-        self.relaxed_weights = _equal_weights(banks, group_order)
+        self.relaxed_weights = equal_weights(banks, group_order)
 
     def expanded(self) -> Tensor:
         """``(C_out * C_in, G * N * k * k)``: ``Psi(g, h)`` of eq. 4 as one matmul of the banks side by side with
@@ -158,45 +148,28 @@ class RelaxedRotGroupConv2d(_RotGroupKernel):
         return f"{super().extra_repr()}, banks={self.weight.shape[0]}"
 
 
-class RelaxedTranslationConv2d(nn.Module):
+class RelaxedTranslationConv2d(PixelMixing):
     """Relaxed translation group convolution: ``y(x) = sum_l w_l(x) (psi_l * f)(x)``, ``(B, C_in, H, W) ->
     (B, C_out, H, W)`` on a fixed ``grid_size x grid_size`` grid (eq. 5 with ``h`` the pixel).
 
-    The ``L`` convolutions run as one convolution with ``L * C_out`` outputs. The weights ``w_l`` live on a
-    ``relax_grid x relax_grid`` grid of cells of ``grid_size / relax_grid`` pixels each (``relax_grid = grid_size``:
-    one weight per pixel, as in the paper; coarser cells keep small models within a parameter budget), init equal.
-    ``regularization_loss`` is their total variation over space, zero iff ``w`` is constant over space."""
+    The ``L`` convolutions run as one convolution with ``L * C_out`` outputs, mixed by the per-cell weights ``w_l``
+    of :class:`~symbench.layers.pixel_mixing.PixelMixing` (``relax_grid = grid_size``: one weight per pixel, as in
+    the paper; coarser cells keep small models within a parameter budget), init equal. ``regularization_loss`` is
+    their total variation over space, zero iff ``w`` is constant over space."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, grid_size: int, banks: int = 2,
                  relax_grid: int | None = None, bias: bool = False, padding_mode: str = "zeros") -> None:
-        super().__init__()
         _check_banks(banks)
         check_padding_mode(padding_mode)
-        relax_grid = grid_size if relax_grid is None else relax_grid
-        if relax_grid < 1 or grid_size % relax_grid:
-            raise ValueError(f"relax_grid must divide grid_size={grid_size}, got {relax_grid}")
-        self.banks, self.grid_size, self.relax_grid = banks, grid_size, relax_grid
+        super().__init__(banks, grid_size, relax_grid)
+        self.banks = banks
         self.conv = nn.Conv2d(in_channels, banks * out_channels, kernel_size, padding=same_padding(kernel_size),
                               padding_mode=padding_mode, bias=False)
-        self.relaxed_weights = _equal_weights(banks, relax_grid, relax_grid)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
-    def pixel_weights(self) -> Tensor:
-        """``(L, H, W)``: every cell's weight repeated over its pixels."""
-        cell = self.grid_size // self.relax_grid
-        return self.relaxed_weights.repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)
-
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-2:] != (self.grid_size, self.grid_size):
-            raise ValueError(f"RelaxedTranslationConv2d was built for a {self.grid_size}x{self.grid_size} grid "
-                             f"(grid_size), got {tuple(x.shape[-2:])}")
-        y = self.conv(x)
-        # A broadcast product and a sum over the banks: einsum would route this through permuted copies and bmm.
-        y = (y.view(y.shape[0], self.banks, -1, *y.shape[-2:]) * self.pixel_weights()[:, None]).sum(dim=1)
+        y = super().forward(self.conv(x))
         return y if self.bias is None else y + self.bias[:, None, None]
-
-    def regularization_loss(self) -> Tensor:
-        return total_variation(self.relaxed_weights)
 
     def extra_repr(self) -> str:
         return f"banks={self.banks}, grid_size={self.grid_size}, relax_grid={self.relax_grid}"
@@ -217,7 +190,7 @@ class RelaxedScaleGroupConv2d(ScaleKernel):
         same_padding(kernel_size)
         super().__init__((banks * out_channels, in_channels, kernel_size, kernel_size), scales)
         self.banks, self.padding_mode = banks, padding_mode
-        self.relaxed_weights = _equal_weights(banks, self.n_scales)
+        self.relaxed_weights = equal_weights(banks, self.n_scales)
 
     def level_kernels(self) -> Tensor:
         """``(S, C_out, C_in, k, k)``: the banks rescaled to every level and mixed by ``w_l(s)``."""

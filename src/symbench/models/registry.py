@@ -90,6 +90,11 @@ _MODELS: dict[str, ModelSpec] = {
                   "Lift expansion: non-equivariant encoder tiled as invariant channels of an equivariant backbone"),
         ModelSpec("rgroup", "symbench.models.rgroup:RGroupNet", "relaxed", _SMOKE,
                   "RGroup: relaxed group convolution, L filter banks weighted by w_l(h) (ICML 2022 eq. 4-5)"),
+        ModelSpec("rsteer", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation",),
+                  "RSteer: relaxed C4-steerable convolution, escnn basis weighted by w_l(theta) (ICML 2022 eq. 7)"),
+        ModelSpec("rsteer_tr", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation",),
+                  "RSteerTR: relaxed translation x relaxed rotation steerable conv, w_l(x, y) = sum_r a_r(x) "
+                  "b_rl(y) (ICML 2022 eq. 8-9)", defaults={"ranks": 2}),
     ]
 }
 
