@@ -1,15 +1,19 @@
-"""What relaxing a group convolution costs: training-step time of RGroup (ICML 2022 sec. 3.1) against the strict
-group convolution network of the same layer types and channel counts, and against the plain ConvNet of equal
-parameter count.
+"""What relaxing a group or steerable convolution costs: training-step time of the relaxed models of ICML 2022
+(RGroup sec. 3.1; RSteer / RSteerTR sec. 3.2, eq. 7-9) against the strict network of the same layer types and
+channel counts, and against the plain ConvNet of equal parameter count.
 
     python benchmarks/relaxed_cost.py --size 32 --width 16 --batch 8 --frames 10 --banks 2 --out results/speed
 
-For each symmetry: ``rgroup`` = :class:`~symbench.models.rgroup.RGroupNet` (``banks`` filter banks, relaxation
-weights, its penalty in the loss); ``strict`` = ``RGroupNet(relaxed=False)`` with the same hidden channel counts
-(C4 group convolution on the same regular fields / scale group correlation over the same levels / plain
-convolutions, i.e. ``L = 1`` and no relaxation weights), so the ratio isolates the relaxation: the kernel expansion
-for rotation and scaling (target <= 1.3x), and the ``L``-fold convolution for translation; ``convnet`` =
-:class:`~symbench.models.conv_net.ConvNet` at the same ``width`` (RGroup is sized to its parameter count).
+For each relaxed model, its ``strict`` twin is the same class with ``relaxed=False`` and the same hidden counts:
+for ``rgroup`` the C4 group convolution on the same regular fields / the scale group correlation over the same
+levels / plain convolutions (``L = 1``, no relaxation weights); for ``rsteer`` the strict steerable convolution on
+escnn's basis (eq. 6, one weight per basis element) with the same field types; for ``rsteer_tr`` the same strict
+steerable network (no translation part); for ``rsteer_scale`` / ``rsteer_ts`` the SESN network (one weight per
+Hermite-Gaussian function) with the same channels per level. So the ratio isolates the relaxation: the kernel expansion for rgroup
+(rotation, scaling), rsteer and rsteer_scale (target <= 1.3x), the ``L``- or ``R``-fold convolution for translation and the TR
+combination. ``escnn`` is escnn's own ``R2Conv`` network with RSteer's field types, to show that the strict
+reference is as fast as the library's. ``convnet`` = :class:`~symbench.models.conv_net.ConvNet` at the same
+``width`` (every relaxed model is sized to its parameter count).
 
 A training step is forward + MSE (+ ``alpha * regularization_loss()`` where defined) backward + Adam on a random
 batch; rounds are interleaved (every model once per round, the order rotating) after warm-up rounds, and the median
@@ -27,17 +31,24 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.models.conv_net import ConvNet
+from symbench.layers import stack_frames
 from symbench.models.rgroup import RGroupNet
+from symbench.models.rsteer import RSteerNet
+from symbench.models.sesn import ScaleSteerableNet
+from symbench.models.smoke_families import SteerableFamily, equivariant_stack
 from symbench.results import atomic_write, atomic_write_text
 
 SYMMETRIES = ("rotation", "scaling", "translation")
-TARGET_STRICT = {"rotation": 1.3, "scaling": 1.3}  # the brief's targets; translation has none (L-fold convolution)
+# The briefs' targets (relaxed / strict); translation and the TR / TS combinations have none (L- or R-fold conv).
+TARGET_STRICT = {("rotation", "rgroup"): 1.3, ("scaling", "rgroup"): 1.3, ("rotation", "rsteer"): 1.3,
+                 ("scaling", "rsteer_scale"): 1.3}
 ALPHA = 1e-4
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "speed"
 
@@ -70,17 +81,47 @@ def train_step_seconds(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, 
     return time.perf_counter() - start
 
 
+def relaxed_models(args: argparse.Namespace) -> dict[tuple[str, str], tuple[Callable[..., nn.Module], dict]]:
+    """``(symmetry, name) -> (class, options)`` of every relaxed model measured; the strict twin drops the
+    options (``banks``, ``ranks``) and sets ``relaxed=False``."""
+    banks = dict(banks=args.banks)
+    return {("rotation", "rgroup"): (RGroupNet, banks), ("rotation", "rsteer"): (RSteerNet, {}),
+            ("rotation", "rsteer_tr"): (RSteerNet, dict(ranks=2)),
+            ("scaling", "rgroup"): (RGroupNet, banks),
+            ("scaling", "rsteer_scale"): (ScaleSteerableNet, dict(relaxed=True)),
+            ("scaling", "rsteer_ts"): (ScaleSteerableNet, dict(relaxed=True, ranks=2)),
+            ("translation", "rgroup"): (RGroupNet, banks)}
+
+
+class _Stacked(nn.Module):
+    """A network on frame-stacked channels, fed the ``(B, T, C, H, W)`` history."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(stack_frames(x))
+
+
 def build_models(args: argparse.Namespace, layout: FieldLayout) -> dict[tuple[str, str], nn.Module]:
-    """``(symmetry, kind) -> model`` for kind in rgroup / strict, and ``("all", "convnet")``."""
+    """``(symmetry, name) -> model`` for every relaxed model, its ``<name> strict`` twin and, for rsteer, escnn's
+    ``R2Conv`` network of the same types; plus ``("all", "convnet")``."""
     common = dict(width=args.width, layers=args.layers, kernel_size=args.kernel_size, grid_size=args.size)
     models: dict[tuple[str, str], nn.Module] = {
         ("all", "convnet"): ConvNet(args.frames, layout, width=args.width, layers=args.layers,
                                     kernel_size=args.kernel_size)}
-    for symmetry in args.symmetries:
-        relaxed = RGroupNet(args.frames, layout, symmetry=symmetry, banks=args.banks, **common)
-        models[(symmetry, "rgroup")] = relaxed
-        models[(symmetry, "strict")] = RGroupNet(args.frames, layout, symmetry=symmetry, relaxed=False,
-                                                 hidden=relaxed.hidden, **common)
+    for (symmetry, name), (cls, options) in relaxed_models(args).items():
+        if symmetry not in args.symmetries:
+            continue
+        relaxed = cls(args.frames, layout, symmetry=symmetry, **options, **common)
+        models[(symmetry, name)] = relaxed
+        models[(symmetry, f"{name} strict")] = cls(args.frames, layout, symmetry=symmetry, relaxed=False,
+                                                   hidden=relaxed.hidden, **common)
+        if name == "rsteer":
+            family = SteerableFamily(args.kernel_size)
+            stack = equivariant_stack(family, family.history_type(layout, args.frames), relaxed.hidden, layout)
+            models[(symmetry, "rsteer escnn")] = _Stacked(stack)
     return models
 
 
@@ -103,29 +144,32 @@ def measure(args: argparse.Namespace) -> list[Cost]:
     ms = {key: 1e3 * statistics.median(v) for key, v in times.items()}
     plain = ms[("all", "convnet")]
     rows = [Cost("all", "convnet", str(args.width), n_params(models[("all", "convnet")]), plain, float("nan"), 1.0)]
-    for symmetry in args.symmetries:
-        strict = ms[(symmetry, "strict")]
-        for kind in ("rgroup", "strict"):
-            model = models[(symmetry, kind)]
-            rows.append(Cost(symmetry, kind, " ".join(map(str, model.hidden)), n_params(model), ms[(symmetry, kind)],
-                             ms[(symmetry, kind)] / strict, ms[(symmetry, kind)] / plain))
+    for (symmetry, name), model in models.items():
+        if symmetry == "all":
+            continue
+        strict = ms[(symmetry, f"{name.split()[0]} strict")]
+        hidden = " ".join(map(str, getattr(model, "hidden", ()))) or "as rsteer"
+        rows.append(Cost(symmetry, name, hidden, n_params(model), ms[(symmetry, name)], ms[(symmetry, name)] / strict,
+                         ms[(symmetry, name)] / plain))
     return rows
 
 
 def markdown(rows: list[Cost], args: argparse.Namespace) -> str:
     lines = [
-        "# What relaxing a group convolution costs (training step: forward + backward + Adam)", "",
+        "# What relaxing a group or steerable convolution costs (training step: forward + backward + Adam)", "",
         f"Generated by `python benchmarks/relaxed_cost.py` ({args.threads} CPU threads, torch {torch.__version__}, "
         f"batch {args.batch}, T_in {args.frames}, {args.size}x{args.size} {' '.join(args.fields)}, width "
         f"{args.width}, {args.layers} layers, k {args.kernel_size}, L = {args.banks} banks, median of "
         f"{args.repeats} interleaved rounds after {args.warmup} warm-up).", "",
-        "`strict`: the same network with one bank and no relaxation weights (same layer types and hidden counts); "
-        "`convnet`: the plain ConvNet of (within 10 %) equal parameter count.", "",
+        "`<model> strict`: the same network without relaxation (one bank and no relaxation weights for rgroup; one "
+        "weight per basis element and no translation part for the rsteer models), same layer types and hidden "
+        "counts; `rsteer escnn`: escnn's `R2Conv` network of RSteer's types; `convnet`: the plain ConvNet of "
+        "(within 10 %) equal parameter count.", "",
         "| symmetry | model | hidden | params | step (ms) | / strict | target | / convnet |",
         "|---|---|---|---:|---:|---:|---|---:|",
     ]
     for c in rows:
-        target = TARGET_STRICT.get(c.symmetry) if c.model == "rgroup" else None
+        target = TARGET_STRICT.get((c.symmetry, c.model))
         verdict = f"≤{target}x ({'met' if c.ratio_strict <= target else 'missed'})" if target else ""
         strict = "" if c.ratio_strict != c.ratio_strict else f"{c.ratio_strict:.2f}x"
         lines.append(f"| {c.symmetry} | {c.model} | {c.hidden} | {c.params:,} | {c.step_ms:.1f} | {strict} | "

@@ -113,3 +113,26 @@ def test_smoke_models_share_one_plot_family_with_distinct_colours():
     groups = _families(["resnet", "equ_rot_resnet", "conv", "rgroup"])
     assert groups == {"resnet": ["resnet", "equ_rot_resnet"], "all": ["conv", "rgroup"]}
     assert model_style("conv")["color"] != model_style("rgroup")["color"]
+
+
+def test_scale_steerable_models_run_the_scaling_benchmark_and_fill_table1s_rsteer_column(tmp_path):
+    """sesn / rsteer_scale / rsteer_ts end to end on the tiny scaling family; the scaling RSteer of Table 1 is
+    rsteer_scale, shown in the `rsteer` column."""
+    out = tmp_path
+    names = ["conv", "sesn", "rsteer_scale", "rsteer_ts"]
+    args = ["bench", "smoke-scaling", "--preset", "tiny", "--root", str(out / "data"), "--results",
+            str(out / "results"), "--runs", str(out / "runs"), "--no-progress", "--models", *names]
+    assert cli.main(args) == 0
+    rows = read_rows(out / "results" / "smoke-scaling" / "runs.csv")
+    params = {r["model"]: int(r["params"]) for r in rows}
+    assert set(params) == set(names)
+    assert all(abs(n - params["conv"]) <= 0.1 * params["conv"] for n in params.values()), params
+    rmse = {(r["model"], r["split"]): float(r["value"]) for r in rows if r["metric"] == "rmse"}
+    assert len(rmse) == 8 and all(math.isfinite(v) for v in rmse.values())
+    md = render_table1({"scaling": rows}, "tiny")
+    header = next(l for l in md.splitlines() if l.startswith("| symmetry | split |"))
+    columns = [c.strip() for c in header.strip("|").split("|")][2:]
+    assert columns == ["conv", "rsteer", "sesn", "rsteer_ts"]
+    line = next(l for l in md.splitlines() if l.startswith("| scaling | Future |"))
+    cells = [c.strip().strip("*") for c in line.strip("|").split("|")][2:]
+    assert cells[1].startswith(f"{rmse[('rsteer_scale', 'test_future')]:.3f}")

@@ -95,6 +95,12 @@ _MODELS: dict[str, ModelSpec] = {
         ModelSpec("rsteer_tr", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation",),
                   "RSteerTR: relaxed translation x relaxed rotation steerable conv, w_l(x, y) = sum_r a_r(x) "
                   "b_rl(y) (ICML 2022 eq. 8-9)", defaults={"ranks": 2}),
+        ModelSpec("sesn", "symbench.models.sesn:SESN", "equivariant", ("smoke-scaling",),
+                  "SESN: scale-steerable CNN, Hermite-Gaussian basis at 4 scales (ICML 2022's Equiv for scaling)"),
+        ModelSpec("rsteer_scale", "symbench.models.sesn:RSteerScale", "relaxed", ("smoke-scaling",),
+                  "RSteer for scaling: relaxed scale-steerable convolution, basis weights w_l(y) (ICML 2022 eq. 7)"),
+        ModelSpec("rsteer_ts", "symbench.models.rsteer_ts:RSteerTS", "relaxed", ("smoke-scaling",),
+                  "RSteerTS: relaxed translation x relaxed scale steerable conv (ICML 2022 eq. 8-9)"),
     ]
 }
 
