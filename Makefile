@@ -6,7 +6,7 @@ SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
 DATA ?= data
 
-.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke leaderboard speed symmetry-cost relaxed-cost clean
+.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels leaderboard speed symmetry-cost relaxed-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -35,6 +35,21 @@ data-smoke: setup
 bench-smoke: data-smoke
 	for b in $(SMOKE); do $(SYMBENCH) bench $$b --preset $(PRESET) --root $(DATA) || exit 1; done
 	$(SYMBENCH) leaderboard --benchmark $(SMOKE)
+
+# ICML 2022 Fig. 7: RMSE of the scaling RSteer against the penalty weight alpha (results/smoke-scaling/alpha_sweep_*).
+ALPHAS ?= 0 1e-6 1e-5 1e-4 1e-3 1e-2
+bench-alpha: setup
+	OMP_NUM_THREADS=1 $(SYMBENCH) data generate smoke-scaling --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) alpha-sweep smoke-scaling --model rsteer_scale --alphas $(ALPHAS) --preset $(PRESET) --root $(DATA)
+
+# ICML 2022 sec. 5.2 / Fig. 4: model vs data equivariance error on 10 smoke sets with graded C4 symmetry breaking
+# (data/smoke-levels/<preset>-<key>/level-<i>; results/levels/levels_<preset>.{md,csv,png}). Small models: one
+# thread each is as fast as two here.
+data-levels: setup
+	OMP_NUM_THREADS=1 $(SYMBENCH) levels --data-only --preset $(PRESET) --root $(DATA)
+
+bench-levels: data-levels
+	OMP_NUM_THREADS=1 $(SYMBENCH) levels --preset $(PRESET) --root $(DATA)
 
 # Optuna sweep of one model's search space (sweeps/rbc/*.yaml); best config -> benchmarks/rbc/best/<model>.yaml.
 MODEL ?= unet

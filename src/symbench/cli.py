@@ -5,6 +5,8 @@
     symbench bench <benchmark> --preset P [--models M ...] [--seeds S ...]
     symbench sweep <benchmark> --model M [--sampler grid|tpe] [--trials N] [--storage URL] [--workers N]
     symbench leaderboard [--benchmark B ...]
+    symbench alpha-sweep <benchmark> --model M [--alphas A ...] --preset P [--seeds S ...]
+    symbench levels --preset P [--root DIR] [--models M ...] [--alpha A] [--epochs E] [--data-only]
 
 Bad input (unknown model, dataset, preset or benchmark, missing data, impossible window sizes) ends with one line
 ``symbench: error: ...`` naming the thing and the fix, and exit status 2.
@@ -76,6 +78,30 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--benchmark", nargs="+", help="benchmarks (default: every one with rows)")
     board.add_argument("--results", default="results")
 
+    alpha = sub.add_parser("alpha-sweep", help="ICML 2022 Fig. 7: RMSE of a relaxed model against its penalty "
+                                                "weight alpha (results/<benchmark>/alpha_sweep_*)")
+    alpha.add_argument("benchmark")
+    alpha.add_argument("--model", required=True, help="registry name of a model with regularization_loss()")
+    alpha.add_argument("--alphas", nargs="+", type=float, help="penalty weights (default: 0 1e-6 ... 1e-2)")
+    alpha.add_argument("--preset", default="cpu")
+    alpha.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's first)")
+    alpha.add_argument("--root", default="data", help="data root directory")
+    alpha.add_argument("--results", default="results", help="results directory")
+    alpha.add_argument("--runs", default="runs", help="checkpoints and logs directory")
+    alpha.add_argument("--no-progress", action="store_true")
+
+    levels = sub.add_parser("levels", help="ICML 2022 sec. 5.2: model vs data equivariance error on smoke datasets "
+                                           "with graded C4 symmetry breaking (generates the data if missing)")
+    levels.add_argument("--preset", default="cpu")
+    levels.add_argument("--root", default="data", help="data root directory (default: data)")
+    levels.add_argument("--results", default="results", help="results directory (writes <results>/levels/)")
+    levels.add_argument("--models", nargs="+", help="registry names (default: conv equiv rsteer)")
+    levels.add_argument("--alpha", type=float,
+                        help="weight of relaxed models' regularization_loss() (default: the preset's, 1e-4)")
+    levels.add_argument("--epochs", type=int, help="override the preset's training epochs")
+    levels.add_argument("--data-only", action="store_true", help="only generate (or reuse) the datasets")
+    levels.add_argument("--no-progress", action="store_true")
+
     for name in LIGHTNING_SUBCOMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} (-c config.yaml, --model.*, --data.*, --trainer.*)",
                        add_help=False)
@@ -126,6 +152,21 @@ def _leaderboard(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _alpha_sweep(args: argparse.Namespace) -> None:
+    from symbench.alpha_sweep import DEFAULT_ALPHAS, run_alpha_sweep
+
+    for path in run_alpha_sweep(args.benchmark, args.model, args.alphas or DEFAULT_ALPHAS, args.preset, args.seeds,
+                                args.root, args.results, args.runs, progress=not args.no_progress):
+        print(f"wrote {path}")
+
+
+def _levels(args: argparse.Namespace) -> None:
+    from symbench.levels import DEFAULT_MODELS, run_levels
+
+    run_levels(args.preset, args.root, args.results, args.models or DEFAULT_MODELS, alpha=args.alpha,
+               epochs=args.epochs, progress=not args.no_progress, data_only=args.data_only)
+
+
 def _generate(args: argparse.Namespace) -> None:
     import datamodules
 
@@ -142,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_lightning_cli(argv)
             return 0
         args = _parser().parse_args(argv)
-        handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard}
+        handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
+                    "alpha-sweep": _alpha_sweep, "levels": _levels}
         handlers[args.command](args)
     except BAD_INPUT as err:
         print(f"symbench: error: {_root_message(err)}", file=sys.stderr)

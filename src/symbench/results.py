@@ -14,7 +14,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 ROW_FIELDS = [
     "benchmark", "dataset", "split", "model", "seed", "preset", "metric", "value", "horizon", "params",
@@ -57,21 +57,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def append_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Append ``rows`` to the CSV at ``path`` (created with a header if missing). Returns the number appended."""
+def append_rows(path: str | Path, rows: Iterable[dict[str, Any]], fields: Sequence[str] = ROW_FIELDS) -> int:
+    """Append ``rows`` to the CSV at ``path`` (created with a header if missing). Returns the number appended.
+    ``fields``: the columns, the leaderboard's by default (a study such as the alpha sweep adds its own)."""
     path = Path(path)
     rows = list(rows)
+    fields = list(fields)
     for row in rows:
-        extra = set(row) - set(ROW_FIELDS)
-        missing = set(ROW_FIELDS) - set(row)
+        extra = set(row) - set(fields)
+        missing = set(fields) - set(row)
         if extra or missing:
             raise ValueError(f"leaderboard row has unknown fields {sorted(extra)} / lacks {sorted(missing)}")
     with _locked(path):
         old = path.read_text() if path.exists() else ""
-        if old and old.splitlines()[0].split(",") != ROW_FIELDS:
-            raise ValueError(f"{path} has another header than {ROW_FIELDS}; move it aside before appending")
+        if old and old.splitlines()[0].split(",") != fields:
+            raise ValueError(f"{path} has another header than {fields}; move it aside before appending")
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         if not old:
             writer.writeheader()
         writer.writerows(rows)

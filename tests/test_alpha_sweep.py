@@ -1,0 +1,48 @@
+"""The soft-equivariance weight sweep (ICML 2022 Fig. 7 analog): alpha reaches the loss of every run, rows carry it,
+a finished sweep is not retrained, and the table reports mean ± std per split and alpha."""
+
+from __future__ import annotations
+
+import pytest
+
+from symbench import cli
+from symbench.alpha_sweep import render_alpha_sweep, run_alpha_sweep, sweep_cells
+from symbench.bench import ConfigError
+from symbench.results import read_rows
+
+
+def test_sweep_trains_each_alpha_once_and_writes_table_and_plot(smoke_root, tmp_path, capsys):
+    kwargs = dict(preset="tiny", root=smoke_root, results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
+                  progress=False)
+    written = run_alpha_sweep("smoke-rotation", "rsteer", alphas=(0.0, 0.1), **kwargs)
+    rows = read_rows(tmp_path / "results" / "smoke-rotation" / "alpha_sweep.csv")
+    rmse = [r for r in rows if r["metric"] == "rmse"]
+    assert sorted({(float(r["alpha"]), r["split"]) for r in rmse}) == [
+        (0.0, "test_domain"), (0.0, "test_future"), (0.1, "test_domain"), (0.1, "test_future")]
+    assert len({r["config_hash"] for r in rmse}) == 2  # alpha is part of the configuration
+    table, plot = written
+    assert "alpha=0 " in table.read_text() and "alpha=0.1 " in table.read_text()
+    assert plot.stat().st_size > 1000
+    assert cli.main(["alpha-sweep", "smoke-rotation", "--model", "rsteer", "--alphas", "0.1", "--preset", "tiny",
+                     "--root", str(smoke_root), "--results", str(tmp_path / "results"), "--runs",
+                     str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert len(read_rows(tmp_path / "results" / "smoke-rotation" / "alpha_sweep.csv")) == len(rows)
+
+
+def test_alpha_cells_mean_and_std_over_seeds_and_bold_minimum():
+    rows = [{"model": "m", "preset": "cpu", "metric": "rmse", "split": "test_future", "horizon": "20",
+             "alpha": str(a), "seed": str(s), "value": str(v)}
+            for a, s, v in [(0.0, 0, 1.0), (0.0, 1, 3.0), (1e-4, 0, 0.5), (1e-4, 1, 0.5)]]
+    cells = sweep_cells(rows, "m", "cpu")
+    assert cells["test_future"][0.0].mean == 2.0 and cells["test_future"][0.0].std == pytest.approx(2**0.5)
+    md = render_alpha_sweep("b", "m", "cpu", cells)
+    assert "| Future | 2.000 ± 1.414 | **0.500 ± 0.000** |" in md
+
+
+@pytest.mark.parametrize("model, alphas, message", [("rgroup_x", (0.0,), "not part of benchmark"),
+                                                     ("rsteer", (-1.0,), "alphas must be finite and >= 0")])
+def test_bad_sweep_arguments_are_one_line_errors(model, alphas, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        run_alpha_sweep("smoke-rotation", model, alphas=alphas)
+    assert "\n" not in str(err.value)
