@@ -275,3 +275,20 @@ def test_rerun_skips_runs_finished_here_but_not_rows_from_elsewhere(tiny_bench, 
     assert len(read_rows(results / "rbc" / "runs.csv")) == len(after) + (len(after) - len(before))
     run_dirs = sorted(p.name for p in (tmp_path / "fresh_runs" / "rbc" / "tiny" / "unet").iterdir())
     assert len(run_dirs) == 2 and ".replaced-" in run_dirs[1] and run_dirs[1].startswith(run_dirs[0])
+
+
+def test_running_a_finished_run_again_keeps_its_best_checkpoint_and_numbers(smoke_root, tmp_path, capsys):
+    """Lightning writes last.ckpt at the final validation, before the epoch counts as completed: resuming from it
+    would train the final epoch a second time and could replace the best checkpoint. A finished run is tested as it
+    is instead (what `symbench alpha-sweep` relies on when a benchmark run has the same configuration)."""
+    from symbench.bench import resolve, run_directory, run_one
+
+    cfg = resolve("smoke-rotation", "tiny", "conv", 0, smoke_root, {"trainer": {"max_epochs": 4}})
+    first = run_one(cfg, tmp_path, progress=False)
+    checkpoints = run_directory(cfg, tmp_path) / "checkpoints"
+    before = {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()}
+    second = run_one(cfg, tmp_path, progress=False)
+    assert "already trained to epoch 4" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()} == before
+    keys = ("split", "metric", "horizon", "value", "best_epoch", "epochs")
+    assert [tuple(r[k] for k in keys) for r in second] == [tuple(r[k] for k in keys) for r in first]

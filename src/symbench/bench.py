@@ -173,6 +173,32 @@ class FittedRun:
     best_path: str
     best_score: float
     train_seconds: float
+    epochs: int
+
+
+def finished_training(last: Path, max_epochs: int | None) -> bool:
+    """True when ``last.ckpt`` was written after the validation of the final epoch: the run is complete, and it is
+    tested as it is rather than handed to ``Trainer.fit`` again."""
+    return max_epochs is not None and max_epochs >= 0 and torch_load_epoch(str(last)) >= max_epochs - 1
+
+
+def _save_last_callback(path: Path) -> Any:
+    """A callback writing the full training state to ``path`` after every validation (through a temporary file and
+    a rename). Lightning's own ``save_last`` only copies a checkpoint when a best one is written, so resuming from
+    it would repeat every epoch after the best. A ``Checkpoint`` subclass: Lightning runs it after the
+    best-checkpoint callback, so the state it saves already knows this epoch's best."""
+    from lightning.pytorch.callbacks import Checkpoint
+
+    class SaveLast(Checkpoint):
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.sanity_checking:
+                return
+            tmp = path.with_name(f".{path.name}.tmp")
+            trainer.save_checkpoint(tmp)
+            if trainer.is_global_zero:
+                os.replace(tmp, path)
+
+    return SaveLast()
 
 
 def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callbacks: Sequence[Any] = ()) -> FittedRun:
@@ -193,12 +219,20 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
                             test_splits=dm.test_splits, **cfg.module)
     run_dir = Path(run_dir)
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor="val/rmse",
-                           mode="min", save_top_k=1, save_last=True)
+                           mode="min", save_top_k=1)
+    last = run_dir / "checkpoints" / "last.ckpt"
     trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}
-    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[ckpt, *callbacks], logger=CSVLogger(run_dir, name="logs"),
+    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[ckpt, _save_last_callback(last), *callbacks],
+                        logger=CSVLogger(run_dir, name="logs"),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         **trainer_args)
-    last = run_dir / "checkpoints" / "last.ckpt"
+    best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
+    if last.is_file() and best and finished_training(last, trainer.max_epochs):
+        print(f"    already trained to epoch {trainer.max_epochs} in {run_dir}; using its best checkpoint", flush=True)
+        state = next(v for k, v in _load(last)["callbacks"].items() if k.startswith("ModelCheckpoint"))
+        score = state.get("best_model_score")
+        return FittedRun(module, dm, trainer, str(best[-1]), float("nan") if score is None else float(score), 0.0,
+                         trainer.max_epochs)
     resume = str(last) if last.is_file() else None  # an interrupted run of this configuration: continue it
     if resume:
         print(f"    resuming from {last}", flush=True)
@@ -206,7 +240,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
     score = ckpt.best_model_score
     return FittedRun(module, dm, trainer, ckpt.best_model_path, float("nan") if score is None else float(score),
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, trainer.current_epoch)
 
 
 def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
@@ -220,7 +254,7 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
     common = dict(
         benchmark=cfg.benchmark, dataset=dm.describe().get("dataset", cfg.dataset), model=cfg.model, seed=cfg.seed,
         preset=cfg.preset, params=module.n_parameters(), train_seconds=round(fitted.train_seconds, 1),
-        epochs=trainer.current_epoch, best_epoch=best_epoch, config_hash=cfg.config_hash(), git_sha=_git_sha(),
+        epochs=fitted.epochs, best_epoch=best_epoch, config_hash=cfg.config_hash(), git_sha=_git_sha(),
         versions=_versions(), timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     rows = []
@@ -269,11 +303,16 @@ def write_artifacts(cfg: RunConfig, path: str | Path, runs_dir: str | Path = "ru
     return Path(path)
 
 
-def torch_load_epoch(path: str) -> int:
-    """The epoch stored in a Lightning checkpoint."""
+def _load(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint (our own files: full unpickling)."""
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def torch_load_epoch(path: str) -> int:
+    """The epoch stored in a Lightning checkpoint."""
+    return int(_load(path)["epoch"])
 
 
 def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | None = None,
