@@ -94,6 +94,7 @@ def test_test_metrics_come_from_the_best_validation_checkpoint(tiny_bench, tiny_
     assert float(row["value"]) == pytest.approx(math.sqrt(sq / n), rel=1e-4)
     # and the last checkpoint is a different model whenever training went on after the best epoch
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == cfg.trainer["max_epochs"] - 1  # the final epoch, not a copy of the best
     if last["epoch"] != best_epoch:
         best_sd = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
         assert any(not torch.equal(best_sd[k], last["state_dict"][k]) for k in best_sd)
@@ -208,6 +209,7 @@ def test_lightning_cli_fit_and_test(tiny_root, tmp_path):
     assert cli.main(["fit", *common, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root),
                      "--trainer.enable_progress_bar", "false"]) == 0
     ckpt = next(root.rglob("best-*.ckpt"))
+    assert (ckpt.parent / "last.ckpt").is_file()  # SaveLast, beside the best checkpoint
     assert cli.main(["test", *common, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(root),
                      "--trainer.enable_progress_bar", "false"]) == 0
 
@@ -278,9 +280,9 @@ def test_rerun_skips_runs_finished_here_but_not_rows_from_elsewhere(tiny_bench, 
 
 
 def test_running_a_finished_run_again_keeps_its_best_checkpoint_and_numbers(smoke_root, tmp_path, capsys):
-    """Lightning writes last.ckpt at the final validation, before the epoch counts as completed: resuming from it
-    would train the final epoch a second time and could replace the best checkpoint. A finished run is tested as it
-    is instead (what `symbench alpha-sweep` relies on when a benchmark run has the same configuration)."""
+    """Lightning's save_last copies only best checkpoints: 'resuming' a finished run from it retrained every epoch
+    after the best and could replace the best checkpoint. last.ckpt now holds the final epoch, and a finished run is
+    tested as it is (what `symbench alpha-sweep` relies on when a benchmark run has the same configuration)."""
     from symbench.bench import resolve, run_directory, run_one
 
     cfg = resolve("smoke-rotation", "tiny", "conv", 0, smoke_root, {"trainer": {"max_epochs": 4}})

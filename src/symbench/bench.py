@@ -182,25 +182,6 @@ def finished_training(last: Path, max_epochs: int | None) -> bool:
     return max_epochs is not None and max_epochs >= 0 and torch_load_epoch(str(last)) >= max_epochs - 1
 
 
-def _save_last_callback(path: Path) -> Any:
-    """A callback writing the full training state to ``path`` after every validation (through a temporary file and
-    a rename). Lightning's own ``save_last`` only copies a checkpoint when a best one is written, so resuming from
-    it would repeat every epoch after the best. A ``Checkpoint`` subclass: Lightning runs it after the
-    best-checkpoint callback, so the state it saves already knows this epoch's best."""
-    from lightning.pytorch.callbacks import Checkpoint
-
-    class SaveLast(Checkpoint):
-        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-            if trainer.sanity_checking:
-                return
-            tmp = path.with_name(f".{path.name}.tmp")
-            trainer.save_checkpoint(tmp)
-            if trainer.is_global_zero:
-                os.replace(tmp, path)
-
-    return SaveLast()
-
-
 def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callbacks: Sequence[Any] = ()) -> FittedRun:
     """Train ``cfg`` in ``run_dir`` (continuing from its ``last.ckpt`` when an earlier attempt was interrupted) and
     keep the checkpoint of the best validation rollout RMSE. ``callbacks`` are added to the Trainer's (e.g. a
@@ -210,6 +191,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
     from lightning.pytorch.loggers import CSVLogger
 
     from symbench.forecast import ForecastModule
+    from symbench.last_checkpoint import SaveLast
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = datamodules.entry(cfg.dataset).datamodule_class()(**cfg.data)
@@ -222,7 +204,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
                            mode="min", save_top_k=1)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}
-    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[ckpt, _save_last_callback(last), *callbacks],
+    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[ckpt, SaveLast(last.parent), *callbacks],
                         logger=CSVLogger(run_dir, name="logs"),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         **trainer_args)

@@ -14,6 +14,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from datamodules.base import ForecastDataModule
 from symbench.forecast import ForecastModule
+from symbench.last_checkpoint import SaveLast
 
 
 class SymbenchCLI(LightningCLI):
@@ -26,7 +27,7 @@ class SymbenchCLI(LightningCLI):
 
 
 def run_lightning_cli(argv: Sequence[str]) -> SymbenchCLI:
-    best = ModelCheckpoint(monitor="val/rmse", mode="min", save_top_k=1, save_last=True, filename="best-{epoch}")
+    best = ModelCheckpoint(monitor="val/rmse", mode="min", save_top_k=1, filename="best-{epoch}")
     return SymbenchCLI(ForecastModule, ForecastDataModule, subclass_mode_data=True, args=list(argv),
-                       trainer_defaults={"callbacks": [best], "num_sanity_val_steps": 0},
+                       trainer_defaults={"callbacks": [best, SaveLast()], "num_sanity_val_steps": 0},
                        save_config_kwargs={"overwrite": True}, parser_kwargs={"exit_on_error": False})
