@@ -6,7 +6,7 @@ SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
 DATA ?= data
 
-.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels leaderboard speed symmetry-cost relaxed-cost clean
+.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels bench-nbody leaderboard speed symmetry-cost relaxed-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -50,6 +50,11 @@ data-levels: setup
 
 bench-levels: data-levels
 	OMP_NUM_THREADS=1 $(SYMBENCH) levels --preset $(PRESET) --root $(DATA)
+
+# N-body dynamics in R^n (Equivariance paper sec. 4.1, Fig. 1): test MSE of a GNN and an EGNN per dimension and
+# their ratio with 95 % intervals over seeds (results/nbody/nbody_<preset>.{md,csv,png}); ~12 min at cpu.
+bench-nbody: setup
+	OMP_NUM_THREADS=1 $(PY) -m symbench.nbody --preset $(PRESET) --root $(DATA)
 
 # Optuna sweep of one model's search space (sweeps/rbc/*.yaml); best config -> benchmarks/rbc/best/<model>.yaml.
 MODEL ?= unet
