@@ -86,11 +86,11 @@ def render_alpha_sweep(benchmark: str, model: str, preset: str, cells: dict[str,
 
 def plot_alpha_sweep(cells: dict[str, dict[float, Any]], path: Path, title: str) -> Path:
     """RMSE vs alpha, one line per split; alpha = 0 is drawn one decade left of the smallest positive alpha."""
-    from symbench.plots import _figure, _save
+    from symbench.plots import new_figure, save_figure
 
     positive = [a for by_alpha in cells.values() for a in by_alpha if a > 0]
     zero_at = min(positive) / 10 if positive else 1e-6
-    fig = _figure(5.0, 3.4)
+    fig = new_figure(5.0, 3.4)
     ax = fig.add_subplot()
     for split, by_alpha in cells.items():
         alphas = sorted(by_alpha)
@@ -99,14 +99,13 @@ def plot_alpha_sweep(cells: dict[str, dict[float, Any]], path: Path, title: str)
                     capsize=3, label=SPLIT_TITLES.get(split, split))
     ax.set_xscale("log")
     ticks = sorted({a if a > 0 else zero_at for by_alpha in cells.values() for a in by_alpha})
-    ax.set_xticks(ticks, [("0" if t == zero_at and 0.0 in {a for b in cells.values() for a in b} else f"{t:g}")
-                          for t in ticks])
+    ax.set_xticks(ticks, ["0" if t == zero_at else f"{t:g}" for t in ticks])  # zero_at only stands for alpha = 0
     ax.set_xlabel("alpha (penalty weight)")
     ax.set_ylabel("RMSE")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_alpha_sweep(benchmark: str, model: str, preset: str, results_dir: str | Path = "results") -> list[Path]:

@@ -176,10 +176,10 @@ class FittedRun:
     epochs: int
 
 
-def finished_training(last: Path, max_epochs: int | None) -> bool:
-    """True when ``last.ckpt`` was written after the validation of the final epoch: the run is complete, and it is
-    tested as it is rather than handed to ``Trainer.fit`` again."""
-    return max_epochs is not None and max_epochs >= 0 and torch_load_epoch(str(last)) >= max_epochs - 1
+def finished_training(last: dict[str, Any], max_epochs: int | None) -> bool:
+    """True when the checkpoint ``last`` was written after the validation of the final epoch: the run is complete,
+    and it is tested as it is rather than handed to ``Trainer.fit`` again."""
+    return max_epochs is not None and max_epochs >= 0 and int(last["epoch"]) >= max_epochs - 1
 
 
 def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callbacks: Sequence[Any] = ()) -> FittedRun:
@@ -209,9 +209,10 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         **trainer_args)
     best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
-    if last.is_file() and best and finished_training(last, trainer.max_epochs):
+    saved = _load(last) if last.is_file() and best else None  # read once: the epoch and the best score
+    if saved is not None and finished_training(saved, trainer.max_epochs):
         print(f"    already trained to epoch {trainer.max_epochs} in {run_dir}; using its best checkpoint", flush=True)
-        state = next(v for k, v in _load(last)["callbacks"].items() if k.startswith("ModelCheckpoint"))
+        state = next(v for k, v in saved["callbacks"].items() if k.startswith("ModelCheckpoint"))
         score = state.get("best_model_score")
         return FittedRun(module, dm, trainer, str(best[-1]), float("nan") if score is None else float(score), 0.0,
                          trainer.max_epochs)

@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from symbench.fields import FieldLayout
 from symbench.forecast import ForecastModule
 from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
-from symbench.results import atomic_write, atomic_write_text
+from symbench.results import atomic_write_text
 from symbench.symmetry import rot90
 
 DEFAULT_MODELS = ("conv", "equiv", "rsteer")
@@ -428,11 +428,9 @@ def _describe(cfg: LevelsTraining) -> str:
 
 def plot(path: Path, preset: str, rows: Sequence[LevelRow], names: Sequence[str], rho: dict[str, float]) -> Path:
     """``E_model`` against ``E_data``, one line per model, the diagonal dashed (PNG, written atomically)."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+    from symbench.plots import model_style, new_figure, save_figure
 
-    from symbench.plots import DPI, model_style
-
-    fig = Figure(figsize=(5.5, 4.2), dpi=DPI, layout="constrained")
+    fig = new_figure(5.5, 4.2)
     ax = fig.add_subplot()
     data = [r.data_error for r in rows]
     top = max([*data, *(r.models[m]["equiv_error"] for r in rows for m in names)])
@@ -445,9 +443,7 @@ def plot(path: Path, preset: str, rows: Sequence[LevelRow], names: Sequence[str]
     ax.set_title(f"Learning levels of equivariance ({preset})")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return save_figure(fig, path)
 
 
 def write_outputs(out: Path, preset: str, rows: Sequence[LevelRow], names: Sequence[str], rho: dict[str, float],

@@ -16,7 +16,6 @@ Entry point: ``python -m symbench.nbody --preset cpu [--root data] [--results re
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -31,7 +30,7 @@ from torch import Tensor
 
 from datamodules.nbody import PRESETS, NBodyDataModule, NBodySim
 from symbench.models.nbody_gnn import EGNN, GNN, n_params
-from symbench.results import atomic_write, atomic_write_text
+from symbench.results import atomic_write_text
 
 MODELS = {"GNN": GNN, "EGNN": EGNN}
 
@@ -164,13 +163,11 @@ def render_markdown(preset: str, rows: Sequence[NBodyRow], sim: NBodySim, cfg: N
 
 def plot(path: Path, preset: str, rows: Sequence[NBodyRow]) -> Path:
     """Fig. 1: MSE_GNN / MSE_EGNN against n on a log axis, the 95 % interval shaded (PNG, written atomically)."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
-
-    from symbench.plots import DPI
+    from symbench.plots import new_figure, save_figure
 
     ns = [r.n for r in rows]
     mid, lo, hi = zip(*(r.ratio_interval() for r in rows))
-    fig = Figure(figsize=(5.0, 3.8), dpi=DPI, layout="constrained")
+    fig = new_figure(5.0, 3.8)
     ax = fig.add_subplot()
     if not any(math.isnan(x) for x in lo):
         ax.fill_between(ns, lo, hi, alpha=0.25, label="95 % interval over seeds")
@@ -183,9 +180,7 @@ def plot(path: Path, preset: str, rows: Sequence[NBodyRow]) -> Path:
     ax.set_title(f"N-body in R$^n$: non-equivariant / equivariant ({preset})")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return save_figure(fig, path)
 
 
 def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "results",

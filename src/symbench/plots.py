@@ -71,7 +71,7 @@ def _families(models: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     """PNG through a temporary file and a rename; no metadata that changes between runs. The image is reduced to a
     256-colour palette (no dithering; the plots have few colours besides anti-aliasing blends): ~3.5x smaller
     files for committing, the same picture."""
@@ -109,7 +109,7 @@ def _log_axes(ax: Any, x: bool = False) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
 
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
@@ -134,7 +134,7 @@ def plot_rmse_per_step(rows: Sequence[dict[str, str]], path: Path, title: str, m
     models = ordered([m for m, _ in curves], model_order)
     splits = ordered([s for _, s in curves], split_order)
     families = _families(models)
-    fig = _figure(2.9 * len(splits) + 1.6, 2.6 * len(families) + 0.4)
+    fig = new_figure(2.9 * len(splits) + 1.6, 2.6 * len(families) + 0.4)
     axes = fig.subplots(len(families), len(splits), squeeze=False, sharex=True)
     for row, (family, members) in enumerate(families.items()):
         for col, split in enumerate(splits):
@@ -158,7 +158,7 @@ def plot_rmse_per_step(rows: Sequence[dict[str, str]], path: Path, title: str, m
                 ax.set_ylabel("RMSE")
         axes[row][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- spectra ---------------------------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def plot_spectra(artifacts: dict[str, list[dict[str, Any]]], path: Path, title: 
     if not splits:
         return None
     families = _families(models)
-    fig = _figure(2.9 * len(splits) + 1.6, 2.6 * len(families) + 0.4)
+    fig = new_figure(2.9 * len(splits) + 1.6, 2.6 * len(families) + 0.4)
     axes = fig.subplots(len(families), len(splits), squeeze=False)
     for row, (family, members) in enumerate(families.items()):
         for col, split in enumerate(splits):
@@ -209,7 +209,7 @@ def plot_spectra(artifacts: dict[str, list[dict[str, Any]]], path: Path, title: 
         axes[row][-1].legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7,
                              loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- snapshots -------------------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ def plot_snapshots(artifacts: dict[str, list[dict[str, Any]]], members: Sequence
     columns = [(split, i, int(step)) for split in splits
                for i, step in enumerate(next(a[split]["snapshot_steps"] for a in first.values() if split in a))]
     rows = ["target", *members]
-    fig = _figure(0.95 * len(columns) + 1.9, 0.95 * len(rows) + 1.2)
+    fig = new_figure(0.95 * len(columns) + 1.9, 0.95 * len(rows) + 1.2)
     axes = fig.subplots(len(rows), len(columns), squeeze=False)
     for c, (split, i, step) in enumerate(columns):
         ref = next(a[split] for a in first.values() if split in a["splits"])
@@ -248,7 +248,7 @@ def plot_snapshots(artifacts: dict[str, list[dict[str, Any]]], members: Sequence
             bar = fig.colorbar(im, ax=cols, orientation="horizontal", location="bottom", shrink=0.9, aspect=12)
             bar.ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- all of them -----------------------------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ class RelaxedSteerableConv2d(nn.Module):
     def regularization_loss(self) -> Tensor:
         """``sum ||dw/dm|| + ||dw/dn||`` over every weight tensor laid out on the ``k x k`` grid (sec. 3.3), plus
         the total variation of the translation weights ``a_r(x)`` when ``ranks > 1``; zero when strict."""
-        terms = [self.weights[next(iter(self.weights))].new_zeros(())]
+        terms = [next(iter(self.weights.values())).new_zeros(())]
         if self.relaxed:
             k = self.kernel_size
             terms += [total_variation(self._position_weights(w).unflatten(-1, (k, k))) for w in self.weights.values()]
