@@ -228,7 +228,8 @@ def test_two_cpu_runs_with_the_same_seed_give_identical_metrics(tiny_root, tmp_p
 
 def test_a_killed_bench_resumes_from_its_last_checkpoint_and_loses_or_repeats_no_row(tiny_root, tmp_path):
     """SIGKILL at a random moment after the first checkpoint is written, then rerun: the interrupted model continues
-    from ``last.ckpt``, finished ones are skipped, and every row exists exactly once."""
+    from ``last.ckpt`` (or, killed after its last epoch, is tested without training again), finished ones are
+    skipped, and every row exists exactly once."""
     cmd = [str(Path(sys.executable).with_name("symbench")), "bench", "rbc", "--preset", "tiny", "--root",
            str(tiny_root), "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"), "--models",
            "unet", "equ_mag_unet", "--max-epochs", "4", "--no-progress"]
@@ -242,6 +243,8 @@ def test_a_killed_bench_resumes_from_its_last_checkpoint_and_loses_or_repeats_no
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+    last = next((tmp_path / "runs").glob("rbc/tiny/unet/*/checkpoints/last.ckpt"))
+    trained = torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 3  # the last of 4 epochs
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     rows = read_rows(tmp_path / "results" / "rbc" / "runs.csv")
@@ -252,8 +255,10 @@ def test_a_killed_bench_resumes_from_its_last_checkpoint_and_loses_or_repeats_no
         assert {r["split"] for r in mine} == {"orig", "um", "mag", "rot", "scale"}
         assert {r["epochs"] for r in mine} == {"4"}
     first = (tmp_path / "first.log").read_text()
-    if "appended" not in first:  # killed while the U-net was training or testing: it must have resumed
+    if "appended" not in first and not trained:  # killed while the U-net was training: it must have resumed
         assert "resuming from" in second.stdout
+    elif "appended" not in first:  # killed after its last epoch (testing): tested as it is, not trained again
+        assert "already trained to epoch 4" in second.stdout and "resuming from" not in second.stdout
     else:  # the U-net had finished: skipped, not trained again
         assert "skipped" in second.stdout
 
