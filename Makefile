@@ -6,7 +6,7 @@ SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
 DATA ?= data
 
-.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels bench-nbody leaderboard speed symmetry-cost relaxed-cost clean
+.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels bench-nbody bench-digits leaderboard speed symmetry-cost relaxed-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -54,7 +54,16 @@ bench-levels: data-levels
 # N-body dynamics in R^n (Equivariance paper sec. 4.1, Fig. 1): test MSE of a GNN and an EGNN per dimension and
 # their ratio with 95 % intervals over seeds (results/nbody/nbody_<preset>.{md,csv,png}); ~12 min at cpu.
 bench-nbody: setup
-	OMP_NUM_THREADS=1 $(PY) -m symbench.nbody --preset $(PRESET) --root $(DATA)
+	OMP_NUM_THREADS=1 $(SYMBENCH) nbody --preset $(PRESET) --root $(DATA)
+
+# Rotated / flipped-rotated MNIST (same paper, sec. 4.2, Fig. 2): test error vs training size for CNNs equivariant to
+# {e}, C4, D4, C8, D8, SO(2), O(2), power-law slopes (results/digits/digits_<preset>.{md,png}, one CSV per task).
+# The two tasks train side by side, one thread each (~1 h at cpu); a stopped run resumes from its CSV.
+bench-digits: setup
+	OMP_NUM_THREADS=1 $(SYMBENCH) digits --tasks rotated --preset $(PRESET) --root $(DATA) --no-progress & r=$$!; \
+	OMP_NUM_THREADS=1 $(SYMBENCH) digits --tasks flipped --preset $(PRESET) --root $(DATA) --no-progress & f=$$!; \
+	wait $$r; a=$$?; wait $$f; b=$$?; [ $$a -eq 0 ] && [ $$b -eq 0 ]
+	$(SYMBENCH) digits --report-only --preset $(PRESET)
 
 # Optuna sweep of one model's search space (sweeps/rbc/*.yaml); best config -> benchmarks/rbc/best/<model>.yaml.
 MODEL ?= unet

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -33,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
+
+from symbench.results import atomic_write
 
 N_PARTICLES = 5
 SIM_VERSION = 1
@@ -123,18 +123,6 @@ def dataset_dir(root: str | Path, preset: str, sim: NBodySim) -> Path:
     return Path(root) / "nbody" / f"{preset}-{sim.digest()}"
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def ensure(root: str | Path, preset: str, n: int, show_progress: bool = False,
            sim: NBodySim | None = None) -> Path:
     """Path of the cached ``n<k>.npz`` (train then test samples), simulating and writing it first if missing."""
@@ -143,7 +131,7 @@ def ensure(root: str | Path, preset: str, n: int, show_progress: bool = False,
     if not path.is_file():
         # One stream per dimension: the n=4 data do not depend on which other dimensions a preset holds.
         arrays = simulate(sim.n_train + sim.n_test, n, sim, seed=sim.seed * 1000 + n, show_progress=show_progress)
-        _write_npz(path, arrays)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
 

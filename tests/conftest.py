@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from digit_files import fake_split
 from symbench import cli
 
 
@@ -24,3 +26,15 @@ def smoke_root(tmp_path_factory) -> Path:
     assert cli.main(["data", "generate", "smoke-rotation", "--preset", "tiny", "--root", str(root),
                      "--no-progress"]) == 0
     return root
+
+
+@pytest.fixture
+def fake_root(tmp_path) -> Path:
+    """A root whose ``digits/mnist.npz`` holds 300/80/80 fake digits, so no download happens."""
+    rng = np.random.default_rng(7)
+    arrays = {}
+    for offset, (split, n) in enumerate((("train", 300), ("valid", 80), ("test", 80))):
+        arrays[f"{split}_x"], arrays[f"{split}_y"] = fake_split(rng, n, offset)
+    (tmp_path / "digits").mkdir()
+    np.savez(tmp_path / "digits" / "mnist.npz", **arrays)
+    return tmp_path

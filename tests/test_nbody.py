@@ -117,3 +117,15 @@ def test_run_nbody_tiny_writes_outputs(tmp_path):
     assert [int(r["n"]) for r in table] == [2, 3]
     assert all(float(r["ratio_gmean"]) > 0 for r in table)
     assert (out / "nbody_tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_nbody(tmp_path, capsys):
+    """`symbench nbody` runs the tiny preset end to end; an unknown preset is one line and exit status 2."""
+    from symbench import cli
+
+    assert cli.main(["nbody", "--preset", "tiny", "--root", str(tmp_path / "data"), "--results",
+                     str(tmp_path / "results"), "--seeds", "0", "--no-progress"]) == 0
+    assert [int(r["n"]) for r in csv.DictReader((tmp_path / "results" / "nbody" / "nbody_tiny.csv").open())] == [2, 3]
+    assert cli.main(["nbody", "--preset", "huge"]) == 2
+    assert capsys.readouterr().err.strip() == ("symbench: error: unknown preset 'huge'; choose from cpu, paper, "
+                                               "tiny")

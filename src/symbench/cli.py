@@ -7,6 +7,8 @@
     symbench leaderboard [--benchmark B ...]
     symbench alpha-sweep <benchmark> --model M [--alphas A ...] --preset P [--seeds S ...]
     symbench levels --preset P [--root DIR] [--models M ...] [--alpha A] [--epochs E] [--data-only]
+    symbench nbody --preset P [--root DIR] [--seeds S ...]
+    symbench digits --preset P [--tasks T ...] [--groups G ...] [--seeds S ...] [--idx-dir DIR] [--report-only]
 
 Bad input (unknown model, dataset, preset or benchmark, missing data, impossible window sizes) ends with one line
 ``symbench: error: ...`` naming the thing and the fix, and exit status 2.
@@ -90,21 +92,40 @@ def _parser() -> argparse.ArgumentParser:
     alpha.add_argument("--runs", default="runs", help="checkpoints and logs directory")
     alpha.add_argument("--no-progress", action="store_true")
 
-    levels = sub.add_parser("levels", help="ICML 2022 sec. 5.2: model vs data equivariance error on smoke datasets "
-                                           "with graded C4 symmetry breaking (generates the data if missing)")
-    levels.add_argument("--preset", default="cpu")
-    levels.add_argument("--root", default="data", help="data root directory (default: data)")
-    levels.add_argument("--results", default="results", help="results directory (writes <results>/levels/)")
+    levels = _experiment(sub, "levels", "ICML 2022 sec. 5.2: model vs data equivariance error on smoke datasets "
+                                        "with graded C4 symmetry breaking (generates the data if missing)")
     levels.add_argument("--models", nargs="+", help="registry names (default: conv equiv rsteer)")
     levels.add_argument("--alpha", type=float,
                         help="weight of relaxed models' regularization_loss() (default: the preset's, 1e-4)")
     levels.add_argument("--epochs", type=int, help="override the preset's training epochs")
     levels.add_argument("--data-only", action="store_true", help="only generate (or reuse) the datasets")
-    levels.add_argument("--no-progress", action="store_true")
+
+    nbody = _experiment(sub, "nbody", "GNN vs EGNN on charged N-body dynamics in R^n (when-equivariance paper "
+                                      "sec. 4.1, Fig. 1; writes <results>/nbody/)")
+    nbody.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
+
+    digits = _experiment(sub, "digits", "test error vs training size of CNNs equivariant to subgroups of O(2) on "
+                                        "rotated / flipped-rotated MNIST (sec. 4.2, Fig. 2; <results>/digits/)")
+    digits.add_argument("--tasks", nargs="+", help="rotated and/or flipped (default: both)")
+    digits.add_argument("--groups", nargs="+", help="subset of e C4 D4 C8 D8 SO2 O2 (default: all)")
+    digits.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
+    digits.add_argument("--idx-dir", help="a directory of MNIST-format IDX files (train-images-idx3-ubyte[.gz], ...) "
+                                          "to use instead of MNIST; outputs are named after it")
+    digits.add_argument("--report-only", action="store_true", help="only render the report from the CSVs")
 
     for name in LIGHTNING_SUBCOMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} (-c config.yaml, --model.*, --data.*, --trainer.*)",
                        add_help=False)
+    return parser
+
+
+def _experiment(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand with the options every paper experiment shares: --preset, --root, --results, --no-progress."""
+    parser = sub.add_parser(name, help=help_text)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--root", default="data", help="data root directory (default: data)")
+    parser.add_argument("--results", default="results", help=f"results directory (writes <results>/{name}/)")
+    parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -167,6 +188,35 @@ def _levels(args: argparse.Namespace) -> None:
                epochs=args.epochs, progress=not args.no_progress, data_only=args.data_only)
 
 
+def _nbody(args: argparse.Namespace) -> None:
+    from datamodules.nbody import PRESETS
+    from symbench.nbody import run_nbody
+
+    _check_preset(args.preset, PRESETS)
+    run_nbody(args.preset, args.root, args.results, args.seeds, show_progress=not args.no_progress)
+    print(f"wrote {Path(args.results) / 'nbody'}")
+
+
+def _digits(args: argparse.Namespace) -> None:
+    from datamodules.digits import PRESETS, TASKS
+    from symbench.digits import GROUPS, run_digits, write_report
+
+    _check_preset(args.preset, PRESETS)
+    if not args.report_only:
+        run_digits(args.preset, args.root, args.results, args.tasks or TASKS, args.groups or GROUPS, args.seeds,
+                   show_progress=not args.no_progress, idx_dir=args.idx_dir)
+    path = write_report(args.preset, args.results, root=args.root, idx_dir=args.idx_dir)
+    if path is None:
+        raise FileNotFoundError(f"no digits results for preset {args.preset!r} under {args.results}/digits; "
+                                f"run `symbench digits --preset {args.preset}` first")
+    print(f"wrote {path}")
+
+
+def _check_preset(preset: str, presets: dict) -> None:
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(sorted(presets))}")
+
+
 def _generate(args: argparse.Namespace) -> None:
     import datamodules
 
@@ -184,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         args = _parser().parse_args(argv)
         handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
-                    "alpha-sweep": _alpha_sweep, "levels": _levels}
+                    "alpha-sweep": _alpha_sweep, "levels": _levels, "nbody": _nbody, "digits": _digits}
         handlers[args.command](args)
     except BAD_INPUT as err:
         print(f"symbench: error: {_root_message(err)}", file=sys.stderr)
