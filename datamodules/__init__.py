@@ -36,6 +36,8 @@ DATASETS: dict[str, DatasetEntry] = {
     "rbc": DatasetEntry("datamodules.rbc:RBCDataModule", "datamodules.rbc:generate_preset", "datamodules.rbc_sim:PRESETS"),
     **{f"smoke-{s}": DatasetEntry("datamodules.smoke:SmokeDataModule", f"datamodules.smoke:generate_{s}",
                                   "datamodules.smoke_sim:PRESETS") for s in ("translation", "rotation", "scaling")},
+    "heat": DatasetEntry("datamodules.heat:HeatDataModule", "datamodules.heat:generate_preset",
+                         "datamodules.heat_sim:PRESETS"),
 }
 
 

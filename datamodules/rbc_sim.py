@@ -200,24 +200,10 @@ def _run_worker(command: list[str], env: dict[str, str], total: float, progress:
 
 def generate(params: RBCSimParams, out_dir: Path, progress: bool = True) -> Path:
     """Simulate and write ``(tiles, frames, C, r, r)`` to ``out_dir`` atomically; reuse it when the key matches."""
-    out_dir = Path(out_dir)
-    if store.exists(out_dir) and store.read_meta(out_dir).get("key") == params.key():
-        return out_dir
-    result = simulate(params, progress=progress)
-    return store.write_trajectories(
-        out_dir,
-        result.array,
-        result.layout,
-        key=params.key(),
-        params=params.to_dict(),
-        solver="dedalus",
-        solver_version=version("dedalus"),
-        rayleigh=params.rayleigh,
-        prandtl=params.prandtl,
-        frame_dt=params.frame_dt,
-        orientation=ORIENTATION,
-        diagnostics=result.diagnostics,
-    )
+    return store.generate_once(
+        out_dir, params.key(), lambda: simulate(params, progress=progress), params=params.to_dict(),
+        solver="dedalus", solver_version=version("dedalus"), rayleigh=params.rayleigh, prandtl=params.prandtl,
+        frame_dt=params.frame_dt, orientation=ORIENTATION)
 
 
 # ---------------------------------------------------------------- solver (runs inside the child process only)

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -71,6 +71,17 @@ def write_trajectories(directory: str | Path, array: np.ndarray, layout: FieldLa
         record = {"fields": [str(f) for f in layout.fields], "shape": list(array.shape), **meta}
         (tmp / META_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
     return Path(directory)
+
+
+def generate_once(directory: str | Path, key: str, simulate: Callable[[], Any], **meta: Any) -> Path:
+    """The dataset in ``directory`` if it was made with ``key``; otherwise ``simulate()`` (a result with ``array``,
+    ``layout`` and ``diagnostics``) written atomically with ``key``, ``meta`` and the diagnostics."""
+    directory = Path(directory)
+    if exists(directory) and read_meta(directory).get("key") == key:
+        return directory
+    result = simulate()
+    return write_trajectories(directory, result.array, result.layout, key=key, diagnostics=result.diagnostics,
+                              **meta)
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
