@@ -6,7 +6,7 @@ SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
 DATA ?= data
 
-.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels bench-nbody bench-digits leaderboard speed symmetry-cost relaxed-cost clean
+.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels data-heat bench-heat bench-nbody bench-digits leaderboard speed symmetry-cost relaxed-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -50,6 +50,15 @@ data-levels: setup
 
 bench-levels: data-levels
 	OMP_NUM_THREADS=1 $(SYMBENCH) levels --preset $(PRESET) --root $(DATA)
+
+# Heat diffusion (ICLR 2021 appendix C, Table 5): shallow CNN vs Equ-CNNs (Mag, Rot, Scale); RMSE and thermal-energy
+# L1 on the orig / mag / rot / scale test sets (results/heat/).
+data-heat: setup
+	$(SYMBENCH) data generate heat --preset $(PRESET) --root $(DATA)
+
+bench-heat: data-heat
+	$(SYMBENCH) bench heat --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) leaderboard --benchmark heat
 
 # N-body dynamics in R^n (Equivariance paper sec. 4.1, Fig. 1): test MSE of a GNN and an EGNN per dimension and
 # their ratio with 95 % intervals over seeds (results/nbody/nbody_<preset>.{md,csv,png}); ~12 min at cpu.

@@ -243,8 +243,8 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
     rows = []
     for split, res in module.test_results.items():
         rows.append({**common, "split": split, "metric": "rmse", "value": res["rmse"], "horizon": dm.rollout_steps})
-        if "ese" in res:
-            rows.append({**common, "split": split, "metric": "ese", "value": res["ese"], "horizon": dm.rollout_steps})
+        for key in (k for k in ("ese", "energy_l1") if k in res):
+            rows.append({**common, "split": split, "metric": key, "value": res[key], "horizon": dm.rollout_steps})
         for key in (k for k in res if k.startswith(("eqerr_", "eqrel_"))):
             rows.append({**common, "split": split, "metric": key, "value": res[key], "horizon": 1})
         for step, value in enumerate(res["rmse_step"], start=1):

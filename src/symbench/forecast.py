@@ -4,7 +4,8 @@ Training loss (ICLR 2021 sec. 5, D.2): the model is rolled out ``k = train_steps
 MSE of every predicted frame is accumulated, ``L = sum_{s=1..k} MSE(x_hat_{t+s}, x_{t+s})``, plus
 ``alpha * model.regularization_loss()`` when the model has a regulariser (relaxed models).
 Evaluation: ``rollout_steps`` autoregressive steps (drop the oldest frame, append the prediction), identical for
-every model; RMSE per step and over the horizon and the energy spectrum error, per split.
+every model; RMSE per step and over the horizon and the energy spectrum error, per split; with ``energy_l1`` also the
+thermal-energy L1 of the scalar fields (:class:`~symbench.metrics.ThermalEnergyL1`, ICLR 2021 Table 5).
 
 DDP exactness: every metric keeps summed states (``dist_reduce_fx="sum"``) that are synced before ``compute``, the
 datamodule's evaluation loaders shard the windows without padding (each counted once), and the equivariance probe's
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from symbench import models, symmetry
 from symbench.fields import FieldLayout
-from symbench.metrics import EnergySpectrumError, EquivarianceError, RolloutRMSE, equivariance_pair
+from symbench.metrics import EnergySpectrumError, EquivarianceError, RolloutRMSE, ThermalEnergyL1, equivariance_pair
 
 # Groups whose one-step equivariance error is measured on the ``orig`` test split (ICLR 2021 sec. 5.1, Table 1).
 # Space-time scaling is absent: it also rescales time, which a one-step map on a fixed frame rate cannot commute with.
@@ -54,6 +55,7 @@ class ForecastModule(L.LightningModule):
         lr_decay: multiplicative learning-rate decay per epoch (StepLR, the paper's 0.95).
         alpha: weight of the model's regularisation term.
         test_splits: names of the test dataloaders, in order (linked from the datamodule).
+        energy_l1: also report the thermal-energy L1 of the scalar fields on every test split (heat diffusion).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class ForecastModule(L.LightningModule):
         lr_decay: float = 0.95,
         alpha: float = 0.0,
         test_splits: Sequence[str] = ("orig",),
+        energy_l1: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -80,6 +83,10 @@ class ForecastModule(L.LightningModule):
         self.val_rmse = RolloutRMSE(rollout_steps)
         self.test_rmse = nn.ModuleList(RolloutRMSE(rollout_steps) for _ in self.test_splits)
         self.test_ese = nn.ModuleList(EnergySpectrumError() for _ in self.test_splits)
+        if energy_l1 and not self.layout.n_scalars:
+            raise ValueError(f"energy_l1 needs scalar fields; the data has {self.layout}")
+        self.test_energy = nn.ModuleList(ThermalEnergyL1(self.layout.scalar_channels) for _ in self.test_splits
+                                         if energy_l1)
         self.test_equivariance = nn.ModuleDict({g: EquivarianceError() for g in EQUIVARIANCE_PROBES})
 
     def forward(self, history: Tensor) -> Tensor:
@@ -118,6 +125,8 @@ class ForecastModule(L.LightningModule):
         self.test_rmse[dataloader_idx].update(pred, target)
         for sl in self.layout.vector_slices:
             self.test_ese[dataloader_idx].update(pred[:, :, sl], target[:, :, sl])
+        if self.test_energy:
+            self.test_energy[dataloader_idx].update(pred, target)
         if self.test_splits[dataloader_idx] == "orig":
             self._probe_equivariance(history, self._probe_batches[batch_idx])
         return pred
@@ -159,6 +168,11 @@ class ForecastModule(L.LightningModule):
             if self.layout.n_vectors and ese.update_called:
                 res["ese"] = ese.compute().item()
                 self.log(f"test/{split}/ese", res["ese"], add_dataloader_idx=False)
+            if self.test_energy:
+                energy = self.test_energy[self.test_splits.index(split)]
+                res["energy_l1"] = energy.compute().item()
+                self.log(f"test/{split}/energy_l1", res["energy_l1"], add_dataloader_idx=False)
+                energy.reset()
             if split == "orig":
                 for name, metric in self.test_equivariance.items():
                     if metric.update_called:

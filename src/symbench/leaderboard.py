@@ -19,7 +19,7 @@ from symbench.results import atomic_write_text, read_rows
 
 SPLIT_TITLES = {"orig": "Orig", "um": "UM", "mag": "Mag", "rot": "Rot", "rot_any": "Rot (any angle)",
                 "scale": "Scale", "test_future": "Future", "test_domain": "Domain"}
-METRIC_TITLES = {"rmse": "RMSE", "ese": "ESE"}
+METRIC_TITLES = {"rmse": "RMSE", "ese": "ESE", "energy_l1": "Energy L1"}
 
 
 @dataclass(frozen=True)

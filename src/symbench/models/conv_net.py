@@ -18,10 +18,10 @@ from symbench.layers import check_history, same_padding, stack_frames
 SYMMETRIES = ("translation", "rotation", "scaling")
 
 
-def check_symmetry(model: str, symmetry: str) -> None:
-    """One-line ``ValueError`` unless ``symmetry`` is one of :data:`SYMMETRIES`."""
-    if symmetry not in SYMMETRIES:
-        raise ValueError(f"{model}: unknown symmetry {symmetry!r}; choose one of {', '.join(SYMMETRIES)}")
+def check_symmetry(model: str, symmetry: str, extra: tuple[str, ...] = ()) -> None:
+    """One-line ``ValueError`` unless ``symmetry`` is one of :data:`SYMMETRIES` or ``extra`` (what ``model`` adds)."""
+    if symmetry not in SYMMETRIES + extra:
+        raise ValueError(f"{model}: unknown symmetry {symmetry!r}; choose one of {', '.join(SYMMETRIES + extra)}")
 
 
 def check_smoke_args(model: str, in_frames: int, width: int, layers: int) -> None:

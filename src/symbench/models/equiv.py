@@ -28,6 +28,8 @@ class Equiv(nn.Module):
       ``R2Conv -> InnerBatchNorm -> ReLU`` on regular fields, an ``R2Conv`` head to the layout's fields.
     * ``scaling``: ``ScaleLift``, ``layers - 1`` units of ``ScaleConv2d -> ScaleBatchNorm2d -> ReLU``,
       ``ScaleConvProject2d`` (average over the levels).
+    * ``magnitude`` (the heat benchmark's Equ-Mag CNN, ICLR 2021 appendix C): ``layers - 1`` units of
+      ``MagnitudeConv2d -> ReLU`` and a ``MagnitudeConv2d`` head; ``f(a x) = a f(x)`` for ``a >= 0``.
 
     Hidden sizes are fitted to ``conv_budget`` (:func:`fit_sizes`); ``grid_size`` is accepted for the common
     interface (the network is convolutional and runs on any grid).
@@ -37,7 +39,7 @@ class Equiv(nn.Module):
                  layers: int = 5, kernel_size: int = 3, grid_size: int = 64, group_order: int = DEFAULT_GROUP_ORDER,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0) -> None:
         super().__init__()
-        check_symmetry("Equiv", symmetry)
+        check_symmetry("Equiv", symmetry, extra=("magnitude",))
         check_smoke_args("Equiv", in_frames, width, layers)
         self.in_frames, self.layout, self.symmetry = in_frames, layout, symmetry
         if symmetry == "translation":

@@ -101,6 +101,16 @@ _MODELS: dict[str, ModelSpec] = {
                   "RSteer for scaling: relaxed scale-steerable convolution, basis weights w_l(y) (ICML 2022 eq. 7)"),
         ModelSpec("rsteer_ts", "symbench.models.rsteer_ts:RSteerTS", "relaxed", ("smoke-scaling",),
                   "RSteerTS: relaxed translation x relaxed scale steerable conv (ICML 2022 eq. 8-9)"),
+        # ICLR 2021 appendix C (Table 5): shallow CNNs on heat diffusion, each Equ-CNN sized to the CNN's parameters.
+        ModelSpec("cnn", "symbench.models.conv_net:ConvNet", "plain", ("heat",),
+                  "shallow CNN: (conv, BN, ReLU) x (layers - 1) + conv (ICLR 2021 appendix C)"),
+        ModelSpec("equ_mag_cnn", "symbench.models.equiv:Equiv", "equivariant", ("heat",),
+                  "shallow Equ-Mag CNN: eq. 4 MinMax-scaled convs, f(a x) = a f(x)", defaults={"symmetry": "magnitude"}),
+        ModelSpec("equ_rot_cnn", "symbench.models.equiv:Equiv", "equivariant", ("heat",),
+                  "shallow Equ-Rot CNN: escnn C4 steerable convs on scalar fields", defaults={"symmetry": "rotation"}),
+        ModelSpec("equ_scale_cnn", "symbench.models.equiv:Equiv", "equivariant", ("heat",),
+                  "shallow Equ-Scale CNN: group correlation over kernel scales (scalar power 0, the heat law)",
+                  defaults={"symmetry": "scaling"}),
     ]
 }
 

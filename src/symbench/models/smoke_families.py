@@ -13,6 +13,10 @@ acting on hidden features of ``n`` *units* each, with parameter counts computed 
 * ``scaling`` (:class:`ScaleFamily`): a unit is a channel at each of ``S`` kernel scales; group correlation over
   scales and translations (:mod:`symbench.layers.scale_conv`: ``ScaleLift``, ``ScaleConv2d``, ``ScaleBatchNorm2d``,
   ``ScaleConvProject2d``), the symbench stand-in for SESN's scale-steerable convolutions. Approximate on a grid.
+* ``magnitude`` (:class:`MagnitudeFamily`, for the heat benchmark's shallow Equ-CNN): a unit is a channel; the
+  MinMax-scaled convolution of ICLR 2021 eq. 4 (:class:`~symbench.layers.magnitude.MagnitudeConv2d`) and no
+  normalisation (a batch norm would make the layer scale-invariant, not equivariant); with ReLU, positively
+  homogeneous: ``f(a x) = a f(x)`` for ``a >= 0``, exactly.
 
 Every smoke model sizes its hidden units with :func:`fit_sizes` so that its parameter count is the ConvNet budget
 (:func:`~symbench.models.conv_net.conv_budget`) at the same width, within 10 %.
@@ -29,6 +33,7 @@ from torch import Tensor, nn
 from symbench.fields import FieldLayout
 from symbench.layers import same_padding
 from symbench.layers.escnn_blocks import RotationFields, TypeBlocks, layout_blocks, regular
+from symbench.layers.magnitude import MagnitudeConv2d
 from symbench.layers.scale_conv import (
     ScaleBatchNorm2d,
     ScaleConv2d,
@@ -199,7 +204,25 @@ class ScaleFamily:
         return int(a) * layout.channels * self.kernel_size**2  # type: ignore[arg-type]
 
 
-LayerFamily = Union[ConvFamily, SteerableFamily, ScaleFamily]
+class MagnitudeFamily(ConvFamily):
+    """Magnitude: eq. 4 convolutions (a unit is one channel), no normalisation; every conv has its scaled bias."""
+
+    symmetry = "magnitude"
+
+    def conv(self, a: FeatureType, b: FeatureType, bias: bool = False) -> nn.Module:
+        return MagnitudeConv2d(int(a), int(b), self.kernel_size)  # type: ignore[arg-type]
+
+    def conv_parameters(self, a: FeatureType, b: FeatureType, bias: bool = False) -> int:
+        return super().conv_parameters(a, b, bias=True)
+
+    def norm(self, n: int) -> nn.Module:
+        return nn.Identity()
+
+    def norm_parameters(self, n: int) -> int:
+        return 0
+
+
+LayerFamily = Union[ConvFamily, SteerableFamily, ScaleFamily, MagnitudeFamily]
 
 
 def append_invariant(x: Tensor, context: Tensor, n_scales: int | None = None) -> Tensor:
@@ -217,14 +240,16 @@ def copy_to_levels(x: Tensor, n_scales: int) -> Tensor:
 
 def layer_family(symmetry: str, kernel_size: int, group_order: int = DEFAULT_GROUP_ORDER,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0) -> LayerFamily:
-    """The equivariant layers of ``symmetry`` (``translation``, ``rotation`` or ``scaling``)."""
+    """The equivariant layers of ``symmetry`` (``translation``, ``rotation``, ``scaling`` or ``magnitude``)."""
     if symmetry == "translation":
         return ConvFamily(kernel_size)
+    if symmetry == "magnitude":
+        return MagnitudeFamily(kernel_size)
     if symmetry == "rotation":
         return SteerableFamily(kernel_size, group_order)
     if symmetry == "scaling":
         return ScaleFamily(kernel_size, n_scales, scale_ratio, scalar_power)
-    raise ValueError(f"unknown symmetry {symmetry!r}; choose one of translation, rotation, scaling")
+    raise ValueError(f"unknown symmetry {symmetry!r}; choose one of translation, rotation, scaling, magnitude")
 
 
 def stack_parameters(family: LayerFamily, in_type: FeatureType, sizes: tuple[int, ...], layout: FieldLayout) -> int:
