@@ -9,6 +9,7 @@
     symbench levels --preset P [--root DIR] [--models M ...] [--alpha A] [--epochs E] [--data-only]
     symbench nbody --preset P [--root DIR] [--seeds S ...]
     symbench digits --preset P [--tasks T ...] [--groups G ...] [--seeds S ...] [--idx-dir DIR] [--report-only]
+    symbench discover [--subgroups C4v D4h C4 Oh] [--steps N] [--seed S] [--results DIR]
 
 Bad input (unknown model, dataset, preset or benchmark, missing data, impossible window sizes) ends with one line
 ``symbench: error: ...`` naming the thing and the fix, and exit status 2.
@@ -113,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
                                           "to use instead of MNIST; outputs are named after it")
     digits.add_argument("--report-only", action="store_true", help="only render the report from the CSVs")
 
+    discover = sub.add_parser("discover", help="symmetry discovery: train a relaxed O_h group conv on data with a "
+                                                "known subgroup symmetry and read the subgroup off its relaxation "
+                                                "weights (writes <results>/symmetry_discovery/)")
+    discover.add_argument("--subgroups", nargs="+", default=["C4v", "D4h", "C4", "Oh"],
+                          help="known symmetry of the synthetic data (named subgroups of O_h)")
+    discover.add_argument("--steps", type=int, default=200)
+    discover.add_argument("--seed", type=int, default=0)
+    discover.add_argument("--results", default="results", help="results directory (default: results)")
+
     for name in LIGHTNING_SUBCOMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} (-c config.yaml, --model.*, --data.*, --trainer.*)",
                        add_help=False)
@@ -212,6 +222,20 @@ def _digits(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _discover(args: argparse.Namespace) -> None:
+    from symbench.symmetry.octahedral import GROUPS
+    from symbench.symmetry_discovery import run_discovery
+
+    unknown = [g for g in args.subgroups if g not in GROUPS]
+    if unknown:
+        raise ValueError(f"unknown subgroup(s) {unknown}; choose from {', '.join(GROUPS)}")
+    out = Path(args.results) / "symmetry_discovery"
+    for name in args.subgroups:
+        result = run_discovery(name, steps=args.steps, seed=args.seed, out_dir=out)
+        print(f"{name}: true order {len(result.true_elements)}, recovered order {len(result.recovered.elements)}, "
+              f"equal: {'yes' if result.equal else 'no'} ({result.table_path})")
+
+
 def _check_preset(preset: str, presets: dict) -> None:
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(sorted(presets))}")
@@ -234,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         args = _parser().parse_args(argv)
         handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
-                    "alpha-sweep": _alpha_sweep, "levels": _levels, "nbody": _nbody, "digits": _digits}
+                    "alpha-sweep": _alpha_sweep, "levels": _levels, "nbody": _nbody, "digits": _digits,
+                    "discover": _discover}
         handlers[args.command](args)
     except BAD_INPUT as err:
         print(f"symbench: error: {_root_message(err)}", file=sys.stderr)
