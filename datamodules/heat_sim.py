@@ -29,8 +29,6 @@ top wall; the data are isotropic). The thermal energy of the paper's metric is :
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -88,8 +86,7 @@ class HeatSimParams:
 
     def key(self) -> str:
         """Short hash of every parameter and the generator revision."""
-        blob = json.dumps([self.to_dict(), GENERATOR_REVISION], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return store.content_key(self.to_dict(), GENERATOR_REVISION)
 
 
 # Measured on the project's 2-core machine (OMP_NUM_THREADS=1), generation incl. writing: tiny 0.02 s, cpu 0.1 s,

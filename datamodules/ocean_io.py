@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import glob as globlib
 import importlib.util
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +53,8 @@ import numpy as np
 import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
+
+from symbench.results import atomic_path
 
 G = 9.81  # m s-2
 OMEGA = 7.2921e-5  # s-1, Earth's rotation rate
@@ -678,16 +678,8 @@ def write_cmems(path: str | Path, u: np.ndarray, v: np.ndarray, lat: np.ndarray,
     enc["time"] = {"units": "days since 1950-01-01 00:00:00", "calendar": "standard", "dtype": "float64"}
     for c in ("depth", "latitude", "longitude"):
         enc[c] = {"_FillValue": None}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=enc)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

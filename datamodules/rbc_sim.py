@@ -23,7 +23,6 @@ and threaded FFTW is about 4x slower on small 2D grids.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -100,8 +99,7 @@ class RBCSimParams:
 
     def key(self) -> str:
         """Short hash of every parameter, the Dedalus version and the generator revision."""
-        blob = json.dumps([self.to_dict(), version("dedalus"), GENERATOR_REVISION], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return store.content_key(self.to_dict(), version("dedalus"), GENERATOR_REVISION)
 
 
 # Measured on the project's 2-core machine (448 x 64, OMP_NUM_THREADS=1). Ra = 5e6 is the highest Ra that 448 x 64

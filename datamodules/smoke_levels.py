@@ -27,8 +27,6 @@ level whose key matches is reused, so a killed generation restarts at the first 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
@@ -106,8 +104,7 @@ class LevelsParams:
 
     def key(self) -> str:
         """Short hash of every parameter, the PhiFlow version and both generator revisions."""
-        blob = json.dumps([self.to_dict(), version("phiflow"), GENERATOR_REVISION, LEVELS_REVISION], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return store.content_key(self.to_dict(), version("phiflow"), GENERATOR_REVISION, LEVELS_REVISION)
 
     def _check_level(self, level: int) -> None:
         if not 0 <= level < self.levels:

@@ -31,7 +31,6 @@ atomically when all groups are done.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -88,8 +87,7 @@ class SmokeSimParams:
 
     def key(self) -> str:
         """Short hash of every parameter, the PhiFlow version and the generator revision."""
-        blob = json.dumps([self.to_dict(), version("phiflow"), GENERATOR_REVISION], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return store.content_key(self.to_dict(), version("phiflow"), GENERATOR_REVISION)
 
     def domain_sims(self) -> list[int]:
         """The held-out ``test_domain`` simulations: a seeded ``domain_fraction`` of them (at least one), sorted."""

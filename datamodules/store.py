@@ -12,6 +12,7 @@ killed writer leaves either the old dataset or nothing, never half a dataset.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -71,6 +72,12 @@ def write_trajectories(directory: str | Path, array: np.ndarray, layout: FieldLa
         record = {"fields": [str(f) for f in layout.fields], "shape": list(array.shape), **meta}
         (tmp / META_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
     return Path(directory)
+
+
+def content_key(*parts: Any) -> str:
+    """Ten hex digits of the SHA-256 of ``parts`` as sorted JSON: the key of a generated dataset (every parameter,
+    solver version and generator revision that change the arrays)."""
+    return hashlib.sha256(json.dumps(list(parts), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def generate_once(directory: str | Path, key: str, simulate: Callable[[], Any], **meta: Any) -> Path:

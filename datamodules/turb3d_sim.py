@@ -59,9 +59,7 @@ Saved: ``(n_traj, frames, 3, n, n, n)`` float32, one field ``velocity:vector`` (
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import logging
 import math
 import os
@@ -150,8 +148,7 @@ class Turb3DSimParams:
 
     def key(self) -> str:
         """Short hash of every parameter and the generator revision."""
-        blob = json.dumps([self.to_dict(), GENERATOR_REVISION], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return store.content_key(self.to_dict(), GENERATOR_REVISION)
 
 
 # Generation incl. writing, measured on the project's 2-core machine (OMP_NUM_THREADS=1, fluidsim 26.10, pyfftw),
