@@ -6,7 +6,7 @@ SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
 DATA ?= data
 
-.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels data-heat bench-heat bench-nbody bench-digits bench-discovery leaderboard speed symmetry-cost relaxed-cost clean
+.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels data-heat bench-heat data-ocean bench-ocean bench-nbody bench-digits bench-discovery bench-sr3d leaderboard speed symmetry-cost relaxed-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -60,6 +60,15 @@ bench-heat: data-heat
 	$(SYMBENCH) bench heat --preset $(PRESET) --root $(DATA)
 	$(SYMBENCH) leaderboard --benchmark heat
 
+# Ocean currents (ICLR 2021 Table 4): the 18 ICLR models on masked 32x32 tiles of real Mediterranean surface currents
+# (Copernicus DUACS sea level -> geostrophy -> CMEMS NetCDF), later days and a held-out region (results/ocean/).
+data-ocean: setup
+	$(SYMBENCH) data generate ocean --preset $(PRESET) --root $(DATA)
+
+bench-ocean: data-ocean
+	$(SYMBENCH) bench ocean --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) leaderboard --benchmark ocean
+
 # N-body dynamics in R^n (Equivariance paper sec. 4.1, Fig. 1): test MSE of a GNN and an EGNN per dimension and
 # their ratio with 95 % intervals over seeds (results/nbody/nbody_<preset>.{md,csv,png}); ~12 min at cpu.
 bench-nbody: setup
@@ -69,6 +78,13 @@ bench-nbody: setup
 # learned relaxation weights stay tied exactly on that subgroup (results/symmetry_discovery/; ~2 min).
 bench-discovery: setup
 	OMP_NUM_THREADS=1 $(SYMBENCH) discover --subgroups C4v D4h C4 Oh
+
+# 3D turbulence 4x super-resolution (relaxed octahedral slides' table): Trilinear, Conv, Equiv (O_h group conv) and
+# R-Equiv on isotropic and sheared fluidsim flow; MAE table in results/sr3d/sr3d_<preset>.md (~15 min at cpu).
+bench-sr3d: setup
+	OMP_NUM_THREADS=1 $(SYMBENCH) data generate turb3d-isotropic --preset $(PRESET) --root $(DATA)
+	OMP_NUM_THREADS=1 $(SYMBENCH) data generate turb3d-sheared --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) sr3d --preset $(PRESET) --root $(DATA) --no-progress
 
 # Rotated / flipped-rotated MNIST (same paper, sec. 4.2, Fig. 2): test error vs training size for CNNs equivariant to
 # {e}, C4, D4, C8, D8, SO(2), O(2), power-law slopes (results/digits/digits_<preset>.{md,png}, one CSV per task).

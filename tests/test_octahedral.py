@@ -13,8 +13,10 @@ from symbench.layers.octahedral_conv import (
     OctahedralGroupConv3d,
     OctahedralGroupPool3d,
     OctahedralLift3d,
+    OctahedralProject3d,
     RelaxedOctahedralGroupConv3d,
     parameter_count,
+    upsample_conv3d,
     weight_stabilizer,
 )
 from symbench.symmetry import reflect, rot90
@@ -250,6 +252,46 @@ def test_group_conv_is_equivariant(group, padding_mode):
     plain = nn.Conv3d(2 * n, 3 * n, 3, padding=1, bias=False)
     plain_errors = equivariance_errors(plain, x, lambda t, g: act_on_regular(t, group, g), group)
     assert min(plain_errors[1:]) > 0.1
+
+
+@pytest.mark.parametrize("group, upsample, padding_mode",
+                         [("O", False, "zeros"), ("Oh", False, "circular"), ("Oh", True, "circular"),
+                          ("O", True, "zeros"), ("C4v", True, "replicate")])
+def test_projection_is_equivariant(group, upsample, padding_mode):
+    """``G -> Z^3`` back to typed fields (and, with ``upsample``, to a doubled grid): ``project(T_u f) = T_u
+    project(f)`` with the vectors' components turned; a projection that treats the vector channels as scalars is
+    not equivariant."""
+    torch.manual_seed(3)
+    n = len(GROUPS[group])
+    x = torch.randn(2, 2 * n, 5, 5, 5, dtype=torch.float64)
+    proj = OctahedralProject3d(2, LAYOUT, 4 if upsample else 3, group, padding_mode, upsample=upsample).double()
+    y = proj(x)
+    assert y.shape == (2, 5, *(3 * (10 if upsample else 5,)))
+    errors = [rel(proj(act_on_regular(x, group, i)), act_on_fields(y, LAYOUT, g)) for i, g in enumerate(GROUPS[group])]
+    assert max(errors) < 1e-12, max(errors)
+    wrong = [rel(proj(act_on_regular(x, group, i)), act_on_fields(y, [], g)) for i, g in enumerate(GROUPS[group])]
+    assert max(wrong) > 0.1
+    assert proj.parameter_count == sum(p.numel() for p in proj.parameters()) == 2 * 5 * (4 if upsample else 3) ** 3
+
+
+def test_upsample_conv_geometry():
+    """Stride 2, kernel 4, padding 1: fine cell ``2 j - 1 + t`` gets tap ``t`` of coarse cell ``j``; circular padding
+    makes a coarse shift by one a fine shift by two (exact on the torus), and the grid doubles in every mode."""
+    weight = torch.zeros(1, 1, 4, 4, 4, dtype=torch.float64)
+    weight[0, 0, 1, 2, 3] = 1.0
+    x = torch.zeros(1, 1, 4, 4, 4, dtype=torch.float64)
+    x[0, 0, 2, 1, 2] = 1.0
+    out = upsample_conv3d(x, weight, "zeros")
+    assert out.shape == (1, 1, 8, 8, 8)
+    assert torch.nonzero(out[0, 0]).tolist() == [[2 * 2 - 1 + 1, 2 * 1 - 1 + 2, 2 * 2 - 1 + 3]]
+    torch.manual_seed(4)
+    x, weight = torch.randn(1, 2, 4, 4, 4, dtype=torch.float64), torch.randn(2, 3, 4, 4, 4, dtype=torch.float64)
+    periodic = upsample_conv3d(x, weight, "circular")
+    assert torch.allclose(upsample_conv3d(x.roll(1, -1), weight, "circular"), periodic.roll(2, -1))
+    zeros = upsample_conv3d(x, weight, "zeros")
+    assert not torch.allclose(upsample_conv3d(x.roll(1, -1), weight, "zeros"), zeros.roll(2, -1))
+    with pytest.raises(ValueError, match="kernel_size=4"):
+        OctahedralProject3d(1, 3, 3, upsample=True)
 
 
 def test_group_conv_is_correlation_with_turned_kernels():

@@ -10,6 +10,7 @@
     symbench nbody --preset P [--root DIR] [--seeds S ...]
     symbench digits --preset P [--tasks T ...] [--groups G ...] [--seeds S ...] [--idx-dir DIR] [--report-only]
     symbench discover [--subgroups C4v D4h C4 Oh] [--steps N] [--seed S] [--results DIR]
+    symbench sr3d --preset P [--flows sheared isotropic] [--models M ...] [--seeds S ...] [--report-only]
 
 Bad input (unknown model, dataset, preset or benchmark, missing data, impossible window sizes) ends with one line
 ``symbench: error: ...`` naming the thing and the fix, and exit status 2.
@@ -113,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     digits.add_argument("--idx-dir", help="a directory of MNIST-format IDX files (train-images-idx3-ubyte[.gz], ...) "
                                           "to use instead of MNIST; outputs are named after it")
     digits.add_argument("--report-only", action="store_true", help="only render the report from the CSVs")
+
+    sr3d = _experiment(sub, "sr3d", "3D turbulence 4x super-resolution: Trilinear, Conv, Equiv (O_h group conv) and "
+                                    "R-Equiv (relaxed) on isotropic and sheared flow (the relaxed octahedral "
+                                    "slides' table; generates the data if missing; <results>/sr3d/)")
+    sr3d.add_argument("--flows", nargs="+", help="sheared and/or isotropic (default: both)")
+    sr3d.add_argument("--models", nargs="+", help="subset of trilinear conv equiv r_equiv (default: all)")
+    sr3d.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
+    sr3d.add_argument("--report-only", action="store_true", help="only render the report from the CSV")
 
     discover = sub.add_parser("discover", help="symmetry discovery: train a relaxed O_h group conv on data with a "
                                                 "known subgroup symmetry and read the subgroup off its relaxation "
@@ -222,6 +231,20 @@ def _digits(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _sr3d(args: argparse.Namespace) -> None:
+    from symbench.sr3d import FLOWS, KINDS, TRAINING, run_sr3d, write_report
+
+    _check_preset(args.preset, TRAINING)
+    if not args.report_only:
+        run_sr3d(args.preset, args.root, args.results, args.flows or FLOWS, args.models or KINDS, args.seeds,
+                 show_progress=not args.no_progress)
+    path = write_report(args.preset, args.results)
+    if path is None:
+        raise FileNotFoundError(f"no sr3d results for preset {args.preset!r} under {args.results}/sr3d; "
+                                f"run `symbench sr3d --preset {args.preset}` first")
+    print(f"wrote {path}")
+
+
 def _discover(args: argparse.Namespace) -> None:
     from symbench.symmetry.octahedral import GROUPS
     from symbench.symmetry_discovery import run_discovery
@@ -259,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
                     "alpha-sweep": _alpha_sweep, "levels": _levels, "nbody": _nbody, "digits": _digits,
-                    "discover": _discover}
+                    "discover": _discover, "sr3d": _sr3d}
         handlers[args.command](args)
     except BAD_INPUT as err:
         print(f"symbench: error: {_root_message(err)}", file=sys.stderr)

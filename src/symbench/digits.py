@@ -18,10 +18,7 @@ Entry point: ``symbench digits --preset cpu [--tasks rotated flipped] [--groups 
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,12 +28,12 @@ import lightning as L
 import numpy as np
 import torch
 import torchmetrics
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 
 from datamodules.digits import PRESETS, TASKS, DigitsDataModule, DigitsSizes
 from symbench.models.digits_gcnn import GROUPS, LABELS, GroupCNN, matched_fields, n_params, plain_target
-from symbench.results import atomic_write_text
+from symbench.best_fit import fit_test_best
+from symbench.results import atomic_write_text, read_records, write_records
 
 MATCHING_GROUP = {"rotated": "SO2", "flipped": "O2"}
 
@@ -110,9 +107,6 @@ class DigitsClassifier(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
-FIELDS = ("task", "group", "n_train", "seed", "test_error", "val_error", "best_step", "params", "fields", "seconds")
-
-
 @dataclass
 class DigitsRun:
     """One trained and tested model."""
@@ -141,18 +135,9 @@ def train_one(task: str, group: str, n_train: int, seed: int, data: DigitsDataMo
     fields = matched_fields(group, plain_target(cfg.width, cfg.scalars, cfg.kernel), cfg.scalars, cfg.kernel)
     L.seed_everything(seed, workers=True, verbose=False)
     module = DigitsClassifier(group, fields, cfg.scalars, cfg.kernel, cfg.lr)
-    with tempfile.TemporaryDirectory(prefix="symbench-digits-") as tmp:
-        best = ModelCheckpoint(dirpath=tmp, monitor="val_error", mode="min", save_top_k=1, filename="best")
-        steps = cfg.steps_for(n_train)
-        trainer = L.Trainer(max_steps=steps, val_check_interval=max(1, steps // cfg.evals),
-                            check_val_every_n_epoch=None, num_sanity_val_steps=0, accelerator="cpu", devices=1,
-                            logger=False, callbacks=[best], enable_progress_bar=show_progress,
-                            enable_model_summary=False, deterministic=True)
-        trainer.fit(module, datamodule=data)
-        best_step = int(torch.load(best.best_model_path, map_location="cpu", weights_only=False)["global_step"])
-        test_error = trainer.test(module, datamodule=data, ckpt_path=best.best_model_path, verbose=False)[0]
-    return DigitsRun(task, group, n_train, seed, float(test_error["test_error"]), float(best.best_model_score),
-                     best_step, n_params(module.net), fields, time.perf_counter() - start)
+    fit = fit_test_best(module, data, cfg.steps_for(n_train), cfg.evals, "val_error", show_progress)
+    return DigitsRun(task, group, n_train, seed, fit.test["test_error"], fit.best_score, fit.best_step,
+                     n_params(module.net), fields, time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------------------------------------------- storage
@@ -180,22 +165,12 @@ def data_source(root: str | Path, idx_dir: str | Path | None = None) -> str:
 
 def read_runs(path: Path) -> list[DigitsRun]:
     """Rows of one task's CSV ([] if it does not exist)."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return [DigitsRun(r["task"], r["group"], int(r["n_train"]), int(r["seed"]), float(r["test_error"]),
-                          float(r["val_error"]), int(r["best_step"]), int(r["params"]), int(r["fields"]),
-                          float(r["seconds"])) for r in csv.DictReader(handle)]
+    return read_records(path, DigitsRun)
 
 
 def write_runs(path: Path, runs: Sequence[DigitsRun]) -> None:
     """Rewrite the CSV with ``runs`` (atomically: a stop mid-write leaves the previous file)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for run in sorted(runs, key=lambda r: (GROUPS.index(r.group), r.n_train, r.seed)):
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in asdict(run).items()})
-    atomic_write_text(path, buffer.getvalue())
+    write_records(path, sorted(runs, key=lambda r: (GROUPS.index(r.group), r.n_train, r.seed)))
 
 
 # -------------------------------------------------------------------------------------------------------- report

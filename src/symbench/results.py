@@ -96,3 +96,39 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
         raise FileNotFoundError(f"no leaderboard rows at {path}; run `symbench bench <benchmark>` first")
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def write_records(path: str | Path, records: Sequence[Any]) -> None:
+    """Rewrite the CSV at ``path`` with one row per dataclass record (floats to 6 significant digits), atomically:
+    a stop mid-write leaves the previous file. Studies that resume (digits, 3D super-resolution) keep their runs
+    this way."""
+    import dataclasses
+
+    if not records:
+        raise ValueError(f"no records to write to {path}")
+    names = [f.name for f in dataclasses.fields(records[0])]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                         for k, v in dataclasses.asdict(record).items()})
+    atomic_write_text(Path(path), buffer.getvalue())
+
+
+def read_records(path: str | Path, record_type: type) -> list[Any]:
+    """The rows of a :func:`write_records` CSV as ``record_type`` dataclasses, each column converted to its field's
+    type (``int``, ``float`` or ``str``); ``[]`` if the file does not exist."""
+    import dataclasses
+    import typing
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    types = typing.get_type_hints(record_type)
+    names = [f.name for f in dataclasses.fields(record_type)]
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and set(rows[0]) != set(names):
+        raise ValueError(f"{path} has columns {sorted(rows[0])}, expected {names}; move it aside")
+    return [record_type(**{n: types[n](row[n]) for n in names}) for row in rows]

@@ -14,6 +14,8 @@ the left regular action ``f'(p, h) = f(g^-1 p, g^-1 h)`` (:func:`~symbench.symme
 * :class:`RelaxedOctahedralGroupConv3d`: ``out(x, g) = sum_h sum_l f(y, h) w_l(h) psi_l(g^-1 (y - x), g^-1 h)``.
 * :class:`OctahedralGroupPool3d`: max or mean over the group axis, ``(B, C * |G|, ...) -> (B, C, ...)``: invariant
   scalar fields.
+* :class:`OctahedralProject3d`, ``G -> Z^3``: ``out(x) = sum_g sum_y (T_g psi)(y - x) f(y, g)``, back to typed
+  (scalar or vector) fields, the transpose of the lift.
 
 Each layer expands its kernel once per forward by one gather over a fixed index table (built at construction
 from the Cayley table and the grid action applied to an index grid) and runs one ``conv3d``.
@@ -78,6 +80,18 @@ def group_gather_table(elements: Sequence[Element], kernel_size: int) -> Tensor:
     return (source_element[:, :, None] * taps + spatial[:, None, :]).reshape(len(elements), -1)
 
 
+def upsample_conv3d(x: Tensor, weight: Tensor, padding_mode: str) -> Tensor:
+    """Transposed convolution with kernel 4, stride 2, padding 1, ``(B, C_in, D, H, W) -> (B, C_out, 2D, 2H, 2W)``
+    (``weight (C_in, C_out, 4, 4, 4)``). Fine cell ``i = 2 j - 1 + t`` takes tap ``t`` of coarse cell ``j``; a
+    mirror ``i -> 2n - 1 - i`` maps ``(j, t)`` to ``(n - 1 - j, 3 - t)``, so the layer commutes with the grid
+    actions when its kernel is transformed with them. Non-zero padding modes pad one coarse cell and crop two fine
+    cells per side (``"circular"``: exact on the torus)."""
+    if padding_mode == "zeros":
+        return F.conv_transpose3d(x, weight, stride=2, padding=1)
+    out = F.conv_transpose3d(F.pad(x, (1,) * 6, mode=padding_mode), weight, stride=2, padding=1)
+    return out[..., 2:-2, 2:-2, 2:-2]
+
+
 def _conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, padding_mode: str) -> Tensor:
     pad = same_padding(weight.shape[-1])
     if padding_mode == "zeros":
@@ -88,10 +102,12 @@ def _conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, padding_mode: str) -
 class _OctahedralLayer(nn.Module):
     """Group bookkeeping, bias and the conv call shared by the layers."""
 
-    def __init__(self, out_channels: int, kernel_size: int, group: GroupSpec, padding_mode: str, bias: bool) -> None:
+    def __init__(self, out_channels: int, kernel_size: int, group: GroupSpec, padding_mode: str, bias: bool,
+                 odd_kernel: bool = True) -> None:
         super().__init__()
         check_padding_mode(padding_mode)
-        same_padding(kernel_size)
+        if odd_kernel:
+            same_padding(kernel_size)
         self.elements = group_elements(group)
         self.group_name = group if isinstance(group, str) else f"<{len(self.elements)} elements>"
         self.group_order = len(self.elements)
@@ -166,6 +182,69 @@ class OctahedralLift3d(_OctahedralLayer):
         fields = self.layout if isinstance(self.layout, FieldLayout) else self.in_channels
         return (f"{fields}, {self.out_channels}, kernel_size={self.kernel_size}, group={self.group_name}, "
                 f"padding_mode={self.padding_mode!r}, bias={self.bias is not None}")
+
+
+class OctahedralProject3d(_OctahedralLayer):
+    """Projection ``G -> Z^3`` onto typed fields (the transpose of :class:`OctahedralLift3d`),
+    ``(B, C_in * |G|, D, H, W) -> (B, C_out, D, H, W)``:
+    ``out(x) = sum_g sum_y (T_g psi_c)(y - x) f_c(y, g)`` with ``(T_g psi)(d) = R_g psi(g^-1 d)`` for kernels
+    ``psi_c`` whose ``C_out`` output channels are typed by ``out_channels`` (a channel count of scalars or a 3D
+    :class:`FieldLayout`, whose vector fields come out as vectors). Equivariant:
+    ``project(T_u f) = T_u project(f)`` with ``T_u`` the left regular action on ``f`` and
+    :func:`~symbench.symmetry.octahedral.act_on_fields` on the output. One gather, one ``conv3d``; no bias (a
+    constant vector is not invariant).
+
+    ``upsample=True`` makes it a transposed convolution with kernel 4 and stride 2 (:func:`upsample_conv3d`), which
+    doubles the grid: the same sum with ``y`` on the coarse grid and ``x`` on the fine one (``kernel_size`` must
+    then be 4)."""
+
+    index: Tensor
+    sign: Tensor
+
+    def __init__(self, in_channels: int, out_channels: int | FieldLayout, kernel_size: int = 3,
+                 group: GroupSpec = "O", padding_mode: str = "zeros", upsample: bool = False) -> None:
+        if isinstance(out_channels, FieldLayout):
+            layout, channels = out_channels, out_channels.channels
+        else:
+            layout, channels = [], int(out_channels)
+        if upsample and kernel_size != 4:
+            raise ValueError(f"an upsampling projection needs kernel_size=4 (stride 2, padding 1), got {kernel_size}")
+        super().__init__(channels, kernel_size, group, padding_mode, bias=False, odd_kernel=not upsample)
+        self.upsample = upsample
+        self.layout, self.in_channels = layout, in_channels
+        index, sign = lift_gather_table(self.elements, kernel_size, layout, channels)
+        self.register_buffer("index", index.reshape(-1), persistent=False)
+        self.register_buffer("sign", sign.reshape(-1), persistent=False)
+        self.has_vectors = bool((sign < 0).any())
+        self.weight = nn.Parameter(torch.empty(in_channels, channels, kernel_size, kernel_size, kernel_size))
+        self._init_uniform(self.weight, in_channels * self.group_order * kernel_size**3)
+
+    @staticmethod
+    def count(in_channels: int, out_channels: int, kernel_size: int) -> int:
+        return in_channels * out_channels * kernel_size**3
+
+    @property
+    def parameter_count(self) -> int:
+        return self.count(self.in_channels, self.out_channels, self.kernel_size)
+
+    def expanded(self) -> Tensor:
+        """``(C_in * |G|, C_out, k, k, k)``: row ``c * |G| + g`` holds ``T_g psi_c`` (the layout of a transposed
+        convolution's weight; a convolution takes its transpose)."""
+        c_in, c_out, k, n = self.in_channels, self.out_channels, self.kernel_size, self.group_order
+        kernels = self.weight.reshape(c_in, -1)[:, self.index]
+        if self.has_vectors:
+            kernels = kernels * self.sign.to(kernels.dtype)
+        return kernels.view(c_in * n, c_out, k, k, k)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.upsample:
+            return upsample_conv3d(x, self.expanded(), self.padding_mode)
+        return _conv3d(x, self.expanded().transpose(0, 1), None, self.padding_mode)
+
+    def extra_repr(self) -> str:
+        fields = self.layout if isinstance(self.layout, FieldLayout) else self.out_channels
+        return (f"{self.in_channels}, {fields}, kernel_size={self.kernel_size}, group={self.group_name}, "
+                f"padding_mode={self.padding_mode!r}, upsample={self.upsample}")
 
 
 class _OctahedralGroupKernel(_OctahedralLayer):

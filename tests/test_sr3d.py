@@ -1,0 +1,167 @@
+"""3D super-resolution models (:mod:`symbench.models.sr3d`) and the benchmark (:mod:`symbench.sr3d`): exact O_h
+equivariance of Trilinear and Equiv, none for Conv, R-Equiv equivariant while its weights are tied, parameter
+matching, the analytic periodic interpolation, the relaxed-weight deviations, and a resumable tiny run end to end."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.turb3d import coarsen
+from datamodules.turb3d_sim import SHEARED_SUBGROUP
+from symbench.cli import main
+from symbench.models.sr3d import KINDS, VELOCITY, SRArch, Trilinear, build_sr, matched_width, n_params, periodic_trilinear
+from symbench.sr3d import TRAINING, csv_path, read_runs, run_sr3d, weight_deviations
+from symbench.symmetry.octahedral import FULL_OCTAHEDRAL, act_on_fields, group_elements
+from symbench.symmetry_discovery import right_cosets
+
+ARCH = SRArch(fields=1, layers=(1, 1), factor=4)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def model(kind: str, arch: SRArch = ARCH, seed: int = 0) -> torch.nn.Module:
+    """A model with a random (non-zero) projection, in float64, so that the learned part is exercised."""
+    torch.manual_seed(seed)
+    net = build_sr(kind, arch).double()
+    if kind != "trilinear":
+        torch.nn.init.normal_(net.project.weight, std=0.2)
+    return net
+
+
+def errors(net: torch.nn.Module, x: torch.Tensor) -> list[float]:
+    with torch.no_grad():
+        y = net(x)
+        return [rel(net(act_on_fields(x, VELOCITY, g)), act_on_fields(y, VELOCITY, g)) for g in FULL_OCTAHEDRAL]
+
+
+@pytest.fixture(scope="module")
+def low() -> torch.Tensor:
+    return torch.randn(2, 3, 4, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def test_periodic_trilinear_is_linear_interpolation_between_cell_centres():
+    """Fine cell ``i`` sits at coarse coordinate ``c = (i + 1/2) / f - 1/2``; its value is the linear interpolation
+    of the two neighbouring coarse cells, wrapping around the periodic box."""
+    f, n = 4, 5
+    a = np.random.default_rng(0).normal(size=n)
+    c = (np.arange(n * f) + 0.5) / f - 0.5
+    lo = np.floor(c).astype(int)
+    expected = (1 - (c - lo)) * a[lo % n] + (c - lo) * a[(lo + 1) % n]
+    x = torch.tensor(a).view(1, 1, 1, 1, n).expand(1, 1, n, n, n)
+    out = periodic_trilinear(x, f)
+    assert out.shape == (1, 1, n * f, n * f, n * f)
+    assert np.allclose(out[0, 0, 3, 7].numpy(), expected, atol=1e-12)
+    # block means of the interpolant return a smooth field closely, a constant exactly
+    assert torch.allclose(periodic_trilinear(torch.full((1, 2, 3, 3, 3), 2.5), f), torch.full((1, 2, 12, 12, 12), 2.5))
+
+
+@pytest.mark.parametrize("kind", ["trilinear", "equiv"])
+def test_trilinear_and_equiv_are_exactly_oh_equivariant(kind, low):
+    assert max(errors(model(kind), low)) < 1e-12
+
+
+def test_conv_is_not_equivariant(low):
+    errs = errors(model("conv"), low)
+    assert errs[0] == 0 and min(errs[1:]) > 1e-2
+
+
+def test_relaxed_is_equivariant_when_tied_and_to_the_coset_subgroup_otherwise(low):
+    net = model("r_equiv")
+    assert max(errors(net, low)) < 1e-12  # tied at init
+    els = group_elements("Oh")
+    cosets = right_cosets(els, SHEARED_SUBGROUP)  # w constant on the right cosets H h -> symmetric under exactly H
+    with torch.no_grad():
+        for layer in net.relaxed_layers():
+            values = torch.randn(len(cosets), dtype=torch.float64) + 1
+            for value, coset in zip(values, cosets):
+                layer.relaxed_weights[:, list(coset)] = value
+    errs = errors(net, low)
+    inside = {els.index(g) for g in SHEARED_SUBGROUP}
+    assert max(errs[i] for i in inside) < 1e-12
+    assert min(errs[i] for i in range(len(els)) if i not in inside) > 1e-3
+    dev_sym, dev_other = weight_deviations(net, "sheared")
+    assert dev_sym < 1e-12 and dev_other > 0.1
+    assert math.isnan(weight_deviations(net, "isotropic")[1])  # no element of O_h lies outside the isotropic symmetry
+    assert all(math.isnan(v) for v in weight_deviations(model("equiv"), "sheared"))
+
+
+def test_every_model_starts_as_trilinear(low):
+    for kind in KINDS:
+        torch.manual_seed(0)
+        net = build_sr(kind, ARCH).double()
+        assert torch.equal(net(low), Trilinear(4)(low)), kind
+
+
+@pytest.mark.parametrize("preset", sorted(TRAINING))
+def test_parameter_budgets_are_matched(preset):
+    arch = TRAINING[preset].arch
+    counts = {k: n_params(build_sr(k, arch)) for k in KINDS}
+    assert counts["trilinear"] == 0
+    for kind in ("conv", "r_equiv"):
+        assert abs(counts[kind] - counts["equiv"]) <= 0.1 * counts["equiv"], counts
+    # no other width is closer
+    width = matched_width(arch)
+    from symbench.models.sr3d import _plain
+
+    gaps = {w: abs(n_params(_plain(arch, w)) - counts["equiv"]) for w in (width - 1, width, width + 1)}
+    assert min(gaps, key=gaps.get) == width
+
+
+def test_bad_architecture():
+    with pytest.raises(ValueError, match="divisible by 8"):
+        SRArch(layers=(1, 1, 1), factor=4)
+    with pytest.raises(ValueError, match="unknown super-resolution model"):
+        build_sr("unet", ARCH)
+
+
+def test_sr_learns_on_coarsened_fields():
+    """A few Adam steps of each learned model lower the L1 error on block-mean inputs (it is a real task)."""
+    torch.manual_seed(0)
+    high = torch.randn(2, 3, 16, 16, 16)
+    high = periodic_trilinear(coarsen(high, 2), 2) + 0.1 * high  # smooth-ish fields with a little detail
+    lowres = coarsen(high, 4)
+    for kind in ("conv", "equiv", "r_equiv"):
+        net = build_sr(kind, SRArch(fields=1, layers=(1,)))
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        start = float((net(lowres) - high).abs().mean())
+        for _ in range(15):
+            loss = (net(lowres) - high).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert float((net(lowres) - high).abs().mean()) < start, kind
+
+
+def test_tiny_benchmark_end_to_end_resumes(tmp_path, capsys):
+    """Every model runs at the tiny preset on freshly generated data (both flows); a second call trains nothing and
+    keeps every row; the report has the slides' table."""
+    root, results = tmp_path / "data", tmp_path / "results"
+    finished = run_sr3d("tiny", root, results, flows=("sheared",), kinds=KINDS)
+    assert [r.model for r in finished] == list(KINDS)
+    runs = read_runs(csv_path(results, "tiny"))
+    assert len(runs) == 4 and all(np.isfinite(r.test_mae) and r.test_mae > 0 for r in runs)
+    by = {r.model: r for r in runs}
+    assert by["trilinear"].params == 0 and by["trilinear"].equiv_error < 1e-5 and by["equiv"].equiv_error < 1e-5
+    assert by["conv"].equiv_error > 1e-3 and by["conv"].best_step > 0
+    assert not math.isnan(by["r_equiv"].dev_other)
+    assert run_sr3d("tiny", root, results, flows=("sheared",)) == []  # resumed: nothing left to do
+    assert len(read_runs(csv_path(results, "tiny"))) == 4
+    report = csv_path(results, "tiny").with_suffix(".md").read_text()
+    assert "| Model | Trilinear (sheared) | Conv (sheared) | Equiv (sheared) | R-Equiv (sheared) |" in report
+    assert main(["sr3d", "--preset", "tiny", "--results", str(results), "--report-only"]) == 0
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    assert main(["sr3d", "--preset", "huge", "--results", str(tmp_path)]) == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
+    assert main(["sr3d", "--preset", "tiny", "--flows", "channel", "--root", str(tmp_path),
+                 "--results", str(tmp_path)]) == 2
+    assert "unknown flow or model ['channel']" in capsys.readouterr().err
+    assert main(["sr3d", "--preset", "tiny", "--results", str(tmp_path), "--report-only"]) == 2
+    assert "no sr3d results" in capsys.readouterr().err
