@@ -42,10 +42,9 @@ class CentralCrop(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
         rows, cols = slice(self.top, self.top + self.size[0]), slice(self.left, self.left + self.size[1])
-        history, target = self.windows[index]
-        return history[..., rows, cols], target[..., rows, cols]
+        return tuple(t[..., rows, cols] for t in self.windows[index])  # history, target (and the mask)
 
 
 class AugmentedWindowDataset(Dataset):
@@ -64,7 +63,7 @@ class AugmentedWindowDataset(Dataset):
     def __len__(self) -> int:
         return self.n * (1 + self.copies)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} augmented windows")
         copy, i = divmod(index, self.n)

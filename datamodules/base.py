@@ -91,6 +91,13 @@ class ForecastDataModule(L.LightningDataModule):
         """Facts about the data for leaderboard rows and logs (dataset name, source parameters)."""
         return {}
 
+    def load_mask(self) -> np.ndarray | None:
+        """Where the data are defined, ``(n_traj, H, W)`` bool (True = valid, e.g. ocean; False = land or missing
+        measurements), or ``None`` when every point is (the default). With a mask, windows carry it as a third item,
+        the normaliser is fitted on valid points only, invalid points are set to 0 after normalising (no NaN
+        reaches a model), and the loss and metrics count valid points only."""
+        return None
+
     def domain_trajectories(self) -> list[int]:
         """Trajectories held out for the ``test_domain`` split (never trained on, validated on or normalised by);
         none by default."""
@@ -114,28 +121,47 @@ class ForecastDataModule(L.LightningDataModule):
         self._layout = layout
         ranges = time_split(array.shape[1], self.split_fractions)  # type: ignore[arg-type]
         raw = coarsen_grid(torch.from_numpy(np.array(array, dtype=np.float32)), self.coarsen)  # a private copy
+        mask = self._validity_mask(raw)
         held_out = self.domain_trajectories()
         if "test_domain" in self.test_splits and not held_out:
             raise ValueError(f"{type(self).__name__} holds out no trajectories: it has no test_domain split")
         fitted = [i for i in range(raw.shape[0]) if i not in set(held_out)]
-        self.normalizer = FieldNormalizer.fit(layout, raw[fitted, ranges["train"].start : ranges["train"].stop])
+        train_frames = raw[fitted, ranges["train"].start : ranges["train"].stop]
+        self.normalizer = FieldNormalizer.fit(layout, train_frames, None if mask is None else mask[fitted, None, None])
         data = self.normalizer.normalize(raw)
+        if mask is not None:  # where(), not a product: invalid points may hold NaN
+            data = torch.where(mask[:, None, None], data, torch.zeros((), dtype=data.dtype))
         domain, data = data[held_out], data[fitted]
-        train = WindowDataset(data, ranges["train"], self.in_frames, self.train_steps, self.train_stride)
+        domain_mask, mask = (None, None) if mask is None else (mask[held_out], mask[fitted])
+        train = WindowDataset(data, ranges["train"], self.in_frames, self.train_steps, self.train_stride, mask)
         if self.augment is not None:  # fixed seeds, distinct from the test splits' seeds
             train = AugmentedWindowDataset(train, layout, self.augment, self.augment_copies,
                                            seed=self.transform_seed + 1000)
         self.datasets["train"] = train
-        self.datasets["val"] = WindowDataset(data, ranges["val"], self.in_frames, self.rollout_steps, self.eval_stride)
-        test = WindowDataset(data, ranges["test"], self.in_frames, self.rollout_steps, self.eval_stride)
+        self.datasets["val"] = WindowDataset(data, ranges["val"], self.in_frames, self.rollout_steps, self.eval_stride,
+                                             mask)
+        test = WindowDataset(data, ranges["test"], self.in_frames, self.rollout_steps, self.eval_stride, mask)
         for offset, name in enumerate(self.test_splits):
             if name == "test_future":  # later times of the training trajectories
                 self.datasets[name] = test
             elif name == "test_domain":  # the held-out trajectories, whole time range
                 self.datasets[name] = WindowDataset(domain, TimeRange(0, domain.shape[1]), self.in_frames,
-                                                    self.rollout_steps, self.eval_stride)
+                                                    self.rollout_steps, self.eval_stride, domain_mask)
             else:
                 self.datasets[name] = TransformedWindowDataset(test, layout, name, seed=self.transform_seed + offset)
+
+    def _validity_mask(self, raw: Tensor) -> Tensor | None:
+        """:meth:`load_mask` checked and coarsened like the data (a block is valid only if all its points are)."""
+        loaded = self.load_mask()
+        if loaded is None:
+            return None
+        mask = torch.as_tensor(np.asarray(loaded, dtype=bool))
+        fine = (raw.shape[0], raw.shape[-2] * self.coarsen, raw.shape[-1] * self.coarsen)
+        if tuple(mask.shape) != fine:
+            raise ValueError(f"validity mask has shape {tuple(mask.shape)}, expected (n_traj, H, W) = {fine}")
+        if self.coarsen > 1:
+            mask = coarsen_grid(mask.float(), self.coarsen) == 1.0
+        return mask
 
     def _loader(self, dataset: Any, batch_size: int, shuffle: bool = False) -> DataLoader:
         sampler = None if shuffle else self._eval_sampler(dataset)

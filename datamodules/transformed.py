@@ -28,6 +28,9 @@ from symbench.fields import FieldLayout
 
 
 
+_MASK_LAYOUT = FieldLayout.of("valid:scalar", "reference:scalar")
+
+
 class TransformedWindowDataset(Dataset):
     """``orig`` windows (``transform="orig"``) or their transformed copies; items are ``(history, target)``."""
 
@@ -61,15 +64,33 @@ class TransformedWindowDataset(Dataset):
         """The group element applied to window ``index`` (its parameters sliced to a batch of one)."""
         return symmetry.map_params(self.element, lambda t: t[index : index + 1])
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
         if self.transform == "scale":
             window = self._scaled_window(index)
         else:
-            history, target = self.windows[index]
+            history, target = self.windows[index][:2]
             window = torch.cat([history, target])
             window = self.element_of(index).act(window[None], self.layout)[0]
         n = self.windows.in_frames
-        return window[:n], window[n:]
+        if self.windows.mask is None:
+            return window[:n], window[n:]
+        return window[:n], window[n:], self.moved_mask(index)
+
+    def moved_mask(self, index: int) -> Tensor:
+        """The validity mask of window ``index`` moved with its element: a point is valid where the moved mask
+        equals the moved all-valid field (for ``rot_any`` and ``scale``, whose interpolation reads neighbours, only
+        points whose every source point is valid; outside the rotated square nothing is)."""
+        traj = self.windows.locate(index)[0]
+        fields = torch.stack([self.windows.mask[traj], torch.ones_like(self.windows.mask[traj])]).float()
+        if self.transform == "scale":  # two scalar "fields" resampled like the data (no magnitude factor)
+            lam = float(self.element.lam[index])
+            length = self.windows.in_frames + self.windows.out_frames
+            frames = symmetry.scale_extent(lam, length, self.scale_size)[0]
+            moved = symmetry.scale(fields[None].expand(frames, -1, -1, -1), _MASK_LAYOUT, lam, length,
+                                   self.scale_size)[0]
+        else:
+            moved = self.element_of(index).act(fields[None, None], _MASK_LAYOUT)[0, 0]
+        return (moved[1] > 0) & (moved[0] >= moved[1] * (1 - 1e-6))
 
     def _scaled_window(self, index: int) -> Tensor:
         lam = float(self.element.lam[index])

@@ -38,9 +38,12 @@ class WindowDataset(Dataset):
     """All windows of ``in_frames + out_frames`` consecutive frames inside one time range of every trajectory.
 
     Item ``i`` is ``(history (T_in, C, H, W), target (S, C, H, W))``. ``stride`` subsamples window start times.
+    With a validity ``mask`` ``(n_traj, H, W)`` (bool: True where the data are defined, e.g. ocean and not land) the
+    item is ``(history, target, mask (H, W))``: the trajectory's mask, the same for all its frames.
     """
 
-    def __init__(self, data: Tensor, time_range: TimeRange, in_frames: int, out_frames: int, stride: int = 1):
+    def __init__(self, data: Tensor, time_range: TimeRange, in_frames: int, out_frames: int, stride: int = 1,
+                 mask: Tensor | None = None):
         length = in_frames + out_frames
         if length > len(time_range):
             raise ValueError(
@@ -48,7 +51,11 @@ class WindowDataset(Dataset):
                 f"{len(time_range)} frames (frames {time_range.start}..{time_range.stop - 1}); "
                 "use a shorter history/horizon or longer trajectories"
             )
+        if mask is not None and (mask.dtype != torch.bool or mask.shape != (data.shape[0], *data.shape[-2:])):
+            raise ValueError(f"mask must be a bool tensor (n_traj, H, W) = {(data.shape[0], *data.shape[-2:])}, got "
+                             f"{mask.dtype} {tuple(mask.shape)}")
         self.data, self.range, self.in_frames, self.out_frames = data, time_range, in_frames, out_frames
+        self.mask = mask
         self.starts = list(range(time_range.start, time_range.stop - length + 1, max(1, stride)))
 
     def __len__(self) -> int:
@@ -59,10 +66,12 @@ class WindowDataset(Dataset):
         traj, k = divmod(index, len(self.starts))
         return traj, self.starts[k]
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
         traj, t0 = self.locate(index)
         window = self.data[traj, t0 : t0 + self.in_frames + self.out_frames]
-        return window[: self.in_frames], window[self.in_frames :]
+        if self.mask is None:
+            return window[: self.in_frames], window[self.in_frames :]
+        return window[: self.in_frames], window[self.in_frames :], self.mask[traj]
 
 
 class FieldNormalizer:
@@ -78,11 +87,17 @@ class FieldNormalizer:
         self.layout, self.scale, self.shift = layout, scale, shift
 
     @classmethod
-    def fit(cls, layout: FieldLayout, frames: Tensor) -> "FieldNormalizer":
-        """Fit on ``frames`` ``(..., C, H, W)`` (the training range)."""
+    def fit(cls, layout: FieldLayout, frames: Tensor, mask: Tensor | None = None) -> "FieldNormalizer":
+        """Fit on ``frames`` ``(..., C, H, W)`` (the training range); with a bool ``mask`` broadcastable to
+        ``(..., 1, H, W)``, on the valid points only."""
         scale = torch.ones(layout.channels, dtype=torch.float64)
         shift = torch.zeros(layout.channels, dtype=torch.float64)
         x = frames.double().movedim(-3, 0).flatten(1)  # (C, N)
+        if mask is not None:
+            keep = torch.broadcast_to(mask, frames[..., :1, :, :].shape).movedim(-3, 0).flatten(1)[0]
+            if not keep.any():
+                raise ValueError("the validity mask leaves no valid training point to fit the normaliser on")
+            x = x[:, keep]
         for field, sl in layout.slices():
             if field.kind == "vector":
                 scale[sl] = x[sl].pow(2).sum(0).mean().sqrt().clamp_min(1e-12)

@@ -7,6 +7,10 @@ Evaluation: ``rollout_steps`` autoregressive steps (drop the oldest frame, appen
 every model; RMSE per step and over the horizon and the energy spectrum error, per split; with ``energy_l1`` also the
 thermal-energy L1 of the scalar fields (:class:`~symbench.metrics.ThermalEnergyL1`, ICLR 2021 Table 5).
 
+Masked data (ocean land, missing PIV vectors): a batch ``(history, target, mask)`` with ``mask (B, H, W)`` True where
+the data are defined. Every predicted frame is set to 0 outside the mask before it is fed back (the inputs are 0
+there), the loss is the MSE over valid points, and RMSE / ESE / thermal energy count valid points only.
+
 DDP exactness: every metric keeps summed states (``dist_reduce_fx="sum"``) that are synced before ``compute``, the
 datamodule's evaluation loaders shard the windows without padding (each counted once), and the equivariance probe's
 group element of a window depends only on its dataset index, not on the batch or rank that evaluates it. So
@@ -31,14 +35,38 @@ EQUIVARIANCE_PROBES = ("um", "mag", "rot", "scale")  # "scale": per-frame Spatia
 PROBE_SEED = 10_000  # seed of the per-window probe elements (one table per group, indexed by the window)
 
 
-def rollout(model: nn.Module, history: Tensor, steps: int) -> Tensor:
-    """Autoregressive rollout: ``(B, T_in, C, H, W)`` -> ``(B, steps, C, H, W)``."""
+def rollout(model: nn.Module, history: Tensor, steps: int, mask: Tensor | None = None) -> Tensor:
+    """Autoregressive rollout: ``(B, T_in, C, H, W)`` -> ``(B, steps, C, H, W)``; with ``mask (B, H, W)``, each
+    predicted frame is zeroed where the mask is False before it joins the history."""
+    keep = None if mask is None else mask[:, None, :, :]
     frames = []
     for _ in range(steps):
         nxt = model(history)
+        if keep is not None:
+            nxt = torch.where(keep, nxt, torch.zeros((), dtype=nxt.dtype, device=nxt.device))
         frames.append(nxt)
         history = torch.cat([history[:, 1:], nxt.unsqueeze(1)], dim=1)
     return torch.stack(frames, dim=1)
+
+
+def unpack(batch: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(history, target, mask or None)`` of a ``(history, target)`` or ``(history, target, mask)`` batch."""
+    history, target, *rest = batch
+    return history, target, (rest[0] if rest else None)
+
+
+def step_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """MSE per rollout step ``(S,)`` of ``(B, S, C, H, W)`` tensors, over the valid points of ``mask (B, H, W)``."""
+    sq = (pred - target).pow(2)
+    if mask is None:
+        return sq.mean(dim=(0, 2, 3, 4))
+    weight = mask[:, None, None].to(sq.dtype).expand_as(sq)
+    return (sq * weight).sum(dim=(0, 2, 3, 4)) / weight[:, 0].sum().clamp_min(1)
+
+
+def _points(mask: Tensor | None) -> Tensor | None:
+    """A ``(B, H, W)`` mask as the ``(B, 1, 1, H, W)`` weight of :class:`RolloutRMSE`."""
+    return None if mask is None else mask[:, None, None]
 
 
 class ForecastModule(L.LightningModule):
@@ -92,14 +120,14 @@ class ForecastModule(L.LightningModule):
     def forward(self, history: Tensor) -> Tensor:
         return self.net(history)
 
-    def rollout(self, history: Tensor, steps: int | None = None) -> Tensor:
-        return rollout(self.net, history, steps or self.hparams.rollout_steps)
+    def rollout(self, history: Tensor, steps: int | None = None, mask: Tensor | None = None) -> Tensor:
+        return rollout(self.net, history, steps or self.hparams.rollout_steps, mask)
 
     # -- training --------------------------------------------------------------------------------------------------
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        history, target = batch
-        pred = rollout(self.net, history, target.shape[1])
-        mse = (pred - target).pow(2).mean(dim=(0, 2, 3, 4))  # per step
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        history, target, mask = unpack(batch)
+        pred = rollout(self.net, history, target.shape[1], mask)
+        mse = step_mse(pred, target, mask)
         loss = mse.sum()
         self.log("train/mse", mse.mean(), prog_bar=True, batch_size=history.shape[0])
         if self.hparams.alpha > 0:
@@ -108,9 +136,9 @@ class ForecastModule(L.LightningModule):
             loss = loss + self.hparams.alpha * reg
         return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        history, target = batch
-        self.val_rmse.update(self.rollout(history, target.shape[1]), target)
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        history, target, mask = unpack(batch)
+        self.val_rmse.update(self.rollout(history, target.shape[1], mask), target, _points(mask))
 
     def on_validation_epoch_end(self) -> None:
         result = self.val_rmse.compute()
@@ -118,15 +146,16 @@ class ForecastModule(L.LightningModule):
         self.val_rmse.reset()
 
     # -- testing ---------------------------------------------------------------------------------------------------
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        """Update the split's metrics; return the predicted rollout (read by callbacks, e.g. PredictionArtifacts)."""
-        history, target = batch
-        pred = self.rollout(history, target.shape[1])
-        self.test_rmse[dataloader_idx].update(pred, target)
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Update the split's metrics; return the predicted rollout (read by callbacks, e.g. PredictionArtifacts;
+        zero outside the mask, like the target)."""
+        history, target, mask = unpack(batch)
+        pred = self.rollout(history, target.shape[1], mask)
+        self.test_rmse[dataloader_idx].update(pred, target, _points(mask))
         for sl in self.layout.vector_slices:
             self.test_ese[dataloader_idx].update(pred[:, :, sl], target[:, :, sl])
         if self.test_energy:
-            self.test_energy[dataloader_idx].update(pred, target)
+            self.test_energy[dataloader_idx].update(pred, target)  # zero outside the mask in both
         if self.test_splits[dataloader_idx] == "orig":
             self._probe_equivariance(history, self._probe_batches[batch_idx])
         return pred

@@ -38,12 +38,13 @@ class ModelSpec:
 # The registry. One line per model. Order: the paper's Table 2 (each backbone, its Augm and its Equ variants).
 _RESNET, _UNET = "symbench.models.resnet:ResNet", "symbench.models.unet:UNet"
 _SMOKE = ("smoke-translation", "smoke-rotation", "smoke-scaling")
+_ICLR = ("rbc", "ocean")  # the ICLR 2021 models: RBC (Table 2) and ocean currents (Table 4)
 _AUGM_GROUPS = {"um": "uniform motions", "mag": "magnitudes", "rot": "quarter turns", "scale": "scalings"}
 
 
 def _augm(backbone: str, target: str, title: str) -> list[ModelSpec]:
     """The four Augm entries of a backbone: the backbone itself, trained with ``--data.augment <group>``."""
-    return [ModelSpec(f"augm_{g}_{backbone}", target, "augmented", ("rbc",),
+    return [ModelSpec(f"augm_{g}_{backbone}", target, "augmented", _ICLR,
                       f"{title} trained on the 3x training set with random {what} (ICLR 2021 Table 2 'Augm'; "
                       f"--data.augment {g})", data={"augment": g})
             for g, what in _AUGM_GROUPS.items()]
@@ -52,26 +53,26 @@ def _augm(backbone: str, target: str, title: str) -> list[ModelSpec]:
 _MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("resnet", _RESNET, "plain", ("rbc",),
+        ModelSpec("resnet", _RESNET, "plain", _ICLR,
                   "18-layer ResNet of Wang et al. (ICLR 2021), widths w,w,2w,2w,4w,4w,8w,8w"),
         *_augm("resnet", _RESNET, "ResNet"),
-        ModelSpec("equ_um_resnet", "symbench.models.equ_um:EquUMResNet", "equivariant", ("rbc",),
+        ModelSpec("equ_um_resnet", "symbench.models.equ_um:EquUMResNet", "equivariant", _ICLR,
                   "ResNet with uniform-motion equivariant convolutions (ICLR 2021 eq. 2; Prop. 3 residuals)"),
-        ModelSpec("equ_mag_resnet", "symbench.models.equ_mag:EquMagResNet", "equivariant", ("rbc",),
+        ModelSpec("equ_mag_resnet", "symbench.models.equ_mag:EquMagResNet", "equivariant", _ICLR,
                   "ResNet with magnitude-equivariant MinMax-scaled convolutions, no batch norm (ICLR 2021 eq. 4)"),
-        ModelSpec("equ_rot_resnet", "symbench.models.equ_rot:EquRotResNet", "equivariant", ("rbc",),
+        ModelSpec("equ_rot_resnet", "symbench.models.equ_rot:EquRotResNet", "equivariant", _ICLR,
                   "EquRot ResNet (ICLR 2021 sec. 3.3): C_N steerable convs (escnn, N=8), vector fields in and out"),
-        ModelSpec("equ_scale_resnet", "symbench.models.equ_scale:EquScaleResNet", "equivariant", ("rbc",),
+        ModelSpec("equ_scale_resnet", "symbench.models.equ_scale:EquScaleResNet", "equivariant", _ICLR,
                   "EquScal ResNet (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
-        ModelSpec("unet", _UNET, "plain", ("rbc",), "13-layer U-net of Wang et al. (ICLR 2021)"),
+        ModelSpec("unet", _UNET, "plain", _ICLR, "13-layer U-net of Wang et al. (ICLR 2021)"),
         *_augm("unet", _UNET, "U-net"),
-        ModelSpec("equ_um_unet", "symbench.models.equ_um:EquUMUNet", "equivariant", ("rbc",),
+        ModelSpec("equ_um_unet", "symbench.models.equ_um:EquUMUNet", "equivariant", _ICLR,
                   "U-net with uniform-motion equivariant convolutions and mean-padded up-sampling (ICLR 2021 eq. 2)"),
-        ModelSpec("equ_mag_unet", "symbench.models.equ_mag:EquMagUNet", "equivariant", ("rbc",),
+        ModelSpec("equ_mag_unet", "symbench.models.equ_mag:EquMagUNet", "equivariant", _ICLR,
                   "U-net with magnitude-equivariant MinMax-scaled convolutions (ICLR 2021 eq. 4)"),
-        ModelSpec("equ_rot_unet", "symbench.models.equ_rot:EquRotUNet", "equivariant", ("rbc",),
+        ModelSpec("equ_rot_unet", "symbench.models.equ_rot:EquRotUNet", "equivariant", _ICLR,
                   "EquRot U-net (ICLR 2021 sec. 3.3): C_N steerable convs, pool+conv down, transposed convs up"),
-        ModelSpec("equ_scale_unet", "symbench.models.equ_scale:EquScaleUNet", "equivariant", ("rbc",),
+        ModelSpec("equ_scale_unet", "symbench.models.equ_scale:EquScaleUNet", "equivariant", _ICLR,
                   "EquScal U-net (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
         # ICML 2022 smoke benchmarks (Table 1): one name per model; `symmetry` (translation / rotation / scaling)
         # picks the group, and every model is sized to ConvNet's parameter count at the same width.

