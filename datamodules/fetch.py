@@ -171,3 +171,13 @@ def fetch_deb_files(package: str, paths_in_deb: tuple[str, ...], cache: str | Pa
             os.chmod(tmp / "x" / path, 0o644)
             os.replace(tmp / "x" / path, dest)  # same file system: atomic; the rest is deleted with tmp
     return wanted
+
+
+# pivpy's real PIV files (read by datamodules.piv_io): the PIVMat air jet (LaVision DaVis 7 .VC7, 3 snapshots of
+# 128x128 vectors), the PIV Challenge field as DaVis 8 text with decimal commas, two OpenPIV text files and a PIVlab
+# .mat (HDF5 layout). pivpy's declared dependencies are unrelated heavy SDKs: only its wheel is fetched.
+PIVPY_JET = WheelFile("pivpy==0.4.0", "pivpy-0.4.0-*.whl", "pivpy/data/PIVMAT_jet/B0000?.VC7")
+PIVPY_DAVIS_TXT = WheelFile("pivpy==0.4.0", "pivpy-0.4.0-*.whl", "pivpy/data/PIV_Challenge/B00001.txt")
+PIVPY_OPENPIV_TXT = WheelFile("pivpy==0.4.0", "pivpy-0.4.0-*.whl", "pivpy/data/openpiv_txt/exp1_001_b.txt")
+PIVPY_OPENPIV_FLAGS_TXT = WheelFile("pivpy==0.4.0", "pivpy-0.4.0-*.whl", "pivpy/data/openpiv_txt/interTest.txt")
+PIVPY_PIVLAB_MAT = WheelFile("pivpy==0.4.0", "pivpy-0.4.0-*.whl", "pivpy/data/pivlab/test_pivlab.mat")
