@@ -6,7 +6,7 @@ SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
 DATA ?= data
 
-.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels data-heat bench-heat data-ocean bench-ocean bench-nbody bench-digits bench-discovery bench-sr3d leaderboard speed symmetry-cost relaxed-cost clean
+.PHONY: setup test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels data-heat bench-heat data-ocean bench-ocean data-jetflow bench-jetflow bench-nbody bench-digits bench-discovery bench-sr3d leaderboard speed symmetry-cost relaxed-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -68,6 +68,15 @@ data-ocean: setup
 bench-ocean: data-ocean
 	$(SYMBENCH) bench ocean --preset $(PRESET) --root $(DATA)
 	$(SYMBENCH) leaderboard --benchmark ocean
+
+# Jet flow (ICML 2022 Table 2): PIV stations of a PhiFlow planar jet written as Tecplot files, read back through the
+# PIV reader; the 11 models of Table 2 (results/jetflow/).
+data-jetflow: setup
+	OMP_NUM_THREADS=1 $(SYMBENCH) data generate jetflow --preset $(PRESET) --root $(DATA)
+
+bench-jetflow: data-jetflow
+	$(SYMBENCH) bench jetflow --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) leaderboard --benchmark jetflow
 
 # N-body dynamics in R^n (Equivariance paper sec. 4.1, Fig. 1): test MSE of a GNN and an EGNN per dimension and
 # their ratio with 95 % intervals over seeds (results/nbody/nbody_<preset>.{md,csv,png}); ~12 min at cpu.

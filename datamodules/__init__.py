@@ -38,6 +38,8 @@ DATASETS: dict[str, DatasetEntry] = {
                                   "datamodules.smoke_sim:PRESETS") for s in ("translation", "rotation", "scaling")},
     "heat": DatasetEntry("datamodules.heat:HeatDataModule", "datamodules.heat:generate_preset",
                          "datamodules.heat_sim:PRESETS"),
+    "jetflow": DatasetEntry("datamodules.jetflow:JetFlowDataModule", "datamodules.jetflow:generate_preset",
+                            "datamodules.jetflow_sim:PRESETS"),
     "ocean": DatasetEntry("datamodules.ocean:OceanDataModule", "datamodules.ocean:generate_preset",
                           "datamodules.ocean:PRESETS"),
     **{f"turb3d-{flow}": DatasetEntry("datamodules.turb3d:Turb3DSRDataModule", f"datamodules.turb3d:generate_{flow}",

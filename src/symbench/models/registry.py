@@ -38,6 +38,7 @@ class ModelSpec:
 # The registry. One line per model. Order: the paper's Table 2 (each backbone, its Augm and its Equ variants).
 _RESNET, _UNET = "symbench.models.resnet:ResNet", "symbench.models.unet:UNet"
 _SMOKE = ("smoke-translation", "smoke-rotation", "smoke-scaling")
+_SMOKE_JET = _SMOKE + ("jetflow",)  # ICML 2022 Table 2 (jet flow) reuses the smoke models
 _ICLR = ("rbc", "ocean")  # the ICLR 2021 models: RBC (Table 2) and ocean currents (Table 4)
 _AUGM_GROUPS = {"um": "uniform motions", "mag": "magnitudes", "rot": "quarter turns", "scale": "scalings"}
 
@@ -77,30 +78,33 @@ _MODELS: dict[str, ModelSpec] = {
         # ICML 2022 smoke benchmarks (Table 1): one name per model; `symmetry` (translation / rotation / scaling)
         # picks the group, and every model is sized to ConvNet's parameter count at the same width.
         ModelSpec("mlp", "symbench.models.mlp:MLP", "plain", _SMOKE, "multi-layer perceptron of the flattened history"),
-        ModelSpec("conv", "symbench.models.conv_net:ConvNet", "plain", _SMOKE,
+        ModelSpec("conv", "symbench.models.conv_net:ConvNet", "plain", _SMOKE_JET,
                   "ConvNet: (conv, BN, ReLU) x (layers - 1) + conv (ICML 2022 sec. 5)"),
-        ModelSpec("equiv", "symbench.models.equiv:Equiv", "equivariant", _SMOKE,
+        ModelSpec("equiv", "symbench.models.equiv:Equiv", "equivariant", _SMOKE_JET,
                   "strictly equivariant CNN: ConvNet (translation), escnn C4 (rotation), scale group conv (scaling)"),
-        ModelSpec("rpp", "symbench.models.rpp:RPP", "relaxed", _SMOKE,
+        ModelSpec("rpp", "symbench.models.rpp:RPP", "relaxed", _SMOKE_JET,
                   "Residual Pathway Priors: equivariant + penalised non-equivariant layer per block"),
         ModelSpec("combo", "symbench.models.combo:Combo", "relaxed", _SMOKE,
                   "non-equivariant layers followed by equivariant layers (ICML 2022 sec. 3.4)"),
         ModelSpec("clcnn", "symbench.models.clcnn:CLCNN", "relaxed", _SMOKE,
                   "locally connected CNN with the equivariant-kernel hinge loss (ICML 2022 sec. 3.4)"),
-        ModelSpec("lift", "symbench.models.lift:Lift", "relaxed", _SMOKE,
+        ModelSpec("lift", "symbench.models.lift:Lift", "relaxed", _SMOKE_JET,
                   "Lift expansion: non-equivariant encoder tiled as invariant channels of an equivariant backbone"),
-        ModelSpec("rgroup", "symbench.models.rgroup:RGroupNet", "relaxed", _SMOKE,
+        ModelSpec("lift_rot", "symbench.models.lift:Lift", "relaxed", ("jetflow",),
+                  "Lift for rotation (ICML 2022 Table 2's second Lift column): Lift on the C4 steerable backbone",
+                  defaults={"symmetry": "rotation"}),
+        ModelSpec("rgroup", "symbench.models.rgroup:RGroupNet", "relaxed", _SMOKE_JET,
                   "RGroup: relaxed group convolution, L filter banks weighted by w_l(h) (ICML 2022 eq. 4-5)"),
-        ModelSpec("rsteer", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation",),
+        ModelSpec("rsteer", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation", "jetflow"),
                   "RSteer: relaxed C4-steerable convolution, escnn basis weighted by w_l(theta) (ICML 2022 eq. 7)"),
-        ModelSpec("rsteer_tr", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation",),
+        ModelSpec("rsteer_tr", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation", "jetflow"),
                   "RSteerTR: relaxed translation x relaxed rotation steerable conv, w_l(x, y) = sum_r a_r(x) "
                   "b_rl(y) (ICML 2022 eq. 8-9)", defaults={"ranks": 2}),
-        ModelSpec("sesn", "symbench.models.sesn:SESN", "equivariant", ("smoke-scaling",),
+        ModelSpec("sesn", "symbench.models.sesn:SESN", "equivariant", ("smoke-scaling", "jetflow"),
                   "SESN: scale-steerable CNN, Hermite-Gaussian basis at 4 scales (ICML 2022's Equiv for scaling)"),
-        ModelSpec("rsteer_scale", "symbench.models.sesn:RSteerScale", "relaxed", ("smoke-scaling",),
+        ModelSpec("rsteer_scale", "symbench.models.sesn:RSteerScale", "relaxed", ("smoke-scaling", "jetflow"),
                   "RSteer for scaling: relaxed scale-steerable convolution, basis weights w_l(y) (ICML 2022 eq. 7)"),
-        ModelSpec("rsteer_ts", "symbench.models.rsteer_ts:RSteerTS", "relaxed", ("smoke-scaling",),
+        ModelSpec("rsteer_ts", "symbench.models.rsteer_ts:RSteerTS", "relaxed", ("smoke-scaling", "jetflow"),
                   "RSteerTS: relaxed translation x relaxed scale steerable conv (ICML 2022 eq. 8-9)"),
         # ICLR 2021 appendix C (Table 5): shallow CNNs on heat diffusion, each Equ-CNN sized to the CNN's parameters.
         ModelSpec("cnn", "symbench.models.conv_net:ConvNet", "plain", ("heat",),
