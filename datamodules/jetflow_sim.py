@@ -48,8 +48,10 @@ batched along ``run``. The backend is selected with a context manager, so PhiFlo
 from __future__ import annotations
 
 import json
+import logging
 import math as pymath
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -229,6 +231,21 @@ def inflow_signals(p: JetSimParams) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+@contextmanager
+def _phiml_debug_off() -> Any:
+    """phiml 1.16's jit logs ``ML_LOGGER.debug(message, extra)`` with an argument its message does not format, so
+    with DEBUG logging switched on (a user's logging config, pytest's log capture after Lightning ran) building the
+    record raises ``TypeError``. Its logger is kept at INFO or above while the simulation runs."""
+    logger = logging.getLogger("\u03a6-ML")
+    old = logger.level
+    if logger.getEffectiveLevel() < logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 def simulate(p: JetSimParams, on_frame: Callable[[int, np.ndarray], None], step_done: Any = None) -> None:
     """Run the ``p.runs`` jets as one batched PhiFlow simulation; call ``on_frame(k, velocity)`` for every saved
     frame ``k`` with ``velocity`` ``(runs, 2, H, W)`` float64 at the PIV vectors of the field of view, in grid units
@@ -243,7 +260,7 @@ def simulate(p: JetSimParams, on_frame: Callable[[int, np.ndarray], None], step_
     nu = p.slot_width / p.reynolds  # U D / Re in grid units (U = 1): the physical Re is simulated
     a_t, b_t = inflow_signals(p)
     runs = batch(run=p.runs)
-    with TORCH, math.precision(64), warnings.catch_warnings():
+    with TORCH, math.precision(64), warnings.catch_warnings(), _phiml_debug_off():
         # phiml's jit traces with torch.jit (deprecated in torch 2.13) and builds sparse CSR matrices (beta): noise
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="Sparse", category=UserWarning)

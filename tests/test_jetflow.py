@@ -241,3 +241,18 @@ def test_bad_input_gives_one_line_errors(tmp_path):
         JetFlowDataModule(source="piv", path=str(tmp_path / "piv"), root=str(tmp_path), station_shape=(10, 10),
                           domain_stations=[9]).domain_trajectories()
     _one_line(e)
+
+
+def test_bench_jetflow_tiny_runs_table2_models(tmp_path):
+    """`symbench bench jetflow` at tiny for one model of each symmetry group of Table 2 (the data generated first)."""
+    import csv
+
+    from symbench import cli
+
+    names = ["conv", "lift_rot", "rsteer_ts"]
+    args = ["--preset", "tiny", "--root", str(tmp_path / "data"), "--results", str(tmp_path / "results"),
+            "--runs", str(tmp_path / "runs"), "--no-progress", "--models", *names]
+    assert cli.main(["bench", "jetflow", *args]) == 0
+    rows = list(csv.DictReader((tmp_path / "results" / "jetflow" / "runs.csv").open()))
+    assert {(r["model"], r["split"]) for r in rows if r["metric"] == "rmse"} == {
+        (m, s) for m in names for s in ("test_future", "test_domain")}

@@ -207,3 +207,21 @@ def test_bad_input(tmp_path):
         OceanDataModule(region=[1, 2, 3])
     with pytest.raises(FileNotFoundError, match="symbench data generate ocean"):
         OceanDataModule(root=str(tmp_path)).load()
+
+
+def test_bench_ocean_tiny_end_to_end(root, tmp_path):
+    """`symbench bench ocean` at tiny for a plain, an Equ and an Augm model: rows for both splits, the Table 4 layout."""
+    import csv
+
+    from symbench import cli
+
+    names = ["unet", "equ_rot_unet", "augm_scale_unet"]
+    args = ["--preset", "tiny", "--root", root, "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"),
+            "--no-progress", "--models", *names]
+    assert cli.main(["bench", "ocean", *args]) == 0
+    rows = list(csv.DictReader((tmp_path / "results" / "ocean" / "runs.csv").open()))
+    rmse = {(r["model"], r["split"]): float(r["value"]) for r in rows if r["metric"] == "rmse"}
+    assert set(rmse) == {(m, s) for m in names for s in ("test_future", "test_domain")}
+    assert all(0 < v < 10 for v in rmse.values())
+    board = (tmp_path / "results" / "ocean" / "leaderboard.md").read_text()
+    assert "| model | RMSE Future | RMSE Domain | ESE Future | ESE Domain |" in board
