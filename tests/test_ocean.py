@@ -225,3 +225,18 @@ def test_bench_ocean_tiny_end_to_end(root, tmp_path):
     assert all(0 < v < 10 for v in rmse.values())
     board = (tmp_path / "results" / "ocean" / "leaderboard.md").read_text()
     assert "| model | RMSE Future | RMSE Domain | ESE Future | ESE Domain |" in board
+
+
+def test_bench_ocean_relaxed_tiny(root, tmp_path):
+    """ICML 2022 Table 4's relaxed models on the same masked tiles (rsteer_tr needs the square tiles)."""
+    import csv
+
+    from symbench import cli
+
+    names = ["rgroup", "rsteer_tr"]
+    args = ["--preset", "tiny", "--root", root, "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"),
+            "--no-progress", "--models", *names]
+    assert cli.main(["bench", "ocean-relaxed", *args]) == 0
+    rows = list(csv.DictReader((tmp_path / "results" / "ocean-relaxed" / "runs.csv").open()))
+    assert {(r["model"], r["split"]) for r in rows if r["metric"] == "rmse"} == {
+        (m, s) for m in names for s in ("test_future", "test_domain")}

@@ -38,7 +38,7 @@ class ModelSpec:
 # The registry. One line per model. Order: the paper's Table 2 (each backbone, its Augm and its Equ variants).
 _RESNET, _UNET = "symbench.models.resnet:ResNet", "symbench.models.unet:UNet"
 _SMOKE = ("smoke-translation", "smoke-rotation", "smoke-scaling")
-_SMOKE_JET = _SMOKE + ("jetflow",)  # ICML 2022 Table 2 (jet flow) reuses the smoke models
+_SMOKE_JET = _SMOKE + ("jetflow", "ocean-relaxed")  # ICML 2022 Tables 2 (jet flow) and 4 (ocean) reuse them
 _ICLR = ("rbc", "ocean")  # the ICLR 2021 models: RBC (Table 2) and ocean currents (Table 4)
 _AUGM_GROUPS = {"um": "uniform motions", "mag": "magnitudes", "rot": "quarter turns", "scale": "scalings"}
 
@@ -90,21 +90,21 @@ _MODELS: dict[str, ModelSpec] = {
                   "locally connected CNN with the equivariant-kernel hinge loss (ICML 2022 sec. 3.4)"),
         ModelSpec("lift", "symbench.models.lift:Lift", "relaxed", _SMOKE_JET,
                   "Lift expansion: non-equivariant encoder tiled as invariant channels of an equivariant backbone"),
-        ModelSpec("lift_rot", "symbench.models.lift:Lift", "relaxed", ("jetflow",),
+        ModelSpec("lift_rot", "symbench.models.lift:Lift", "relaxed", ("jetflow", "ocean-relaxed"),
                   "Lift for rotation (ICML 2022 Table 2's second Lift column): Lift on the C4 steerable backbone",
                   defaults={"symmetry": "rotation"}),
         ModelSpec("rgroup", "symbench.models.rgroup:RGroupNet", "relaxed", _SMOKE_JET,
                   "RGroup: relaxed group convolution, L filter banks weighted by w_l(h) (ICML 2022 eq. 4-5)"),
-        ModelSpec("rsteer", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation", "jetflow"),
+        ModelSpec("rsteer", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation", "jetflow", "ocean-relaxed"),
                   "RSteer: relaxed C4-steerable convolution, escnn basis weighted by w_l(theta) (ICML 2022 eq. 7)"),
-        ModelSpec("rsteer_tr", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation", "jetflow"),
+        ModelSpec("rsteer_tr", "symbench.models.rsteer:RSteerNet", "relaxed", ("smoke-rotation", "jetflow", "ocean-relaxed"),
                   "RSteerTR: relaxed translation x relaxed rotation steerable conv, w_l(x, y) = sum_r a_r(x) "
                   "b_rl(y) (ICML 2022 eq. 8-9)", defaults={"ranks": 2}),
-        ModelSpec("sesn", "symbench.models.sesn:SESN", "equivariant", ("smoke-scaling", "jetflow"),
+        ModelSpec("sesn", "symbench.models.sesn:SESN", "equivariant", ("smoke-scaling", "jetflow", "ocean-relaxed"),
                   "SESN: scale-steerable CNN, Hermite-Gaussian basis at 4 scales (ICML 2022's Equiv for scaling)"),
-        ModelSpec("rsteer_scale", "symbench.models.sesn:RSteerScale", "relaxed", ("smoke-scaling", "jetflow"),
+        ModelSpec("rsteer_scale", "symbench.models.sesn:RSteerScale", "relaxed", ("smoke-scaling", "jetflow", "ocean-relaxed"),
                   "RSteer for scaling: relaxed scale-steerable convolution, basis weights w_l(y) (ICML 2022 eq. 7)"),
-        ModelSpec("rsteer_ts", "symbench.models.rsteer_ts:RSteerTS", "relaxed", ("smoke-scaling", "jetflow"),
+        ModelSpec("rsteer_ts", "symbench.models.rsteer_ts:RSteerTS", "relaxed", ("smoke-scaling", "jetflow", "ocean-relaxed"),
                   "RSteerTS: relaxed translation x relaxed scale steerable conv (ICML 2022 eq. 8-9)"),
         # ICLR 2021 appendix C (Table 5): shallow CNNs on heat diffusion, each Equ-CNN sized to the CNN's parameters.
         ModelSpec("cnn", "symbench.models.conv_net:ConvNet", "plain", ("heat",),
