@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from datamodules import fetch, ocean_io, store
 from datamodules.base import ForecastDataModule
@@ -87,7 +88,7 @@ def generate_currents(directory: Path, progress: bool = True) -> Path:
     months = coords.time.astype("datetime64[M]")
     north_up = slice(None, None, -1)  # CMEMS files store latitudes increasing; read_fields turns them back
     with store.atomic_directory(directory) as tmp:
-        for month in _progress(np.unique(months), progress):
+        for month in tqdm(np.unique(months), desc="ocean currents (monthly files)", unit="file", disable=not progress):
             days = months == month
             ocean_io.write_cmems(tmp / f"med_geostrophic_currents_{str(month).replace('-', '')}.nc",
                                  u[days][:, north_up], v[days][:, north_up], coords.lat[north_up], coords.lon,
@@ -98,14 +99,6 @@ def generate_currents(directory: Path, progress: bool = True) -> Path:
                 "valid_fraction": float(np.isfinite(u).all(0).mean()), "revision": GENERATOR_REVISION}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return directory
-
-
-def _progress(items: Any, progress: bool) -> Any:
-    if not progress:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc="ocean currents (monthly files)", unit="file")
 
 
 def generate_preset(preset: str, root: Path, progress: bool = True) -> Path:

@@ -83,19 +83,21 @@ class TransformedWindowDataset(Dataset):
         traj = self.windows.locate(index)[0]
         fields = torch.stack([self.windows.mask[traj], torch.ones_like(self.windows.mask[traj])]).float()
         if self.transform == "scale":  # two scalar "fields" resampled like the data (no magnitude factor)
-            lam = float(self.element.lam[index])
-            length = self.windows.in_frames + self.windows.out_frames
-            frames = symmetry.scale_extent(lam, length, self.scale_size)[0]
+            lam, length, frames = self._scale_plan(index)
             moved = symmetry.scale(fields[None].expand(frames, -1, -1, -1), _MASK_LAYOUT, lam, length,
                                    self.scale_size)[0]
         else:
             moved = self.element_of(index).act(fields[None, None], _MASK_LAYOUT)[0, 0]
         return (moved[1] > 0) & (moved[0] >= moved[1] * (1 - 1e-6))
 
-    def _scaled_window(self, index: int) -> Tensor:
+    def _scale_plan(self, index: int) -> tuple[float, int, int]:
+        """``(lam, window length, source frames)`` of window ``index`` of the scale split."""
         lam = float(self.element.lam[index])
         length = self.windows.in_frames + self.windows.out_frames
-        frames = symmetry.scale_extent(lam, length, self.scale_size)[0]
+        return lam, length, symmetry.scale_extent(lam, length, self.scale_size)[0]
+
+    def _scaled_window(self, index: int) -> Tensor:
+        lam, length, frames = self._scale_plan(index)
         traj, t0 = self.windows.locate(index)
         t0 = min(t0, self.windows.range.stop - frames)  # slide back so the longer source window stays in the split
         source = self.windows.data[traj, t0 : t0 + frames]

@@ -240,3 +240,13 @@ def test_bench_ocean_relaxed_tiny(root, tmp_path):
     rows = list(csv.DictReader((tmp_path / "results" / "ocean-relaxed" / "runs.csv").open()))
     assert {(r["model"], r["split"]) for r in rows if r["metric"] == "rmse"} == {
         (m, s) for m in names for s in ("test_future", "test_domain")}
+
+
+def test_coarsened_mask_keeps_only_all_sea_blocks(root, tiny):
+    """With ``coarsen: 2`` a 2x2 block is sea only if all four cells are (a block touching land is masked)."""
+    dm = OceanDataModule(preset="tiny", root=root, coarsen=2, **WINDOWS)
+    dm.setup()
+    fine = torch.as_tensor(tiny.load_mask())
+    fitted = [i for i in range(len(fine)) if i not in set(tiny.domain_trajectories())]
+    expected = fine[fitted].view(len(fitted), 8, 2, 8, 2).all(-1).all(-2)
+    assert torch.equal(dm.datasets["train"].mask, expected) and not expected.all()
