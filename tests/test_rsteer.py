@@ -139,7 +139,8 @@ def test_rsteer_tr_with_constant_translation_weights_is_one_rsteer_conv() -> Non
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
-@pytest.mark.parametrize("width, layers, grid, frames", [(16, 3, 16, 3), (32, 5, 32, 10), (128, 5, 64, 10)])
+@pytest.mark.parametrize("width, layers, grid, frames", [(16, 3, 16, 3), (32, 5, 32, 10), (128, 5, 64, 10),
+                                                        (128, 5, (23, 62), 10)])
 def test_parameters_match_the_conv_budget_and_the_analytic_count(ranks, width, layers, grid, frames) -> None:
     model = RSteerNet(frames, LAYOUT, width=width, layers=layers, grid_size=grid, ranks=ranks)
     n = sum(p.numel() for p in model.parameters())

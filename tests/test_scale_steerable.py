@@ -35,7 +35,8 @@ from scale_checks import scale_error, smooth_history
 VELOCITY_DENSITY = FieldLayout.of("velocity:vector", "density:scalar")
 SCALES = scale_levels(4, 2.0)
 MODELS = {"sesn": SESN, "rsteer_scale": RSteerScale, "rsteer_ts": RSteerTS}
-PRESETS = {"tiny": (16, 3, 16, 3), "cpu": (32, 5, 32, 10), "paper": (128, 5, 64, 10)}  # width, layers, grid, frames
+# width, layers, grid, frames; "jet" is the jet benchmark's paper preset on its rectangular 23 x 62 PIV stations
+PRESETS = {"tiny": (16, 3, 16, 3), "cpu": (32, 5, 32, 10), "paper": (128, 5, 64, 10), "jet": (128, 5, (23, 62), 10)}
 
 
 def n_params(model: nn.Module) -> int:

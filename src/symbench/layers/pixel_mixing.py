@@ -6,9 +6,10 @@ convolutions as one convolution with ``R * C_out`` outputs and mixes them pixel 
 
     y(x) = sum_r a_r(x) (f * Psi_r)(x),
 
-because a convolution is linear in its kernel. The weights ``a_r`` live on a ``relax_grid x relax_grid`` grid of
-cells of ``grid_size / relax_grid`` pixels each (``relax_grid = grid_size``: one weight per pixel, as in the paper);
-with ``a_r`` constant over space the mixture is the single convolution with kernel ``sum_r a_r Psi_r``.
+because a convolution is linear in its kernel. The weights ``a_r`` live on a ``relax_grid`` grid of cells of
+``grid_size / relax_grid`` pixels each (``relax_grid = grid_size``: one weight per pixel, as in the paper); with
+``a_r`` constant over space the mixture is the single convolution with kernel ``sum_r a_r Psi_r``. A grid is one
+side ``n`` (square, ``n x n``) or ``(H, W)`` (rectangular, e.g. the jet's 23 x 62 PIV stations).
 """
 
 from __future__ import annotations
@@ -29,35 +30,51 @@ def total_variation(weights: Tensor) -> Tensor:
     return weights.diff(dim=-2).abs().sum() + weights.diff(dim=-1).abs().sum()
 
 
-def check_relax_grid(grid_size: int, relax_grid: int | None) -> int:
-    """``relax_grid`` (default ``grid_size``), checked to divide ``grid_size``."""
-    relax_grid = grid_size if relax_grid is None else relax_grid
-    if relax_grid < 1 or grid_size % relax_grid:
-        raise ValueError(f"relax_grid must divide grid_size={grid_size}, got {relax_grid}")
-    return relax_grid
+GridSize = int | tuple[int, int]
+
+
+def grid_shape(grid_size: GridSize | list[int]) -> tuple[int, int]:
+    """``(H, W)`` of a grid given as one side ``n`` (``n x n``) or as ``(H, W)`` (a list from YAML too)."""
+    shape = (grid_size, grid_size) if isinstance(grid_size, int) else tuple(grid_size)
+    if len(shape) != 2 or not all(isinstance(n, int) and n >= 1 for n in shape):
+        raise ValueError(f"a grid is one positive side or (height, width), got {grid_size!r}")
+    return shape  # type: ignore[return-value]
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def check_relax_grid(grid_size: GridSize, relax_grid: GridSize | None) -> tuple[int, int]:
+    """``(H_r, W_r)`` cells of ``relax_grid`` (default ``grid_size``: one per pixel), checked to divide the grid."""
+    (h, w), cells = grid_shape(grid_size), grid_shape(grid_size if relax_grid is None else relax_grid)
+    if h % cells[0] or w % cells[1]:
+        raise ValueError(f"relax_grid must divide grid_size={grid_size} on each side, got {relax_grid}")
+    return cells
 
 
 class PixelMixing(nn.Module):
     """Mix ``R`` stacked outputs ``(B, R * C, H, W) -> (B, C, H, W)`` with trainable per-cell weights ``a_r(x)``
-    of shape ``(R, relax_grid, relax_grid)``, init equal; ``regularization_loss`` is their total variation."""
+    of shape ``(R, H_r, W_r)`` (the ``relax_grid`` cells), init equal; ``regularization_loss`` is their total
+    variation."""
 
-    def __init__(self, ranks: int, grid_size: int, relax_grid: int | None = None) -> None:
+    def __init__(self, ranks: int, grid_size: GridSize, relax_grid: GridSize | None = None) -> None:
         super().__init__()
         if ranks < 1:
             raise ValueError(f"need at least one term to mix, got ranks={ranks}")
-        self.ranks, self.grid_size = ranks, grid_size
+        self.ranks, self.grid_size, self.grid_shape = ranks, grid_size, grid_shape(grid_size)
         self.relax_grid = check_relax_grid(grid_size, relax_grid)
-        self.relaxed_weights = equal_weights(ranks, self.relax_grid, self.relax_grid)
+        self.relaxed_weights = equal_weights(ranks, *self.relax_grid)
 
     def pixel_weights(self) -> Tensor:
         """``(R, H, W)``: every cell's weight repeated over its pixels."""
-        cell = self.grid_size // self.relax_grid
-        return self.relaxed_weights.repeat_interleave(cell, dim=1).repeat_interleave(cell, dim=2)
+        (h, w), (cells_h, cells_w) = self.grid_shape, self.relax_grid
+        return self.relaxed_weights.repeat_interleave(h // cells_h, dim=1).repeat_interleave(w // cells_w, dim=2)
 
     def forward(self, y: Tensor) -> Tensor:
-        if y.shape[-2:] != (self.grid_size, self.grid_size):
-            raise ValueError(f"relaxed translation weights were built for a {self.grid_size}x{self.grid_size} grid "
-                             f"(grid_size), got {tuple(y.shape[-2:])}")
+        if y.shape[-2:] != self.grid_shape:
+            raise ValueError(f"relaxed translation weights were built for a {self.grid_shape[0]}x"
+                             f"{self.grid_shape[1]} grid (grid_size), got {tuple(y.shape[-2:])}")
         # A broadcast product and a sum over the terms: einsum would route this through permuted copies and bmm.
         return (y.view(y.shape[0], self.ranks, -1, *y.shape[-2:]) * self.pixel_weights()[:, None]).sum(dim=1)
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers.conv import check_padding_mode, same_padding
-from symbench.layers.pixel_mixing import PixelMixing, equal_weights, total_variation
+from symbench.layers.pixel_mixing import GridSize, PixelMixing, equal_weights, total_variation
 from symbench.layers.scale_conv import ScaleKernel, level_factors, same_conv
 
 
@@ -150,15 +150,15 @@ class RelaxedRotGroupConv2d(_RotGroupKernel):
 
 class RelaxedTranslationConv2d(PixelMixing):
     """Relaxed translation group convolution: ``y(x) = sum_l w_l(x) (psi_l * f)(x)``, ``(B, C_in, H, W) ->
-    (B, C_out, H, W)`` on a fixed ``grid_size x grid_size`` grid (eq. 5 with ``h`` the pixel).
+    (B, C_out, H, W)`` on a fixed ``grid_size`` grid (one side or ``(H, W)``; eq. 5 with ``h`` the pixel).
 
     The ``L`` convolutions run as one convolution with ``L * C_out`` outputs, mixed by the per-cell weights ``w_l``
     of :class:`~symbench.layers.pixel_mixing.PixelMixing` (``relax_grid = grid_size``: one weight per pixel, as in
     the paper; coarser cells keep small models within a parameter budget), init equal. ``regularization_loss`` is
     their total variation over space, zero iff ``w`` is constant over space."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, grid_size: int, banks: int = 2,
-                 relax_grid: int | None = None, bias: bool = False, padding_mode: str = "zeros") -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, grid_size: GridSize, banks: int = 2,
+                 relax_grid: GridSize | None = None, bias: bool = False, padding_mode: str = "zeros") -> None:
         _check_banks(banks)
         check_padding_mode(padding_mode)
         super().__init__(banks, grid_size, relax_grid)

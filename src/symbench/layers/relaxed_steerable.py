@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from symbench.layers.conv import check_padding_mode, same_padding
 from symbench.layers.escnn_blocks import Kind, RotationFields, TypeBlocks
-from symbench.layers.pixel_mixing import PixelMixing, total_variation
+from symbench.layers.pixel_mixing import GridSize, PixelMixing, check_relax_grid, total_variation
 from symbench.layers.scale_conv import same_conv
 
 
@@ -77,7 +77,7 @@ class RelaxedSteerableConv2d(nn.Module):
 
     def __init__(self, rot: RotationFields, in_blocks: TypeBlocks, out_blocks: TypeBlocks, kernel_size: int = 3, *,
                  relaxed: bool = True, bias: bool = False, padding_mode: str = "zeros", ranks: int = 1,
-                 grid_size: int | None = None, relax_grid: int | None = None) -> None:
+                 grid_size: GridSize | None = None, relax_grid: GridSize | None = None) -> None:
         super().__init__()
         check_padding_mode(padding_mode)
         same_padding(kernel_size)
@@ -162,8 +162,8 @@ class RelaxedSteerableConv2d(nn.Module):
 
     @staticmethod
     def parameter_count(rot: RotationFields, in_blocks: TypeBlocks, out_blocks: TypeBlocks, kernel_size: int, *,
-                        relaxed: bool = True, bias: bool = False, ranks: int = 1, relax_grid: int | None = None,
-                        grid_size: int | None = None) -> int:
+                        relaxed: bool = True, bias: bool = False, ranks: int = 1,
+                        relax_grid: GridSize | None = None, grid_size: GridSize | None = None) -> int:
         """Trainable parameters of the layer with these arguments, without building it."""
         in_fields, out_fields = _field_kinds(in_blocks), _field_kinds(out_blocks)
         n_angles = int(angle_bins(kernel_size).max()) + 1 if relaxed else 1
@@ -172,8 +172,8 @@ class RelaxedSteerableConv2d(nn.Module):
         if bias:
             total += sum(k != "vector" for k in out_fields)
         if ranks > 1:
-            cells = grid_size if relax_grid is None else relax_grid
-            total += ranks * cells * cells  # type: ignore[operator]
+            cells_h, cells_w = check_relax_grid(grid_size, relax_grid)  # type: ignore[arg-type]
+            total += ranks * cells_h * cells_w
         return total
 
     def extra_repr(self) -> str:

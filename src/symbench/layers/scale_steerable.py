@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers.conv import check_padding_mode, same_padding
-from symbench.layers.pixel_mixing import PixelMixing, total_variation
+from symbench.layers.pixel_mixing import GridSize, PixelMixing, total_variation
 from symbench.layers.scale_conv import level_factors, same_conv
 
 ENERGY_TAIL = 1e-3  # largest share of a level-0 function's energy allowed outside the support
@@ -231,8 +231,8 @@ class PixelMixedScaleConv2d(nn.Module):
     per-pixel weights ``a_r`` (:class:`~symbench.layers.pixel_mixing.PixelMixing`) shared by the ``levels`` output
     levels (``levels = 1`` after a projection). ``regularization_loss`` adds the TV of ``a_r`` to ``conv``'s."""
 
-    def __init__(self, conv: ScaleSteerableConv2d, levels: int, ranks: int, grid_size: int,
-                 relax_grid: int | None = None) -> None:
+    def __init__(self, conv: ScaleSteerableConv2d, levels: int, ranks: int, grid_size: GridSize,
+                 relax_grid: GridSize | None = None) -> None:
         super().__init__()
         self.conv, self.levels = conv, levels
         self.mixing = PixelMixing(ranks, grid_size, relax_grid)

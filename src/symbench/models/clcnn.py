@@ -29,6 +29,7 @@ from symbench.fields import FieldLayout
 from symbench.layers import check_history, stack_frames
 from symbench.layers.escnn_blocks import RotationFields
 from symbench.layers.local_conv import LowRankLocalConv2d, coefficient_map_size
+from symbench.layers.pixel_mixing import GridSize
 from symbench.layers.scale_conv import scale_levels, splat_matrix
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
@@ -119,8 +120,8 @@ class ScaleGap(nn.Module):
 
 
 class CLCNN(nn.Module):
-    """Constrained locally connected network ``(B, T_in, C, H, W) -> (B, C, H, W)`` on a ``grid_size`` square grid
-    (ICML 2022 sec. 3.4 and sec. 5, "CLCNN").
+    """Constrained locally connected network ``(B, T_in, C, H, W) -> (B, C, H, W)`` on a ``grid_size`` grid (one
+    side or ``(H, W)``) (ICML 2022 sec. 3.4 and sec. 5, "CLCNN").
 
     ``layers - 1`` units of ``LowRankLocalConv2d -> norm -> ReLU`` and a biased ``LowRankLocalConv2d`` head to the
     layout's channels. For ``rotation`` the hidden features are regular fields of ``C4`` (4 channels each) normalised
@@ -130,7 +131,7 @@ class CLCNN(nn.Module):
     """
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: int = 64, rank: int = 2,
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, rank: int = 2,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO) -> None:
         super().__init__()
         check_symmetry("CLCNN", symmetry)

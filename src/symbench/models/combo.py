@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, same_padding, stack_frames
 from symbench.layers.local_conv import LowRankLocalConv2d, coefficient_map_size
+from symbench.layers.pixel_mixing import GridSize
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
 from symbench.models.smoke_families import (
@@ -47,11 +48,11 @@ class LevelCopy(nn.Module):
 
 class Combo(nn.Module):
     """Free-then-equivariant forecaster ``(B, T_in, C, H, W) -> (B, C, H, W)`` (module docstring); hidden sizes fitted
-    to ``conv_budget``. ``grid_size`` is the square grid the translation model's locally connected layers are built
-    for."""
+    to ``conv_budget``. ``grid_size`` (one side or ``(H, W)``) is the grid the translation model's locally
+    connected layers are built for."""
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: int = 64, group_order: int = DEFAULT_GROUP_ORDER,
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, group_order: int = DEFAULT_GROUP_ORDER,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, rank: int = 2) -> None:
         super().__init__()
         check_symmetry("Combo", symmetry)

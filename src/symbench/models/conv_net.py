@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, same_padding, stack_frames
+from symbench.layers.pixel_mixing import GridSize
 
 SYMMETRIES = ("translation", "rotation", "scaling")
 
@@ -44,7 +45,7 @@ class ConvNet(nn.Module):
     for every task and has no grid-sized parameters)."""
 
     def __init__(self, in_frames: int, layout: FieldLayout, width: int = 64, layers: int = 5, kernel_size: int = 3,
-                 symmetry: str = "translation", grid_size: int | None = None) -> None:
+                 symmetry: str = "translation", grid_size: GridSize | None = None) -> None:
         super().__init__()
         check_symmetry("ConvNet", symmetry)
         check_smoke_args("ConvNet", in_frames, width, layers)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, stack_frames
+from symbench.layers.pixel_mixing import GridSize
 from symbench.models.conv_net import ConvNet, check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
 from symbench.models.smoke_families import (
@@ -36,7 +37,7 @@ class Equiv(nn.Module):
     """
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: int = 64, group_order: int = DEFAULT_GROUP_ORDER,
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, group_order: int = DEFAULT_GROUP_ORDER,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0) -> None:
         super().__init__()
         check_symmetry("Equiv", symmetry, extra=("magnitude",))

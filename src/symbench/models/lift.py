@@ -7,7 +7,7 @@ fields for escnn), concatenated with the history at the backbone's input. Encode
 with ``z`` constant the model is the equivariant backbone, so the encoder is what breaks the symmetry (treating the
 *input* ``z`` as trivial imposes no constraint on it, sec. 3.4).
 
-Encoder: the stacked history average-pooled to a ``p x p`` grid (``p = min(pool_size, grid_size)``; pooling to a
+Encoder: the stacked history average-pooled to a ``p x p`` grid (``p = min(pool_size, H, W)``; pooling to a
 fixed size keeps the positions, so the encoder is neither translation- nor rotation-invariant), flattened, then
 ``Linear -> ReLU -> Linear`` to ``d``. The reference code flattened the full-resolution input with the grid size
 hard-coded (62x23 or 64x64), which crashed on any other grid; here any grid works. ``d = min(width,
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, stack_frames
+from symbench.layers.pixel_mixing import GridSize, grid_shape
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
 from symbench.models.smoke_families import (
@@ -54,7 +55,7 @@ class Lift(nn.Module):
     (module docstring). Runs on any grid; ``grid_size`` only caps the encoder's pooled grid."""
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: int = 64, group_order: int = DEFAULT_GROUP_ORDER,
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, group_order: int = DEFAULT_GROUP_ORDER,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0,
                  pool_size: int = POOL_SIZE) -> None:
         super().__init__()
@@ -64,7 +65,7 @@ class Lift(nn.Module):
         family = layer_family(symmetry, kernel_size, group_order, n_scales, scale_ratio, scalar_power)
         self.n_scales = family.n_scales if isinstance(family, ScaleFamily) else None
         budget = conv_budget(in_frames, layout, width, layers, kernel_size)
-        c_in, pool = in_frames * layout.channels, min(pool_size, grid_size)
+        c_in, pool = in_frames * layout.channels, min(pool_size, *grid_shape(grid_size))
         self.context_dims = max(1, min(width, int(ENCODER_SHARE * budget) // (c_in * pool * pool + 2)))
         encoder = encoder_parameters(c_in, pool, self.context_dims)
         in_type = family.history_type(layout, in_frames, self.context_dims)

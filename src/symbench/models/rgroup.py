@@ -19,8 +19,9 @@ quarter turns of typed fields / circular shifts (circular padding) / is the stri
 Parameter budget: the hidden channel counts (regular fields for rotation, channels per level for scaling) are fitted
 so that the trainable parameters are within a few % of :func:`~symbench.models.conv_net.conv_budget` at the same
 ``width``; the counts of consecutive layers may differ by one to get close. For translation the relaxation weights
-count too: they live on ``relax_grid x relax_grid`` cells, by default the finest divisor of ``grid_size`` whose
-weights take at most half the budget (one weight per pixel whenever that fits).
+count too: they live on ``relax_grid`` cells, by default the finest divisors of ``grid_size`` (one side, or
+``(H, W)`` for a rectangular grid) whose weights take at most half the budget (one weight per pixel whenever that
+fits).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, stack_frames
 from symbench.layers.conv import check_padding_mode, same_padding
+from symbench.layers.pixel_mixing import GridSize, divisors, grid_shape
 from symbench.layers.regular_lift import RegularBatchNorm2d, RegularLift, RegularProject
 from symbench.layers.relaxed_group_conv import (
     RelaxedRotGroupConv2d,
@@ -67,10 +69,15 @@ def fit_hidden(count: Callable[[tuple[int, ...]], int], n_hidden: int, target: i
     return min(candidates, key=lambda h: abs(count(h) - target))
 
 
-def default_relax_grid(grid_size: int, banks: int, layers: int, budget: int) -> int:
-    """The largest divisor ``r`` of ``grid_size`` with ``banks * layers * r^2 <= budget / 2``."""
-    fits = [r for r in range(1, grid_size + 1) if grid_size % r == 0 and 2 * banks * layers * r * r <= budget]
-    return max(fits, default=1)
+def default_relax_grid(grid_size: GridSize, banks: int, layers: int, budget: int) -> GridSize:
+    """The finest cells with ``banks * layers * cells <= budget / 2``: on a square grid the largest divisor ``r`` of
+    its side (``r x r`` cells); on an ``(H, W)`` grid the divisors ``(r_h, r_w)`` of ``H`` and ``W`` with the most
+    cells, ties to the cell shape closest to the grid's."""
+    h, w = grid_shape(grid_size)
+    if isinstance(grid_size, int):
+        return max([r for r in divisors(h) if 2 * banks * layers * r * r <= budget], default=1)
+    fits = [(r_h, r_w) for r_h in divisors(h) for r_w in divisors(w) if 2 * banks * layers * r_h * r_w <= budget]
+    return max(fits, key=lambda c: (c[0] * c[1], -abs(c[0] * w - c[1] * h)), default=(1, 1))
 
 
 class RGroupNet(nn.Module):
@@ -79,7 +86,7 @@ class RGroupNet(nn.Module):
 
     ``relaxed=False`` builds the strict counterpart of the same types (one bank, no relaxation weights); ``hidden``
     overrides the fitted hidden channel counts (e.g. a strict network with the relaxed one's ``hidden``, for a cost
-    comparison at equal arithmetic). ``grid_size`` (square grid side) and ``relax_grid`` are used by translation,
+    comparison at equal arithmetic). ``grid_size`` (one side, or ``(H, W)``) and ``relax_grid`` are used by translation,
     ``group_order`` (must be 4: the vector lift needs ``N >= 3``, exact quarter turns ``N | 4``) by rotation,
     ``n_scales``, ``scale_ratio`` and ``scalar_power`` by scaling (as in
     :class:`~symbench.models.equ_scale.EquScaleResNet`).
@@ -96,12 +103,12 @@ class RGroupNet(nn.Module):
         kernel_size: int = 3,
         banks: int = 2,
         group_order: int = 4,
-        grid_size: int = 64,
+        grid_size: GridSize = 64,
         n_scales: int = N_SCALES,
         scale_ratio: float = SCALE_RATIO,
         scalar_power: float = 0.0,
         padding_mode: str = "zeros",
-        relax_grid: int | None = None,
+        relax_grid: GridSize | None = None,
         relaxed: bool = True,
         hidden: Sequence[int] | None = None,
     ) -> None:
@@ -183,7 +190,7 @@ def _rotation(hidden: tuple[int, ...], *, in_frames: int, layout: FieldLayout, k
 
 
 def _translation(hidden: tuple[int, ...], *, in_frames: int, layout: FieldLayout, kernel_size: int, banks: int,
-                 relaxed: bool, grid_size: int, relax_grid: int | None, padding_mode: str, **_: object) -> Layers:
+                 relaxed: bool, grid_size: GridSize, relax_grid: GridSize | None, padding_mode: str, **_: object) -> Layers:
     def conv(c_in: int, c_out: int, last: bool) -> nn.Module:
         if relaxed:
             return RelaxedTranslationConv2d(c_in, c_out, kernel_size, grid_size, banks, relax_grid, last,

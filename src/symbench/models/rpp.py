@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, same_padding, stack_frames
 from symbench.layers.local_conv import LowRankLocalConv2d, coefficient_map_size
+from symbench.layers.pixel_mixing import GridSize
 from symbench.layers.scale_conv import split_levels
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
@@ -75,7 +76,8 @@ class LevelMeanConv2d(nn.Module):
 class FreeLayers:
     """The free (non-equivariant) layers of one symmetry, matching the shapes of ``family``'s layers."""
 
-    def __init__(self, family: LayerFamily, kernel_size: int, rank: int, grid_size: int, map_size: int) -> None:
+    def __init__(self, family: LayerFamily, kernel_size: int, rank: int, grid_size: GridSize,
+                 map_size: GridSize) -> None:
         self.family, self.kernel_size = family, kernel_size
         self.rank, self.grid_size, self.map_size = rank, grid_size, map_size
 
@@ -108,11 +110,11 @@ class FreeLayers:
 class RPP(nn.Module):
     """Residual-pathway forecaster ``(B, T_in, C, H, W) -> (B, C, H, W)``: ``layers - 1`` units of
     ``(E + F) -> norm -> ReLU`` and a head ``E + F`` to the layout's fields, with ``E`` / ``F`` and the norm of the
-    symmetry (module docstring). Hidden sizes fitted to ``conv_budget``; ``grid_size`` is the square grid the
-    translation model's locally connected pathway is built for."""
+    symmetry (module docstring). Hidden sizes fitted to ``conv_budget``; ``grid_size`` (one side or ``(H, W)``) is
+    the grid the translation model's locally connected pathway is built for."""
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: int = 64, group_order: int = DEFAULT_GROUP_ORDER,
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, group_order: int = DEFAULT_GROUP_ORDER,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0,
                  rank: int = 1) -> None:
         super().__init__()

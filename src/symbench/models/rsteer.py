@@ -11,8 +11,8 @@ basis and types (the reference for the cost of relaxation).
 
 Parameter budget: the regular-field counts are fitted with :func:`~symbench.models.smoke_families.fit_sizes` so that
 the trainable parameters are within a few % of :func:`~symbench.models.conv_net.conv_budget` at the same ``width``.
-With ``ranks > 1`` (RSteerTR) the per-pixel weights ``a_r(x)`` live on ``relax_grid x relax_grid`` cells, by default
-the finest divisor of ``grid_size`` whose weights take at most half the budget.
+With ``ranks > 1`` (RSteerTR) the per-pixel weights ``a_r(x)`` live on ``relax_grid`` cells, by default the finest
+divisors of ``grid_size`` (one side, or ``(H, W)``) whose weights take at most half the budget.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, stack_frames
 from symbench.layers.escnn_blocks import RotationFields, TypeBlocks, layout_blocks, regular
+from symbench.layers.pixel_mixing import GridSize
 from symbench.layers.relaxed_steerable import RelaxedSteerableConv2d
 from symbench.models.conv_net import check_smoke_args, conv_budget
 from symbench.models.rgroup import default_relax_grid
@@ -35,12 +36,12 @@ class RSteerNet(nn.Module):
 
     ``symmetry`` must be ``rotation`` (the paper has no relaxed steerable model for translation, and the scale
     version is :mod:`.sesn`'s ``rsteer_scale``). ``ranks`` is ``R`` of eq. 9 (1: RSteer; 2 or more: RSteerTR, which
-    needs the square ``grid_size``); ``hidden`` overrides the fitted regular-field counts.
+    needs the ``grid_size``: one side, or ``(H, W)``); ``hidden`` overrides the fitted regular-field counts.
     """
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: int = 64, group_order: int = DEFAULT_GROUP_ORDER,
-                 ranks: int = 1, relax_grid: int | None = None, relaxed: bool = True, padding_mode: str = "zeros",
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, group_order: int = DEFAULT_GROUP_ORDER,
+                 ranks: int = 1, relax_grid: GridSize | None = None, relaxed: bool = True, padding_mode: str = "zeros",
                  hidden: Sequence[int] | None = None) -> None:
         super().__init__()
         if symmetry != "rotation":

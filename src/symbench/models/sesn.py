@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, stack_frames
 from symbench.layers.conv import check_padding_mode, same_padding
+from symbench.layers.pixel_mixing import GridSize
 from symbench.layers.scale_conv import ScaleBatchNorm2d, ScaleLift, scale_levels
 from symbench.layers.scale_steerable import PixelMixedScaleConv2d, ScaleSteerableConv2d, ScaleSteerableProject2d
 from symbench.models.conv_net import check_smoke_args, conv_budget
@@ -45,7 +46,7 @@ class ScaleSteerableNet(nn.Module):
     body of :class:`SESN`, :class:`RSteerScale` and :class:`~symbench.models.rsteer_ts.RSteerTS`).
 
     ``symmetry`` must be ``scaling``. ``relaxed`` picks eq. 7 over the strict eq. 6; ``ranks > 1`` adds the
-    relaxed translation part of eq. 8-9 on the square ``grid_size`` grid (``relax_grid`` cells per side).
+    relaxed translation part of eq. 8-9 on the ``grid_size`` grid (one side or ``(H, W)``; ``relax_grid`` cells).
     ``n_scales``, ``scale_ratio`` and ``scalar_power`` are those of
     :class:`~symbench.models.equ_scale.EquScaleResNet`; ``support`` and ``weight_grid`` those of
     :class:`~symbench.layers.scale_steerable.ScaleSteerableConv2d`; ``hidden`` overrides the fitted channel counts.
@@ -54,10 +55,10 @@ class ScaleSteerableNet(nn.Module):
     model_name = "ScaleSteerableNet"
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "scaling", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: int = 64, n_scales: int = N_SCALES,
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, n_scales: int = N_SCALES,
                  scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0, support: int | None = None,
                  weight_grid: int | None = None, padding_mode: str = "zeros", relaxed: bool = False,
-                 ranks: int = 1, relax_grid: int | None = None, hidden: Sequence[int] | None = None) -> None:
+                 ranks: int = 1, relax_grid: GridSize | None = None, hidden: Sequence[int] | None = None) -> None:
         super().__init__()
         if symmetry != "scaling":
             raise ValueError(f"{self.model_name} is built for symmetry='scaling' only, got {symmetry!r} "
@@ -120,8 +121,8 @@ class RSteerScale(ScaleSteerableNet):
 
 def _build(hidden: tuple[int, ...], *, in_frames: int, layout: FieldLayout, kernel_size: int,
            scales: tuple[float, ...], scalar_power: float, relaxed: bool, support: int | None,
-           weight_grid: int | None, padding_mode: str, ranks: int, grid_size: int,
-           relax_grid: int | None) -> tuple[nn.Module, nn.Sequential]:
+           weight_grid: int | None, padding_mode: str, ranks: int, grid_size: GridSize,
+           relax_grid: GridSize | None) -> tuple[nn.Module, nn.Sequential]:
     """The lift and ``[conv -> ScaleBatchNorm2d -> ReLU] * len(hidden) + output layer``; with ``ranks > 1`` every
     convolution computes ``ranks`` kernels mixed pixel by pixel."""
     kernel = dict(relaxed=relaxed, support=support, weight_grid=weight_grid, padding_mode=padding_mode)
