@@ -82,10 +82,6 @@ class MotionComponents:
         ind = self.indicator()
         return ind.T @ ind
 
-    def component_sizes(self) -> Tensor:
-        """``(C,)``: how many channels carry each channel's component (1 on scalar channels, never 0)."""
-        return self.same_component().sum(1).clamp(min=1.0)
-
     @property
     def period(self) -> int:
         """The smallest ``P`` with ``kinds = kinds[:P] * (C / P)`` (2 for hidden pairs, the layout's channel count
@@ -162,15 +158,20 @@ class _MotionLayer(nn.Module):
         # Fixed by the channel kinds; rebuilt from the constructor, so not part of the state dict. Only integer
         # entries, exact in every dtype: the averaging weights are divided out in the working dtype (1/24 stored
         # in float32 and cast to float64 would break exactness in float64).
-        self.register_buffer("same_component", in_kinds.same_component(), persistent=False)
-        self.register_buffer("component_sizes", in_kinds.component_sizes(), persistent=False)
         self.register_buffer("out_spread", out_kinds.indicator().T.contiguous(), persistent=False)
-        # Means are taken in two steps: over the repeats of the input's period (a view, no copy), then over the
-        # slots of one period (2 x P, tiny).
+        # Means over channels (of the input, and of the kernel's input axis) are taken in two steps: over the
+        # repeats of the input's period (a view, no copy), then over the slots of one period (P x P, tiny), never
+        # with a C x C matrix.
         self.in_period = in_kinds.period
         period = MotionComponents(in_kinds.kinds[:self.in_period])
         self.period_is_pair = period.is_pairs and self.in_period == 2
         self.register_buffer("period_indicator", period.indicator(), persistent=False)
+        # (P, P): slots of one period carrying the same component; (P,): channels of the whole input carrying each
+        # slot's component (1 on scalar slots, never 0).
+        self.register_buffer("period_same", period.same_component(), persistent=False)
+        repeats = len(in_kinds) // self.in_period
+        self.register_buffer("period_sizes", (repeats * period.same_component().sum(1)).clamp(min=1.0),
+                             persistent=False)
 
     def component_means(self, x: Tensor) -> Tensor:
         """``(B, 2, H, W)``: mean of the x channels and of the y channels of ``x`` at every pixel."""
@@ -208,9 +209,10 @@ class UniformMotionConv2d(_MotionLayer):
     def centred_weight(self) -> Tensor:
         """``K~[o, i, q] = K[o, i, q] - mean_{i' of i's component, q'} K[o, i', q']``; scalar inputs keep ``K``."""
         w = self.conv.weight
-        taps = w.shape[-2] * w.shape[-1]
-        mean = (w.sum((-2, -1)) @ self.same_component) / (self.component_sizes * taps)
-        return w - mean[:, :, None, None]
+        out, period, taps = w.shape[0], self.in_period, w.shape[-2] * w.shape[-1]
+        slot_sums = w.sum((-2, -1)).view(out, -1, period).sum(1)  # (C_out, P): over the period's repeats
+        mean = (slot_sums @ self.period_same) / (self.period_sizes * taps)  # (C_out, P)
+        return (w.view(out, -1, period, taps) - mean[:, None, :, None]).view_as(w)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_padded(pad(x, self.padding, self.padding_mode))
@@ -248,9 +250,11 @@ class UniformMotionConvTranspose2d(_MotionLayer):
     def centred_weight(self) -> Tensor:
         """Kernel ``(C_in, C_out, 4, 4)`` centred over each parity class of taps and each component's channels."""
         w = self.conv.weight
-        taps = w.flatten(2)  # (C_in, C_out, 16)
-        sums = taps @ self.parity  # (C_in, C_out, 4): sum over the 4 taps of each parity class
-        mean = torch.einsum("ij,jok->iok", self.same_component, sums) / (4 * self.component_sizes[:, None, None])
+        period, out = self.in_period, w.shape[1]
+        taps = w.view(-1, period, out, 16)  # (C_in / P, P, C_out, 16)
+        # (P, C_out, 4): over the period's repeats and the 4 taps of each parity class
+        slot_sums = taps.sum(0) @ self.parity
+        mean = torch.einsum("pq,qok->pok", self.period_same, slot_sums) / (4 * self.period_sizes[:, None, None])
         return (taps - mean @ self.parity.T).view_as(w)
 
     def forward(self, x: Tensor) -> Tensor:
