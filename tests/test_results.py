@@ -96,3 +96,21 @@ def test_best_mean_per_column_is_bold():
             row(model="b", split="rot", value=0.4)]
     md = render_markdown("rbc", [{k: str(v) for k, v in r.items()} for r in rows])  # as read back from the CSV
     assert "| a | 0.200 | **0.300** |" in md and "| b | **0.100** | 0.400 |" in md
+
+
+def test_paper_layout_lists_every_paper_column_and_marks_missing_models():
+    """jetflow's leaderboard carries ICML 2022 Table 2's layout: its eleven columns in the paper's order, a model
+    without rows shown as missing (not dropped), and the paper's numbers below."""
+    rows = [row(model=m, split=s, value=v, horizon=20) for m, s, v in
+            [("conv", "test_future", 0.3), ("equiv", "test_future", 0.2), ("conv", "test_domain", 0.4),
+             ("equiv", "test_domain", 0.5)]]
+    md = render_markdown("jetflow", [{k: str(v) for k, v in r.items()} for r in rows])
+    lines = md.splitlines()
+    header = next(x for x in lines if x.startswith("| split | Conv"))
+    assert header.split(" | ")[1:5] == ["Conv", "Lift", "RGroup", "E2CNN"] and header.count(" | ") == 11
+    future_line = next(x for x in lines if x.startswith("| Future |"))
+    future = future_line.split(" | ")
+    assert future[1] == "0.300" and future[2] == "missing" and future[4] == "**0.200**"
+    assert future_line.count("missing") == 9
+    assert next(x for x in lines if x.startswith("| paper Future |")).split(" | ")[1] == "0.22"
+    assert "| split |" not in render_markdown("rbc", [{k: str(v) for k, v in r.items()} for r in rows])

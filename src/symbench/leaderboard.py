@@ -78,6 +78,7 @@ def render_markdown(benchmark: str, rows: Sequence[dict[str, str]], model_order:
         lines += _per_step_table(prows, cells, preset, models, splits)
         lines += _orderings_table(prows, cells, preset, models)
         lines += _equivariance_table(prows, cells, preset, models)
+        lines += _paper_layout_table(benchmark, prows, cells, preset)
         lines += _run_facts(prows, models)
     return "\n".join(lines)
 
@@ -150,6 +151,41 @@ def _orderings_table(prows, cells, preset, models) -> list[str]:
         beats_augm = "" if augm is None else ("yes" if equ < augm else "**no**")
         lines.append(f"| {backbone} | {SPLIT_TITLES.get(group, group)} | {equ:.3f} | {plain:.3f} | "
                      f"{'' if augm is None else f'{augm:.3f}'} | {'yes' if equ < plain else '**no**'} | {beats_augm} |")
+    return lines + [""]
+
+
+# ICML 2022 Tables 2 (experimental jet flow) and 4 (NEMO ocean currents): RMSE, mean over the paper's runs, in
+# the papers' column order (Table 2's layout for the eleven relaxed-family models); the registry name of each column.
+ICML_RELAXED_COLUMNS = (("Conv", "conv"), ("Lift", "lift"), ("RGroup", "rgroup"), ("E2CNN", "equiv"),
+                        ("Lift-rot", "lift_rot"), ("RSteer", "rsteer"), ("SESN", "sesn"), ("Rpp", "rpp"),
+                        ("RSteer-scale", "rsteer_scale"), ("RSteerTR", "rsteer_tr"), ("RSteerTS", "rsteer_ts"))
+PAPER_LAYOUTS: dict[str, tuple[str, dict[str, tuple[float, ...]]]] = {
+    "jetflow": ("ICML 2022 Table 2 (NASA multi-stream jet PIV)",
+                {"test_future": (0.22, 0.17, 0.15, 0.21, 0.18, 0.17, 0.15, 0.16, 0.14, 0.14, 0.14),
+                 "test_domain": (0.23, 0.18, 0.16, 0.27, 0.21, 0.16, 0.16, 0.16, 0.15, 0.15, 0.15)}),
+    "ocean-relaxed": ("ICML 2022 Table 4 (NEMO Pacific currents)",
+                      {"test_future": (0.52, 0.52, 0.51, 0.51, 0.56, 0.51, 0.51, 0.50, 0.50, 0.50, 0.50),
+                       "test_domain": (0.46, 0.46, 0.45, 0.45, 0.53, 0.45, 0.45, 0.42, 0.42, 0.42, 0.42)}),
+}
+
+
+def _paper_layout_table(benchmark, prows, cells, preset) -> list[str]:
+    """The RMSE table in the layout of the paper table ``benchmark`` reproduces (one column per paper model, in
+    its order; a model without rows is shown as missing, not dropped), followed by the paper's numbers."""
+    if benchmark not in PAPER_LAYOUTS:
+        return []
+    title, paper = PAPER_LAYOUTS[benchmark]
+    lines = [f"{title} layout: RMSE over the horizon (bold: lowest in the row), then the paper's values on its own "
+             "data (not the same data, so only orderings compare):", "",
+             "| split | " + " | ".join(t for t, _ in ICML_RELAXED_COLUMNS) + " |",
+             "|" + "---|" * (len(ICML_RELAXED_COLUMNS) + 1)]
+    for split, values in paper.items():
+        row = [_horizon_cell(cells, prows, preset, model, split, "rmse") for _, model in ICML_RELAXED_COLUMNS]
+        best = min((c.mean for c in row if c), default=None)
+        text = ["missing" if c is None else (f"**{c}**" if c.mean == best else str(c)) for c in row]
+        lines.append(f"| {SPLIT_TITLES[split]} | " + " | ".join(text) + " |")
+    for split, values in paper.items():
+        lines.append(f"| paper {SPLIT_TITLES[split]} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return lines + [""]
 
 
