@@ -121,6 +121,8 @@ speed: setup
 # Cost of each symmetry: Equ variants vs plain models of equal parameters / equal arithmetic (results/speed/).
 symmetry-cost: setup
 	$(PY) benchmarks/symmetry_cost.py --size 32 --width 8 --batch 16 --frames 10 --group-order 8 --out results/speed
+	$(PY) benchmarks/symmetry_cost.py --backbones unet --size 64 --width 64 --frames 25 --batch 16 --group-order 8 \
+		--out results/speed --name symmetry_cost_unet_paper
 
 # What relaxing a group convolution costs: RGroup vs the strict group conv and vs ConvNet (results/speed/).
 relaxed-cost: setup

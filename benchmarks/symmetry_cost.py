@@ -1,6 +1,8 @@
 """What a symmetry costs: training-step time of each Equ variant against two plain baselines measured in the same run.
 
     python benchmarks/symmetry_cost.py --size 32 --width 8 --batch 16 --frames 10 --out results/speed
+    python benchmarks/symmetry_cost.py --backbones unet --size 64 --width 64 --frames 25 --out results/speed \
+        --name symmetry_cost_unet_paper    # the paper's 6.2 M-parameter U-net (Table 6's size)
 
 (a) **equal parameters**: the plain backbone at the same ``width`` (every variant is parameter-matched to it within
     10 %), the comparison of the ICLR 2021 paper's Table 6 (1.7x, 1.8x, 4.7x, 52.7x for UM, Mag, Rot, Scale);
@@ -148,7 +150,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=None, help="write symmetry_cost.md and .json into this folder")
+    p.add_argument("--out", type=Path, default=None, help="write <name>.md and <name>.json into this folder")
+    p.add_argument("--name", default="symmetry_cost", help="file stem of the written tables")
     return p.parse_args(argv)
 
 
@@ -163,9 +166,9 @@ def main(argv: list[str] | None = None) -> None:
         payload = {"settings": settings, "torch": torch.__version__,
                    "results": [{**asdict(c), "ratio_params": c.ratio_params, "ratio_arithmetic": c.ratio_arithmetic}
                                for c in costs]}
-        atomic_write_text(args.out / "symmetry_cost.md", table)
-        atomic_write_text(args.out / "symmetry_cost.json", json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {args.out / 'symmetry_cost.md'}")
+        atomic_write_text(args.out / f"{args.name}.md", table)
+        atomic_write_text(args.out / f"{args.name}.json", json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {args.out / f'{args.name}.md'}")
 
 
 if __name__ == "__main__":
