@@ -17,9 +17,13 @@ Sources (one benchmark, the same reader):
 Tiles: ``tile x tile`` squares every ``tile_stride`` cells whose land fraction is at most ``max_land_fraction``
 (:func:`~datamodules.ocean_io.tiles`); a cell is land if it is invalid on any day. Each tile is one trajectory and
 carries its land mask (:meth:`OceanDataModule.load_mask`): the loss and the metrics skip land, no NaN reaches a model.
-``test_domain``: the tiles lying entirely east of ``domain_lon_min`` (the held-out region; ICLR 2021 tests on the
-South Pacific after training on other oceans); tiles straddling that longitude are dropped so that no training tile
-overlaps a test tile. ``test_future``: the last days of the training tiles (time split ``split_fractions``).
+``test_domain``: the tiles lying entirely east of ``domain_lon_min`` (the held-out region); tiles straddling that
+longitude are dropped so that no training tile overlaps a test tile. Or, for data covering several oceans, separate
+boxes (each read lazily on its own): ``train_regions`` and ``domain_regions``, or a named set ``regions`` --
+``iclr2021``: the paper's training areas in the Atlantic, Indian and North Pacific Oceans and its South Pacific test
+domain (ICLR 2021 sec. 5.3 / appendix D.1). ICML 2022's Pacific area (appendix A.2) is one box,
+``region = [-30, 0, -180, -150]``, split by ``domain_lon_min``. ``test_future``: the last days of the training tiles
+(time split ``split_fractions``).
 
 Tasks (``task``): ``velocity`` (u, v: a vector field) or ``temperature`` (a scalar field; needs a temperature variable,
 e.g. NEMO ``tos`` or HadISST ``sst``; the generated Mediterranean data have none).
@@ -46,6 +50,15 @@ SCHEMAS = {"CMEMS": ocean_io.CMEMS, "DUACS": ocean_io.DUACS, "NEMO": ocean_io.NE
 TASKS = {"velocity": (("u", "v"), FieldLayout.of("velocity:vector")),
          "temperature": (("temperature",), FieldLayout.of("temperature:scalar"))}
 Source = Literal["generated", "netcdf"]
+Box = tuple[float, float, float, float]  # lat_min, lat_max, lon_min, lon_max
+
+# Named region sets: (training boxes, test_domain boxes). ICLR 2021 sec. 5.3 gives (lon, lon, lat, lat) ranges:
+# Atlantic (-44..-23, 25..46), Indian (55..76, -39..-18), North Pacific (-174..-153, 5..26); test domain South Pacific
+# (-180..-159, -40..-59).
+REGION_SETS: dict[str, tuple[tuple[Box, ...], tuple[Box, ...]]] = {
+    "iclr2021": (((25.0, 46.0, -44.0, -23.0), (-39.0, -18.0, 55.0, 76.0), (5.0, 26.0, -174.0, -153.0)),
+                 ((-59.0, -40.0, -180.0, -159.0),)),
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,12 @@ PRESETS: dict[str, OceanTiling] = {
     "cpu": OceanTiling(tile=32, tile_stride=16, max_land_fraction=0.3, domain_lon_min=26.0),
     "paper": OceanTiling(tile=64, tile_stride=32, max_land_fraction=0.5, domain_lon_min=24.0),
 }
+
+
+def _box(values: Sequence[float], what: str) -> Box:
+    if len(values) != 4:
+        raise ValueError(f"each of {what} must be [lat_min, lat_max, lon_min, lon_max], got {list(values)}")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
 
 
 def default_dir(root: Path) -> Path:
@@ -125,6 +144,9 @@ class OceanDataModule(ForecastDataModule):
         tile_stride: int | None = None,
         max_land_fraction: float | None = None,
         domain_lon_min: float | None = None,
+        regions: str | None = None,
+        train_regions: Sequence[Sequence[float]] | None = None,
+        domain_regions: Sequence[Sequence[float]] | None = None,
         **kwargs: Any,
     ):
         kwargs.setdefault("test_splits", ("test_future", "test_domain"))
@@ -141,6 +163,18 @@ class OceanDataModule(ForecastDataModule):
             raise ValueError(f"unknown ocean task {task!r}; choose velocity or temperature")
         if region is not None and len(region) != 4:
             raise ValueError(f"region must be [lat_min, lat_max, lon_min, lon_max], got {list(region)}")
+        if regions is not None:
+            if regions not in REGION_SETS:
+                raise ValueError(f"unknown ocean region set {regions!r}; choose one of {', '.join(REGION_SETS)}")
+            named_train, named_domain = REGION_SETS[regions]
+            train_regions = named_train if train_regions is None else train_regions
+            domain_regions = named_domain if domain_regions is None else domain_regions
+        if (train_regions is None) != (domain_regions is None):
+            raise ValueError("train_regions and domain_regions go together (or name a set with --data.regions)")
+        if train_regions is not None and region is not None:
+            raise ValueError("give either region (one box split by domain_lon_min) or train_regions/domain_regions")
+        self.train_regions = None if train_regions is None else [_box(b, "train_regions") for b in train_regions]
+        self.domain_regions = None if domain_regions is None else [_box(b, "domain_regions") for b in domain_regions]
         base = PRESETS[preset]
         self.tiling = OceanTiling(
             tile=base.tile if tile is None else int(tile),
@@ -153,7 +187,8 @@ class OceanDataModule(ForecastDataModule):
         self.names, self.task, self.depth_index = names, task, depth_index
         self.region = None if region is None else ocean_io.Region(*map(float, region))
         self._cache: tuple[np.ndarray, np.ndarray, FieldLayout] | None = None
-        self.origins: list[tuple[int, int]] = []
+        self.origins: list[tuple[int, int]] = []  # (row, col) of each tile in its region's grid
+        self.tile_region: list[int] = []  # index into train_regions + domain_regions (0 with one region)
         self.tile_lon: list[tuple[float, float]] = []
         self._domain: list[int] = []
 
@@ -169,40 +204,73 @@ class OceanDataModule(ForecastDataModule):
                                           f"`symbench data generate ocean --preset {self.preset}`")
         return self.data_dir
 
+    def _tile(self, ds, region: ocean_io.Region | None) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]],
+                                                                   list[tuple[float, float]]]:
+        """One region read (lazily: only its cells) and cut into tiles: ``(array (T, C, H, W), land-free mask,
+        tile origins, each tile's (west, east) longitude)``."""
+        names = SCHEMAS[self.names]
+        array, mask, coords = ocean_io.read_fields(ds, names, region, TASKS[self.task][0], self.depth_index)
+        land_free = mask if mask.ndim == 2 else mask.all(axis=0)
+        t = self.tiling
+        if region is not None and min(land_free.shape) < t.tile:
+            raise ValueError(f"region {[region.lat_min, region.lat_max, region.lon_min, region.lon_max]} is "
+                             f"{land_free.shape[0]}x{land_free.shape[1]} cells, smaller than a {t.tile}x{t.tile} tile")
+        origins = ocean_io.tiles(array, land_free, t.tile, t.tile_stride, t.max_land_fraction)
+        lon = np.asarray(coords.lon)
+        lon = lon if lon.ndim == 1 else lon.mean(axis=0)  # curvilinear: the mean longitude of each column
+        lon = np.unwrap(lon, period=360.0)  # columns run eastwards: keep a dateline crossing monotone
+        spans = [(float(lon[c]), float(lon[c + t.tile - 1])) for _, c in origins]
+        return array, land_free, origins, spans
+
     def _read(self) -> tuple[np.ndarray, np.ndarray, FieldLayout]:
         if self._cache is None:
-            names = SCHEMAS[self.names]
             variables, layout = TASKS[self.task]
-            ds = ocean_io.open_ocean(self._files(), names, list(variables))
-            array, mask, coords = ocean_io.read_fields(ds, names, self.region, variables, self.depth_index)
-            land_free = mask if mask.ndim == 2 else mask.all(axis=0)
-            t = self.tiling
-            origins = ocean_io.tiles(array, land_free, t.tile, t.tile_stride, t.max_land_fraction)
-            lon = np.asarray(coords.lon)
-            lon = lon if lon.ndim == 1 else lon.mean(axis=0)  # curvilinear: the mean longitude of each column
-            lon = np.unwrap(lon, period=360.0)  # columns run eastwards: keep a dateline crossing monotone
-            spans = [(float(lon[c]), float(lon[c + t.tile - 1])) for _, c in origins]
-            west = [i for i, (_, east) in enumerate(spans) if east < t.domain_lon_min]
-            east = [i for i, (first, _) in enumerate(spans) if first >= t.domain_lon_min]
-            keep = west + east
-            if not west:
-                raise ValueError(f"no {t.tile}x{t.tile} tile with at most {t.max_land_fraction:.0%} land lies west of "
-                                 f"{t.domain_lon_min} E for training; lower tile or domain_lon_min, or raise "
-                                 "max_land_fraction")
-            if "test_domain" in self.test_splits and not east:
-                raise ValueError(f"no tile lies east of domain_lon_min={t.domain_lon_min} for the test_domain split")
-            self.origins = [origins[i] for i in keep]
-            self.tile_lon = [spans[i] for i in keep]
-            self._domain = list(range(len(west), len(keep)))
-            dropped = len(origins) - len(keep)
-            if dropped:
-                warnings.warn(f"ocean: dropped {dropped} tile(s) straddling {t.domain_lon_min} E (between the training "
-                              "and the test_domain regions)", stacklevel=2)
-            size = t.tile
-            tiles = np.stack([array[:, :, r:r + size, c:c + size] for r, c in self.origins])
-            masks = np.stack([land_free[r:r + size, c:c + size] for r, c in self.origins])
-            self._cache = (np.ascontiguousarray(tiles), masks, layout)
+            ds = ocean_io.open_ocean(self._files(), SCHEMAS[self.names], list(variables))
+            size = self.tiling.tile
+            tiles, masks = [], []
+            if self.train_regions is None:
+                array, land_free, origins, spans = self._tile(ds, self.region)
+                keep, self._domain = self._split_by_longitude(spans)
+                self.origins, self.tile_region = [origins[i] for i in keep], [0] * len(keep)
+                self.tile_lon = [spans[i] for i in keep]
+                tiles = [array[:, :, r:r + size, c:c + size] for r, c in self.origins]
+                masks = [land_free[r:r + size, c:c + size] for r, c in self.origins]
+            else:
+                self.origins, self.tile_region, self.tile_lon, self._domain = [], [], [], []
+                boxes = self.train_regions + self.domain_regions  # type: ignore[operator]
+                for index, box in enumerate(boxes):
+                    array, land_free, origins, spans = self._tile(ds, ocean_io.Region(*box))
+                    if not origins:
+                        raise ValueError(f"region {list(box)} holds no {size}x{size} tile with at most "
+                                         f"{self.tiling.max_land_fraction:.0%} land; lower tile or raise "
+                                         "max_land_fraction")
+                    if index >= len(self.train_regions):  # type: ignore[arg-type]
+                        self._domain += range(len(self.origins), len(self.origins) + len(origins))
+                    self.origins += origins
+                    self.tile_region += [index] * len(origins)
+                    self.tile_lon += spans
+                    tiles += [array[:, :, r:r + size, c:c + size] for r, c in origins]
+                    masks += [land_free[r:r + size, c:c + size] for r, c in origins]
+            self._cache = (np.ascontiguousarray(np.stack(tiles)), np.stack(masks), layout)
         return self._cache
+
+    def _split_by_longitude(self, spans: list[tuple[float, float]]) -> tuple[list[int], list[int]]:
+        """Tiles west of ``domain_lon_min`` (training) then east of it (``test_domain``); straddling ones dropped.
+        Returns the kept tile indices and the positions of the domain tiles among them."""
+        t = self.tiling
+        west = [i for i, (_, east) in enumerate(spans) if east < t.domain_lon_min]
+        east = [i for i, (first, _) in enumerate(spans) if first >= t.domain_lon_min]
+        if not west:
+            raise ValueError(f"no {t.tile}x{t.tile} tile with at most {t.max_land_fraction:.0%} land lies west of "
+                             f"{t.domain_lon_min} E for training; lower tile or domain_lon_min, or raise "
+                             "max_land_fraction")
+        if "test_domain" in self.test_splits and not east:
+            raise ValueError(f"no tile lies east of domain_lon_min={t.domain_lon_min} for the test_domain split")
+        dropped = len(spans) - len(west) - len(east)
+        if dropped:
+            warnings.warn(f"ocean: dropped {dropped} tile(s) straddling {t.domain_lon_min} E (between the training "
+                          "and the test_domain regions)", stacklevel=3)
+        return west + east, list(range(len(west), len(west) + len(east)))
 
     def load(self) -> tuple[np.ndarray, FieldLayout]:
         tiles, _, layout = self._read()
@@ -217,6 +285,10 @@ class OceanDataModule(ForecastDataModule):
 
     def describe(self) -> dict[str, Any]:
         tiles, masks, _ = self._read()
-        return {"dataset": f"ocean-{self.task}-{self.source}",
-                "source_params": {**asdict(self.tiling), "tiles": len(self.origins), "domain_tiles": len(self._domain),
-                                  "days": int(tiles.shape[1]), "land_fraction": float(1 - masks.mean())}}
+        params = {**asdict(self.tiling), "tiles": len(self.origins), "domain_tiles": len(self._domain),
+                  "days": int(tiles.shape[1]), "land_fraction": float(1 - masks.mean())}
+        if self.train_regions is not None:  # boxes instead of the longitude split
+            del params["domain_lon_min"]
+            params.update(train_regions=[list(b) for b in self.train_regions],
+                          domain_regions=[list(b) for b in self.domain_regions])  # type: ignore[union-attr]
+        return {"dataset": f"ocean-{self.task}-{self.source}", "source_params": params}

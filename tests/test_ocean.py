@@ -250,3 +250,42 @@ def test_coarsened_mask_keeps_only_all_sea_blocks(root, tiny):
     fitted = [i for i in range(len(fine)) if i not in set(tiny.domain_trajectories())]
     expected = fine[fitted].view(len(fitted), 8, 2, 8, 2).all(-1).all(-2)
     assert torch.equal(dm.datasets["train"].mask, expected) and not expected.all()
+
+
+def test_paper_region_set_reads_each_ocean_box_on_its_own(tmp_path):
+    """ICLR 2021's geometry on a global CMEMS series: training tiles from the Atlantic, Indian and North Pacific
+    boxes, test_domain tiles from the South Pacific box, each equal to the file's values there; a box of land is a
+    one-line error."""
+    lat, lon = np.arange(-70.0, 70.5, 1.0), np.arange(-180.0, 180.0, 1.0)
+    times = np.arange("2016-01-01", "2016-01-13", dtype="datetime64[D]")
+    rng = np.random.default_rng(0)
+    u = 0.1 * rng.normal(size=(12, lat.size, lon.size))
+    v = 0.1 * rng.normal(size=(12, lat.size, lon.size))
+    land = (np.abs(lat)[:, None] < 3) | ((lon[None] > 100) & (lon[None] < 120))  # an equatorial strip, a continent
+    u, v = np.where(land, np.nan, u), np.where(land, np.nan, v)
+    oi.write_cmems(tmp_path / "global.nc", u, v, lat, lon, times)
+    kwargs = dict(source="netcdf", path=str(tmp_path), preset="tiny", tile=8, tile_stride=8, max_land_fraction=0.0,
+                  **WINDOWS)
+    dm = OceanDataModule(regions="iclr2021", **kwargs)
+    tiles, _ = dm.load()
+    domain = dm.domain_trajectories()
+    assert sorted(set(dm.tile_region)) == [0, 1, 2, 3]
+    assert [dm.tile_region[i] for i in domain] == [3] * len(domain) and len(domain) == dm.tile_region.count(3)
+    assert all(dm.tile_region[i] < 3 for i in range(len(tiles)) if i not in domain)
+    # A South Pacific tile is the file's values in that box (rows north-up from 40 S, columns east from 180 W).
+    k = domain[0]
+    (r, c), north = dm.origins[k], np.searchsorted(lat, -40.0)
+    expected = u[:, north - r - np.arange(8)][:, :, c + np.arange(8)]
+    assert np.allclose(tiles[k, :, 0], expected, atol=1e-6)
+    assert dm.describe()["source_params"]["domain_regions"] == [[-59.0, -40.0, -180.0, -159.0]]
+    with pytest.raises(ValueError, match=r"region \[10.0, 30.0, 101.0, 119.0\] holds no 8x8 tile") as e:
+        OceanDataModule(train_regions=[[25, 46, -44, -23]], domain_regions=[[10, 30, 101, 119]], **kwargs).load()
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=r"region \[-2.0, 2.0, 0.0, 20.0\] is 5x21 cells, smaller than a 8x8 tile"):
+        OceanDataModule(train_regions=[[25, 46, -44, -23]], domain_regions=[[-2, 2, 0, 20]], **kwargs).load()
+    for bad, match in ((dict(regions="cmip"), "unknown ocean region set"),
+                       (dict(train_regions=[[25, 46, -44, -23]]), "go together"),
+                       (dict(regions="iclr2021", region=[0, 10, 0, 10]), "either region"),
+                       (dict(train_regions=[[1, 2, 3]], domain_regions=[[1, 2, 3, 4]]), "each of train_regions")):
+        with pytest.raises(ValueError, match=match):
+            OceanDataModule(**{**kwargs, **bad})
