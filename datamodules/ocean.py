@@ -10,8 +10,11 @@ Sources (one benchmark, the same reader):
   :func:`~datamodules.ocean_io.geostrophic_currents`; NaN at coasts and land) and writes them as one CMEMS NetCDF file
   per month (``uo``, ``vo``; :func:`~datamodules.ocean_io.write_cmems`), so the benchmark reads them exactly as it
   reads a user's Copernicus download;
+* ``ostia`` (real sea-surface temperature, the ``temperature`` task): the Met Office OSTIA analysis that
+  iris-sample-data ships (:data:`datamodules.fetch.OSTIA_SST`): 54 monthly mean maps, 2006-04 .. 2010-09, of the
+  equatorial band 5 S .. 5 N (18 x 432 cells at 5/9 x 5/6 degree, 26 % land), read as the ``OSTIA`` schema;
 * ``netcdf``: a user's files (``path``: a directory of ``*.nc``, a glob or one file) in any schema of
-  :mod:`datamodules.ocean_io` (``names``: ``CMEMS`` default, ``DUACS``, ``NEMO``, ``POP``, ``HADISST``), lazily
+  :mod:`datamodules.ocean_io` (``names``: ``CMEMS`` default, ``DUACS``, ``NEMO``, ``POP``, ``HADISST``, ``OSTIA``), lazily
   opened and cut to ``region = [lat_min, lat_max, lon_min, lon_max]``.
 
 Tiles: ``tile x tile`` squares every ``tile_stride`` cells whose land fraction is at most ``max_land_fraction``
@@ -26,7 +29,7 @@ domain (ICLR 2021 sec. 5.3 / appendix D.1). ICML 2022's Pacific area (appendix A
 (time split ``split_fractions``).
 
 Tasks (``task``): ``velocity`` (u, v: a vector field) or ``temperature`` (a scalar field; needs a temperature variable,
-e.g. NEMO ``tos`` or HadISST ``sst``; the generated Mediterranean data have none).
+e.g. NEMO ``tos``, HadISST ``sst``, the ``ostia`` source; the generated Mediterranean data have none).
 """
 
 from __future__ import annotations
@@ -46,10 +49,10 @@ from symbench.fields import FieldLayout
 
 GENERATOR_REVISION = 1
 SCHEMAS = {"CMEMS": ocean_io.CMEMS, "DUACS": ocean_io.DUACS, "NEMO": ocean_io.NEMO, "POP": ocean_io.POP,
-           "HADISST": ocean_io.HADISST}
+           "HADISST": ocean_io.HADISST, "OSTIA": ocean_io.OSTIA}
 TASKS = {"velocity": (("u", "v"), FieldLayout.of("velocity:vector")),
          "temperature": (("temperature",), FieldLayout.of("temperature:scalar"))}
-Source = Literal["generated", "netcdf"]
+Source = Literal["generated", "ostia", "netcdf"]
 Box = tuple[float, float, float, float]  # lat_min, lat_max, lon_min, lon_max
 
 # Named region sets: (training boxes, test_domain boxes). ICLR 2021 sec. 5.3 gives (lon, lon, lat, lat) ranges:
@@ -151,8 +154,12 @@ class OceanDataModule(ForecastDataModule):
     ):
         kwargs.setdefault("test_splits", ("test_future", "test_domain"))
         super().__init__(**kwargs)
-        if source not in ("generated", "netcdf"):
-            raise ValueError(f"unknown ocean source {source!r}; choose generated or netcdf")
+        if source not in ("generated", "ostia", "netcdf"):
+            raise ValueError(f"unknown ocean source {source!r}; choose generated, ostia or netcdf")
+        if source == "ostia":
+            if task != "temperature":
+                raise ValueError("source='ostia' is sea-surface temperature: it needs --data.task temperature")
+            names = "OSTIA"
         if preset not in PRESETS:
             raise ValueError(f"unknown ocean preset {preset!r}; available presets: {', '.join(PRESETS)}")
         if source == "netcdf" and path is None:
@@ -199,6 +206,8 @@ class OceanDataModule(ForecastDataModule):
     def _files(self) -> str | Path:
         if self.source == "netcdf":
             return self.path  # type: ignore[return-value]
+        if self.source == "ostia":
+            return fetch.fetch(fetch.OSTIA_SST)  # type: ignore[return-value]
         if not (self.data_dir / "meta.json").is_file():
             raise store.DataNotFoundError(f"no ocean currents at {self.data_dir}; create them with "
                                           f"`symbench data generate ocean --preset {self.preset}`")

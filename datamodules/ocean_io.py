@@ -23,6 +23,7 @@ preset       variables               grid                         real file
 ``POP``      urot, vrot, t           2D lat2d/lon2d (nlat, nlon), Debian libncarg-data ``pop.nc``
                                      no time, no depth
 ``HADISST``  sst                     1D lat/lon (-180..180)       cartopy's ``HadISST1_SST_update.nc``
+``OSTIA``    surface_temperature (K) 1D latitude/longitude (0..360) iris-sample-data ``ostia_monthly.nc``
 ============ ======================= ============================ ============================================
 
 Laziness: each file is opened with ``xarray.open_dataset(cache=False)`` (with ``chunks={}`` when dask is installed),
@@ -107,6 +108,7 @@ NEMO = OceanNames(u="uos", v="vos", temperature="tos", ssh="zos", time="time_cou
                   lat="nav_lat", lon="nav_lon")
 POP = OceanNames(u="urot", v="vrot", temperature="t", ssh=None, time=None, depth=None, lat="lat2d", lon="lon2d")
 HADISST = OceanNames(u=None, v=None, temperature="sst", ssh=None, time="time", depth=None, lat="lat", lon="lon")
+OSTIA = OceanNames(u=None, v=None, temperature="surface_temperature", ssh=None, time="time", depth=None)
 
 
 @dataclass(frozen=True)
@@ -684,5 +686,5 @@ def write_cmems(path: str | Path, u: np.ndarray, v: np.ndarray, lat: np.ndarray,
 
 
 __all__ = [
-    "CMEMS", "DUACS", "HADISST", "NEMO", "POP", "OceanCoords", "OceanDataError", "OceanNames", "Region",
+    "CMEMS", "DUACS", "HADISST", "NEMO", "OSTIA", "POP", "OceanCoords", "OceanDataError", "OceanNames", "Region",
     "geostrophic_currents", "open_ocean", "read_fields", "tiles", "write_cmems"]

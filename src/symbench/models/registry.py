@@ -40,6 +40,7 @@ _RESNET, _UNET = "symbench.models.resnet:ResNet", "symbench.models.unet:UNet"
 _SMOKE = ("smoke-translation", "smoke-rotation", "smoke-scaling")
 _SMOKE_JET = _SMOKE + ("jetflow", "ocean-relaxed")  # ICML 2022 Tables 2 (jet flow) and 4 (ocean) reuse them
 _ICLR = ("rbc", "ocean")  # the ICLR 2021 models: RBC (Table 2) and ocean currents (Table 4)
+_ICLR_EQU = _ICLR + ("ocean-temperature",)  # plain and Equ models also on sea-surface temperature (Table 8)
 _AUGM_GROUPS = {"um": "uniform motions", "mag": "magnitudes", "rot": "quarter turns", "scale": "scalings"}
 
 
@@ -54,26 +55,26 @@ def _augm(backbone: str, target: str, title: str) -> list[ModelSpec]:
 _MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("resnet", _RESNET, "plain", _ICLR,
+        ModelSpec("resnet", _RESNET, "plain", _ICLR_EQU,
                   "18-layer ResNet of Wang et al. (ICLR 2021), widths w,w,2w,2w,4w,4w,8w,8w"),
         *_augm("resnet", _RESNET, "ResNet"),
-        ModelSpec("equ_um_resnet", "symbench.models.equ_um:EquUMResNet", "equivariant", _ICLR,
+        ModelSpec("equ_um_resnet", "symbench.models.equ_um:EquUMResNet", "equivariant", _ICLR_EQU,
                   "ResNet with uniform-motion equivariant convolutions (ICLR 2021 eq. 2; Prop. 3 residuals)"),
-        ModelSpec("equ_mag_resnet", "symbench.models.equ_mag:EquMagResNet", "equivariant", _ICLR,
+        ModelSpec("equ_mag_resnet", "symbench.models.equ_mag:EquMagResNet", "equivariant", _ICLR_EQU,
                   "ResNet with magnitude-equivariant MinMax-scaled convolutions, no batch norm (ICLR 2021 eq. 4)"),
-        ModelSpec("equ_rot_resnet", "symbench.models.equ_rot:EquRotResNet", "equivariant", _ICLR,
+        ModelSpec("equ_rot_resnet", "symbench.models.equ_rot:EquRotResNet", "equivariant", _ICLR_EQU,
                   "EquRot ResNet (ICLR 2021 sec. 3.3): C_N steerable convs (escnn, N=8), vector fields in and out"),
-        ModelSpec("equ_scale_resnet", "symbench.models.equ_scale:EquScaleResNet", "equivariant", _ICLR,
+        ModelSpec("equ_scale_resnet", "symbench.models.equ_scale:EquScaleResNet", "equivariant", _ICLR_EQU,
                   "EquScal ResNet (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
-        ModelSpec("unet", _UNET, "plain", _ICLR, "13-layer U-net of Wang et al. (ICLR 2021)"),
+        ModelSpec("unet", _UNET, "plain", _ICLR_EQU, "13-layer U-net of Wang et al. (ICLR 2021)"),
         *_augm("unet", _UNET, "U-net"),
-        ModelSpec("equ_um_unet", "symbench.models.equ_um:EquUMUNet", "equivariant", _ICLR,
+        ModelSpec("equ_um_unet", "symbench.models.equ_um:EquUMUNet", "equivariant", _ICLR_EQU,
                   "U-net with uniform-motion equivariant convolutions and mean-padded up-sampling (ICLR 2021 eq. 2)"),
-        ModelSpec("equ_mag_unet", "symbench.models.equ_mag:EquMagUNet", "equivariant", _ICLR,
+        ModelSpec("equ_mag_unet", "symbench.models.equ_mag:EquMagUNet", "equivariant", _ICLR_EQU,
                   "U-net with magnitude-equivariant MinMax-scaled convolutions (ICLR 2021 eq. 4)"),
-        ModelSpec("equ_rot_unet", "symbench.models.equ_rot:EquRotUNet", "equivariant", _ICLR,
+        ModelSpec("equ_rot_unet", "symbench.models.equ_rot:EquRotUNet", "equivariant", _ICLR_EQU,
                   "EquRot U-net (ICLR 2021 sec. 3.3): C_N steerable convs, pool+conv down, transposed convs up"),
-        ModelSpec("equ_scale_unet", "symbench.models.equ_scale:EquScaleUNet", "equivariant", _ICLR,
+        ModelSpec("equ_scale_unet", "symbench.models.equ_scale:EquScaleUNet", "equivariant", _ICLR_EQU,
                   "EquScal U-net (ICLR 2021 sec. 3.5): group correlation over 4 kernel scales x translations"),
         # ICML 2022 smoke benchmarks (Table 1): one name per model; `symmetry` (translation / rotation / scaling)
         # picks the group, and every model is sized to ConvNet's parameter count at the same width.
