@@ -14,8 +14,8 @@ Sources (one benchmark, the same reader):
   iris-sample-data ships (:data:`datamodules.fetch.OSTIA_SST`): 54 monthly mean maps, 2006-04 .. 2010-09, of the
   equatorial band 5 S .. 5 N (18 x 432 cells at 5/9 x 5/6 degree, 26 % land), read as the ``OSTIA`` schema;
 * ``netcdf``: a user's files (``path``: a directory of ``*.nc``, a glob or one file) in any schema of
-  :mod:`datamodules.ocean_io` (``names``: ``CMEMS`` default, ``DUACS``, ``NEMO``, ``POP``, ``HADISST``, ``OSTIA``), lazily
-  opened and cut to ``region = [lat_min, lat_max, lon_min, lon_max]``.
+  :mod:`datamodules.ocean_io` (``names``: ``CMEMS`` default, ``DUACS``, ``NEMO``, ``POP``, ``HADISST``, ``OSTIA``),
+  lazily opened and cut to ``region = [lat_min, lat_max, lon_min, lon_max]``.
 
 Tiles: ``tile x tile`` squares every ``tile_stride`` cells whose land fraction is at most ``max_land_fraction``
 (:func:`~datamodules.ocean_io.tiles`); a cell is land if it is invalid on any day. Each tile is one trajectory and

@@ -10,7 +10,8 @@ magnitude above the ConvNet budget this suite matches, so the kernel field here 
 unfold into ``k^2`` shifted copies). The maps live on a ``g x g`` grid bilinearly interpolated (corners aligned) to
 the ``grid_size x grid_size`` input: ``g = grid_size`` when ``R g^2`` per layer fits in a quarter of the budget,
 otherwise the largest ``g`` that does (:func:`coefficient_map_size`), so that small widths on large grids still match
-the budget. On a rectangular ``(H, W)`` grid the maps are ``(min(H, g), min(W, g))``. The maps start constant (``R^-1/2``): at initialisation the layer is a convolution.
+the budget. On a rectangular ``(H, W)`` grid the maps are ``(min(H, g), min(W, g))``. The maps start constant
+(``R^-1/2``): at initialisation the layer is a convolution.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ class Equiv(nn.Module):
     """
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, group_order: int = DEFAULT_GROUP_ORDER,
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64,
+                 group_order: int = DEFAULT_GROUP_ORDER,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0) -> None:
         super().__init__()
         check_symmetry("Equiv", symmetry, extra=("magnitude",))

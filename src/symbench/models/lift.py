@@ -55,7 +55,8 @@ class Lift(nn.Module):
     (module docstring). Runs on any grid; ``grid_size`` only caps the encoder's pooled grid."""
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, group_order: int = DEFAULT_GROUP_ORDER,
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64,
+                 group_order: int = DEFAULT_GROUP_ORDER,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0,
                  pool_size: int = POOL_SIZE) -> None:
         super().__init__()

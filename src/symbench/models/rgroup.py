@@ -190,7 +190,8 @@ def _rotation(hidden: tuple[int, ...], *, in_frames: int, layout: FieldLayout, k
 
 
 def _translation(hidden: tuple[int, ...], *, in_frames: int, layout: FieldLayout, kernel_size: int, banks: int,
-                 relaxed: bool, grid_size: GridSize, relax_grid: GridSize | None, padding_mode: str, **_: object) -> Layers:
+                 relaxed: bool, grid_size: GridSize, relax_grid: GridSize | None, padding_mode: str,
+                 **_: object) -> Layers:
     def conv(c_in: int, c_out: int, last: bool) -> nn.Module:
         if relaxed:
             return RelaxedTranslationConv2d(c_in, c_out, kernel_size, grid_size, banks, relax_grid, last,

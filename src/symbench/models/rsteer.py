@@ -40,7 +40,8 @@ class RSteerNet(nn.Module):
     """
 
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
-                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64, group_order: int = DEFAULT_GROUP_ORDER,
+                 layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64,
+                 group_order: int = DEFAULT_GROUP_ORDER,
                  ranks: int = 1, relax_grid: GridSize | None = None, relaxed: bool = True, padding_mode: str = "zeros",
                  hidden: Sequence[int] | None = None) -> None:
         super().__init__()

@@ -24,9 +24,9 @@ from symbench.models.sesn import ScaleSteerableNet
 
 
 class RSteerTS(ScaleSteerableNet):
-    """RSteerTS forecaster ``(B, T_in, C, H, W) -> (B, C, H, W)`` on the ``grid_size`` grid (one side or ``(H, W)``): relaxed scale
-    steerable convolutions with ``ranks`` (``R`` of eq. 9, default 2) kernels mixed per pixel; every other option as
-    :class:`~symbench.models.sesn.ScaleSteerableNet`."""
+    """RSteerTS forecaster ``(B, T_in, C, H, W) -> (B, C, H, W)`` on the ``grid_size`` grid (one side or
+    ``(H, W)``): relaxed scale steerable convolutions with ``ranks`` (``R`` of eq. 9, default 2) kernels mixed per
+    pixel; every other option as :class:`~symbench.models.sesn.ScaleSteerableNet`."""
 
     model_name = "RSteerTS"
 
