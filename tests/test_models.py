@@ -206,7 +206,8 @@ def test_augm_entries_are_their_backbone_with_a_training_augmentation(name: str)
     _, group, backbone = name.split("_")
     assert spec(name).target == spec(backbone).target
     assert spec(name).data == {"augment": group}
-    assert spec(name).benchmarks == spec(backbone).benchmarks
+    # everywhere the backbone runs, except the temperature benchmark: ICLR 2021 Table 8 has no Augm column
+    assert spec(name).benchmarks == tuple(b for b in spec(backbone).benchmarks if b != "ocean-temperature")
 
 
 @pytest.mark.parametrize("hparams", [{"width": 6}, {"kernel_size": 4}])
