@@ -213,53 +213,52 @@ class OceanDataModule(ForecastDataModule):
                                           f"`symbench data generate ocean --preset {self.preset}`")
         return self.data_dir
 
-    def _tile(self, ds, region: ocean_io.Region | None) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]],
-                                                                   list[tuple[float, float]]]:
-        """One region read (lazily: only its cells) and cut into tiles: ``(array (T, C, H, W), land-free mask,
-        tile origins, each tile's (west, east) longitude)``."""
+    def _tile(self, ds, region: ocean_io.Region | None) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                                   list[tuple[int, int]], list[tuple[float, float]]]:
+        """One region read (lazily: only its cells) and cut into tiles: ``(tiles (T, C, s, s), their land-free masks
+        (s, s), tile origins, each tile's (west, east) longitude)``."""
         names = SCHEMAS[self.names]
         array, mask, coords = ocean_io.read_fields(ds, names, region, TASKS[self.task][0], self.depth_index)
         land_free = mask if mask.ndim == 2 else mask.all(axis=0)
-        t = self.tiling
-        if region is not None and min(land_free.shape) < t.tile:
+        size = self.tiling.tile
+        if region is not None and min(land_free.shape) < size:
             raise ValueError(f"region {[region.lat_min, region.lat_max, region.lon_min, region.lon_max]} is "
-                             f"{land_free.shape[0]}x{land_free.shape[1]} cells, smaller than a {t.tile}x{t.tile} tile")
-        origins = ocean_io.tiles(array, land_free, t.tile, t.tile_stride, t.max_land_fraction)
+                             f"{land_free.shape[0]}x{land_free.shape[1]} cells, smaller than a {size}x{size} tile")
+        origins = ocean_io.tiles(array, land_free, size, self.tiling.tile_stride, self.tiling.max_land_fraction)
         lon = np.asarray(coords.lon)
         lon = lon if lon.ndim == 1 else lon.mean(axis=0)  # curvilinear: the mean longitude of each column
         lon = np.unwrap(lon, period=360.0)  # columns run eastwards: keep a dateline crossing monotone
-        spans = [(float(lon[c]), float(lon[c + t.tile - 1])) for _, c in origins]
-        return array, land_free, origins, spans
+        spans = [(float(lon[c]), float(lon[c + size - 1])) for _, c in origins]
+        tiles = [array[:, :, r:r + size, c:c + size] for r, c in origins]
+        masks = [land_free[r:r + size, c:c + size] for r, c in origins]
+        return tiles, masks, origins, spans
 
     def _read(self) -> tuple[np.ndarray, np.ndarray, FieldLayout]:
         if self._cache is None:
             variables, layout = TASKS[self.task]
             ds = ocean_io.open_ocean(self._files(), SCHEMAS[self.names], list(variables))
-            size = self.tiling.tile
-            tiles, masks = [], []
             if self.train_regions is None:
-                array, land_free, origins, spans = self._tile(ds, self.region)
+                tiles, masks, origins, spans = self._tile(ds, self.region)
                 keep, self._domain = self._split_by_longitude(spans)
-                self.origins, self.tile_region = [origins[i] for i in keep], [0] * len(keep)
-                self.tile_lon = [spans[i] for i in keep]
-                tiles = [array[:, :, r:r + size, c:c + size] for r, c in self.origins]
-                masks = [land_free[r:r + size, c:c + size] for r, c in self.origins]
+                tiles, masks = [tiles[i] for i in keep], [masks[i] for i in keep]
+                self.origins, self.tile_lon = [origins[i] for i in keep], [spans[i] for i in keep]
+                self.tile_region = [0] * len(keep)
             else:
-                self.origins, self.tile_region, self.tile_lon, self._domain = [], [], [], []
-                boxes = self.train_regions + self.domain_regions  # type: ignore[operator]
-                for index, box in enumerate(boxes):
-                    array, land_free, origins, spans = self._tile(ds, ocean_io.Region(*box))
+                tiles, masks, self.origins, self.tile_lon, self.tile_region = [], [], [], [], []
+                for index, box in enumerate(self.train_regions + self.domain_regions):  # type: ignore[operator]
+                    region_tiles, region_masks, origins, spans = self._tile(ds, ocean_io.Region(*box))
                     if not origins:
+                        size = self.tiling.tile
                         raise ValueError(f"region {list(box)} holds no {size}x{size} tile with at most "
                                          f"{self.tiling.max_land_fraction:.0%} land; lower tile or raise "
                                          "max_land_fraction")
-                    if index >= len(self.train_regions):  # type: ignore[arg-type]
-                        self._domain += range(len(self.origins), len(self.origins) + len(origins))
+                    tiles += region_tiles
+                    masks += region_masks
                     self.origins += origins
-                    self.tile_region += [index] * len(origins)
                     self.tile_lon += spans
-                    tiles += [array[:, :, r:r + size, c:c + size] for r, c in origins]
-                    masks += [land_free[r:r + size, c:c + size] for r, c in origins]
+                    self.tile_region += [index] * len(origins)
+                n_train = len(self.train_regions)  # type: ignore[arg-type]
+                self._domain = [i for i, region in enumerate(self.tile_region) if region >= n_train]
             self._cache = (np.ascontiguousarray(np.stack(tiles)), np.stack(masks), layout)
         return self._cache
 

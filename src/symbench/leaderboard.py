@@ -83,6 +83,12 @@ def render_markdown(benchmark: str, rows: Sequence[dict[str, str]], model_order:
     return "\n".join(lines)
 
 
+def _bold_lowest(row: Sequence[Cell | None], empty: str) -> list[str]:
+    """The cells of one table row as text, the lowest mean in bold and ``empty`` where a cell is missing."""
+    best = min((c.mean for c in row if c), default=None)
+    return [empty if c is None else (f"**{c}**" if c.mean == best else str(c)) for c in row]
+
+
 def _horizon_cell(cells, horizon_rows, preset, model, split, metric) -> Cell | None:
     hs = {r["horizon"] for r in horizon_rows if (r["model"], r["split"], r["metric"]) == (model, split, metric)}
     return cells.get((preset, model, split, metric, next(iter(hs)))) if hs else None
@@ -179,11 +185,9 @@ def _paper_layout_table(benchmark, prows, cells, preset) -> list[str]:
              "data (not the same data, so only orderings compare):", "",
              "| split | " + " | ".join(t for t, _ in ICML_RELAXED_COLUMNS) + " |",
              "|" + "---|" * (len(ICML_RELAXED_COLUMNS) + 1)]
-    for split, values in paper.items():
+    for split in paper:
         row = [_horizon_cell(cells, prows, preset, model, split, "rmse") for _, model in ICML_RELAXED_COLUMNS]
-        best = min((c.mean for c in row if c), default=None)
-        text = ["missing" if c is None else (f"**{c}**" if c.mean == best else str(c)) for c in row]
-        lines.append(f"| {SPLIT_TITLES[split]} | " + " | ".join(text) + " |")
+        lines.append(f"| {SPLIT_TITLES[split]} | " + " | ".join(_bold_lowest(row, "missing")) + " |")
     for split, values in paper.items():
         lines.append(f"| paper {SPLIT_TITLES[split]} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return lines + [""]
@@ -260,9 +264,7 @@ def render_table1(rows_by_symmetry: dict[str, Sequence[dict[str, str]]], preset:
             sources = [TABLE1_COLUMN_MODEL.get((symmetry, model), model) for model in models]
             row = [next((c for (p, m, s, met, h), c in cells.items() if m == source and s == split), None)
                    for source in sources]
-            best = min((c.mean for c in row if c), default=None)
-            text = ["" if c is None else (f"**{c}**" if c.mean == best else str(c)) for c in row]
-            lines.append(f"| {symmetry} | {SPLIT_TITLES[split]} | " + " | ".join(text) + " |")
+            lines.append(f"| {symmetry} | {SPLIT_TITLES[split]} | " + " | ".join(_bold_lowest(row, "")) + " |")
     lines += ["", "The paper's Table 1 (ICML 2022; 64x64, < 1e7 parameters, 3 runs):", "",
               "| symmetry | split | " + " | ".join(TABLE1_MODELS) + " |", "|" + "---|" * (len(TABLE1_MODELS) + 2)]
     for symmetry, splits in PAPER_TABLE1.items():
