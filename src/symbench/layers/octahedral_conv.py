@@ -99,6 +99,13 @@ def _conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, padding_mode: str) -
     return F.conv3d(F.pad(x, (pad,) * 6, mode=padding_mode), weight, bias)
 
 
+def typed_fields(fields: int | FieldLayout) -> tuple[FieldLayout | list, int]:
+    """``(layout, channels)`` of a channel count of scalars (layout ``[]``) or of a 3D :class:`FieldLayout`."""
+    if isinstance(fields, FieldLayout):
+        return fields, fields.channels
+    return [], int(fields)
+
+
 class _OctahedralLayer(nn.Module):
     """Group bookkeeping, bias and the conv call shared by the layers."""
 
@@ -113,6 +120,19 @@ class _OctahedralLayer(nn.Module):
         self.group_order = len(self.elements)
         self.out_channels, self.kernel_size, self.padding_mode = out_channels, kernel_size, padding_mode
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def _register_gather(self, layout: FieldLayout | list, channels: int) -> None:
+        """Buffers of :func:`lift_gather_table` for one kernel per ``channels`` typed channels (the lift's input,
+        the projection's output)."""
+        index, sign = lift_gather_table(self.elements, self.kernel_size, layout, channels)
+        self.register_buffer("index", index.reshape(-1), persistent=False)
+        self.register_buffer("sign", sign.reshape(-1), persistent=False)
+        self.has_vectors = bool((sign < 0).any())
+
+    def _gathered(self, rows: int) -> Tensor:
+        """``weight`` as ``rows`` rows of ``T_g psi`` for every ``g`` (the gather, then the vector signs)."""
+        kernels = self.weight.reshape(rows, -1)[:, self.index]
+        return kernels * self.sign.to(kernels.dtype) if self.has_vectors else kernels
 
     def _init_uniform(self, weight: nn.Parameter, fan_in: int) -> None:
         # PyTorch's conv init, U(+-1/sqrt(fan_in)), with the fan-in of one output channel.
@@ -147,15 +167,9 @@ class OctahedralLift3d(_OctahedralLayer):
     def __init__(self, in_channels: int | FieldLayout, out_channels: int, kernel_size: int = 3,
                  group: GroupSpec = "O", padding_mode: str = "zeros", bias: bool = False) -> None:
         super().__init__(out_channels, kernel_size, group, padding_mode, bias)
-        if isinstance(in_channels, FieldLayout):
-            layout, channels = in_channels, in_channels.channels
-        else:
-            layout, channels = [], int(in_channels)
+        layout, channels = typed_fields(in_channels)
         self.layout, self.in_channels = layout, channels
-        index, sign = lift_gather_table(self.elements, kernel_size, layout, channels)
-        self.register_buffer("index", index.reshape(-1), persistent=False)
-        self.register_buffer("sign", sign.reshape(-1), persistent=False)
-        self.has_vectors = bool((sign < 0).any())
+        self._register_gather(layout, channels)
         self.weight = nn.Parameter(torch.empty(out_channels, channels, kernel_size, kernel_size, kernel_size))
         self._init_uniform(self.weight, channels * kernel_size**3)
 
@@ -170,10 +184,7 @@ class OctahedralLift3d(_OctahedralLayer):
     def expanded(self) -> Tensor:
         """``(C_out * |G|, C_in, k, k, k)``: ``T_g psi`` for every ``g`` (channel-major)."""
         c_out, k = self.out_channels, self.kernel_size
-        kernels = self.weight.reshape(c_out, -1)[:, self.index]
-        if self.has_vectors:
-            kernels = kernels * self.sign.to(kernels.dtype)
-        return kernels.view(c_out * self.group_order, self.in_channels, k, k, k)
+        return self._gathered(c_out).view(c_out * self.group_order, self.in_channels, k, k, k)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._run(x, self.expanded())
@@ -203,19 +214,13 @@ class OctahedralProject3d(_OctahedralLayer):
 
     def __init__(self, in_channels: int, out_channels: int | FieldLayout, kernel_size: int = 3,
                  group: GroupSpec = "O", padding_mode: str = "zeros", upsample: bool = False) -> None:
-        if isinstance(out_channels, FieldLayout):
-            layout, channels = out_channels, out_channels.channels
-        else:
-            layout, channels = [], int(out_channels)
+        layout, channels = typed_fields(out_channels)
         if upsample and kernel_size != 4:
             raise ValueError(f"an upsampling projection needs kernel_size=4 (stride 2, padding 1), got {kernel_size}")
         super().__init__(channels, kernel_size, group, padding_mode, bias=False, odd_kernel=not upsample)
         self.upsample = upsample
         self.layout, self.in_channels = layout, in_channels
-        index, sign = lift_gather_table(self.elements, kernel_size, layout, channels)
-        self.register_buffer("index", index.reshape(-1), persistent=False)
-        self.register_buffer("sign", sign.reshape(-1), persistent=False)
-        self.has_vectors = bool((sign < 0).any())
+        self._register_gather(layout, channels)
         self.weight = nn.Parameter(torch.empty(in_channels, channels, kernel_size, kernel_size, kernel_size))
         self._init_uniform(self.weight, in_channels * self.group_order * kernel_size**3)
 
@@ -231,10 +236,7 @@ class OctahedralProject3d(_OctahedralLayer):
         """``(C_in * |G|, C_out, k, k, k)``: row ``c * |G| + g`` holds ``T_g psi_c`` (the layout of a transposed
         convolution's weight; a convolution takes its transpose)."""
         c_in, c_out, k, n = self.in_channels, self.out_channels, self.kernel_size, self.group_order
-        kernels = self.weight.reshape(c_in, -1)[:, self.index]
-        if self.has_vectors:
-            kernels = kernels * self.sign.to(kernels.dtype)
-        return kernels.view(c_in * n, c_out, k, k, k)
+        return self._gathered(c_in).view(c_in * n, c_out, k, k, k)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.upsample:
