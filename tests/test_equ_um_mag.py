@@ -15,12 +15,13 @@ from torch import Tensor, nn
 
 from symbench.fields import VELOCITY_2D, FieldLayout
 from symbench.layers import stack_frames
-from symbench.layers.magnitude import MagnitudeConv2d, MagnitudeConvTranspose2d, window_max
+from symbench.layers.magnitude import MagnitudeConv2d, MagnitudeConvTranspose2d, channel_extremes, window_max
 from symbench.layers.uniform_motion import (
     MotionComponents,
     UniformMotionConv2d,
     UniformMotionConvTranspose2d,
     box_mean,
+    pad,
 )
 from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
 from symbench.models import build
@@ -196,6 +197,39 @@ def test_window_max_is_max_pooling_with_and_without_autograd(kernel_size: int, s
     torch.testing.assert_close(window_max(x, kernel_size, stride, padding), expected, rtol=0, atol=0)
     with torch.no_grad():
         torch.testing.assert_close(window_max(x, kernel_size, stride, padding), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("size", [6, 16, 21])
+@pytest.mark.parametrize("p", [1, 2])
+def test_replicate_pad_matches_torch_forward_and_backward(size: int, p: int) -> None:
+    x = torch.randn(2, 3, size, size + 1, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(2, 3, size + 2 * p, size + 1 + 2 * p, dtype=torch.float64)
+    expected = F.pad(x, (p,) * 4, mode="replicate")
+    (expected_grad,) = torch.autograd.grad(expected, x, grad_out)
+    padded = pad(x, p, "replicate")
+    (grad,) = torch.autograd.grad(padded, x, grad_out)
+    torch.testing.assert_close(padded, expected, rtol=0, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_channel_extremes_have_the_values_and_gradient_of_amax_and_amin(ties: bool) -> None:
+    """The hand-written backward spreads the gradient over tied channels exactly as ``amax`` / ``amin`` do (ReLU
+    outputs tie at 0 for the minimum; a constant pixel ties everywhere)."""
+    x = torch.randn(3, 7, 5, 6, dtype=torch.float64)
+    if ties:
+        x = x.relu()
+        x[:, :, 0, 0] = 2.0
+    x.requires_grad_(True)
+    weights = torch.randn(3, 2, 5, 6, dtype=torch.float64)
+    reference = torch.cat([x.amax(1, keepdim=True), -x.amin(1, keepdim=True)], 1)
+    (expected,) = torch.autograd.grad((reference * weights).sum(), x)
+    values = channel_extremes(x)
+    (grad,) = torch.autograd.grad((values * weights).sum(), x)
+    torch.testing.assert_close(values, reference, rtol=0, atol=0)
+    torch.testing.assert_close(grad, expected, rtol=1e-14, atol=1e-14)
+    if ties:
+        assert grad[0, :, 0, 0].abs().max() < weights[0, :, 0, 0].abs().max()  # spread, not copied, over 7 ties
 
 
 @pytest.mark.parametrize("size, kernel_size, stride", [(40, 3, 1), (40, 5, 1), (40, 3, 2), (9, 3, 1), (8, 2, 1)])
