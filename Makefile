@@ -122,7 +122,8 @@ speed: setup
 
 # Cost of each symmetry: Equ variants vs plain models of equal parameters / equal arithmetic (results/speed/).
 symmetry-cost: setup
-	$(PY) benchmarks/symmetry_cost.py --size 32 --width 8 --batch 16 --frames 10 --group-order 8 --out results/speed
+	$(PY) benchmarks/symmetry_cost.py --size 32 --width 8 --batch 16 --frames 10 --group-order 8 --repeats 15 \
+		--out results/speed
 	$(PY) benchmarks/symmetry_cost.py --backbones unet --size 64 --width 64 --frames 25 --batch 16 --group-order 8 \
 		--out results/speed --name symmetry_cost_unet_paper
 

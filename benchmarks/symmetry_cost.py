@@ -85,7 +85,7 @@ def measure(args: argparse.Namespace) -> list[Cost]:
     for backbone in args.backbones:
         models[backbone] = build(backbone, in_frames=args.frames, layout=layout, width=args.width)
         steps[backbone] = (backbone, x, target)
-        for v in VARIANTS:
+        for v in args.variants:
             hp = {"group_order": args.group_order} if v == "rot" else {}
             key = f"equ_{v}_{backbone}"
             models[key] = build(key, in_frames=args.frames, layout=layout, width=args.width, **hp)
@@ -142,6 +142,8 @@ def markdown(costs: list[Cost], args: argparse.Namespace) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backbones", nargs="+", default=["resnet", "unet"], choices=["resnet", "unet"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                   help="which Equ variants to time (all four by default)")
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--size", type=int, default=32, help="grid H = W")
     p.add_argument("--batch", type=int, default=16)
