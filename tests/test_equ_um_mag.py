@@ -20,6 +20,7 @@ from symbench.layers.uniform_motion import (
     MotionComponents,
     UniformMotionConv2d,
     UniformMotionConvTranspose2d,
+    _ReplicatePad,
     box_mean,
     pad,
 )
@@ -199,17 +200,18 @@ def test_window_max_is_max_pooling_with_and_without_autograd(kernel_size: int, s
         torch.testing.assert_close(window_max(x, kernel_size, stride, padding), expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("size", [6, 16, 21])
+@pytest.mark.parametrize("channels", [3, 2000])  # below and (at 16 x 17) above REPLICATE_FOLD_MIN elements
+@pytest.mark.parametrize("size", [6, 16])
 @pytest.mark.parametrize("p", [1, 2])
-def test_replicate_pad_matches_torch_forward_and_backward(size: int, p: int) -> None:
-    x = torch.randn(2, 3, size, size + 1, dtype=torch.float64, requires_grad=True)
-    grad_out = torch.randn(2, 3, size + 2 * p, size + 1 + 2 * p, dtype=torch.float64)
+def test_replicate_pad_matches_torch_forward_and_backward(channels: int, size: int, p: int) -> None:
+    x = torch.randn(2, channels, size, size + 1, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(2, channels, size + 2 * p, size + 1 + 2 * p, dtype=torch.float64)
     expected = F.pad(x, (p,) * 4, mode="replicate")
     (expected_grad,) = torch.autograd.grad(expected, x, grad_out)
-    padded = pad(x, p, "replicate")
-    (grad,) = torch.autograd.grad(padded, x, grad_out)
-    torch.testing.assert_close(padded, expected, rtol=0, atol=0)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
+    for padded in (pad(x, p, "replicate"), _ReplicatePad.apply(x, p)):  # the dispatch, and the fold at every size
+        (grad,) = torch.autograd.grad(padded, x, grad_out)
+        torch.testing.assert_close(padded, expected, rtol=0, atol=0)
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("ties", [False, True])
