@@ -77,9 +77,7 @@ class _ChannelExtremes(torch.autograd.Function):
 def channel_extremes(x: Tensor) -> Tensor:
     """``(B, 2, H, W)``: the largest value over the channels of ``x (B, C, H, W)`` and minus the smallest. The
     extremes of a channel concatenation are the ``torch.maximum`` of those of its parts."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _ChannelExtremes.apply(x)
-    return torch.cat([x.amax(1, keepdim=True), -x.amin(1, keepdim=True)], 1)
+    return _ChannelExtremes.apply(x)  # without autograd only its forward runs, and no graph is kept
 
 
 def block_range(extremes: Tensor, kernel_size: int, stride: int, padding: int) -> Tensor:
