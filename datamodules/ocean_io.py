@@ -3,7 +3,7 @@
 Why: the ocean benchmarks cut sub-regions of real daily surface-current maps (Copernicus Marine / NEMO output) into
 square tiles. Those files are large (a year of global 1/12 degree maps is tens of GB) and come in several schemas,
 so this module opens them lazily, reads only the selected region / level / time steps, and returns arrays in the
-suite's conventions (``DESIGN.md`` section 2):
+suite's conventions (README, "Conventions"):
 
 - fields are float32 ``(T, C, H, W)``; axis -1 is x (east), axis -2 is y and ROWS RUN TOWARDS -y: row 0 is the
   northernmost row (files whose latitude increases with the row index are flipped);

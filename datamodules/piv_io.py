@@ -2,7 +2,7 @@
 
 Why: the jet-flow benchmarks train on time-resolved planar PIV measurements, which reach us in the exchange formats
 of the PIV packages. This module reads one field per file into a :class:`PIVField` (and a time-ordered set of files
-into a :class:`PIVSeries`) in the suite's conventions (``DESIGN.md`` section 2):
+into a :class:`PIVSeries`) in the suite's conventions (README, "Conventions"):
 
 - arrays are ``(H, W)`` indexed (row, col); axis -1 is x (columns run towards +x) and ROWS RUN TOWARDS -y: row 0 is
   the largest y (the top, as in an image). Files stored the other way round are flipped; flipping the grid order

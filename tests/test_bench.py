@@ -66,7 +66,8 @@ def test_horizon_rmse_is_the_root_of_the_mean_squared_per_step_rmse(tiny_bench):
 
 
 def test_test_metrics_come_from_the_best_validation_checkpoint(tiny_bench, tiny_root):
-    """The reference code kept a reference to the live model, not the best one; we test the best checkpoint."""
+    """Rose-STL-Lab/Equivariant-Net kept a reference to the live model, not the best one; we test the best
+    checkpoint."""
     run_dir = next((tiny_bench / "runs" / "rbc" / "tiny" / "resnet").iterdir())
     best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
     with open(next(run_dir.glob("logs/version_*/metrics.csv"))) as f:

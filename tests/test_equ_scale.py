@@ -270,7 +270,7 @@ def test_every_parameter_gets_gradient(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", MODELS)
 def test_training_and_evaluation_differ_only_by_the_normalisation_statistics(kind: str) -> None:
-    """The lifting is part of forward (the reference code lifted in its training loop only): with the running
+    """The lifting is part of forward (Rose-STL-Lab/Equivariant-Net lifted in its training loop only): with the running
     statistics set to the batch's own, the training and evaluation forwards agree."""
     torch.manual_seed(0)
     model = MODELS[kind](T_IN, VELOCITY_2D, width=4)

@@ -143,7 +143,8 @@ def test_parameter_count_matches_the_reference_architecture(name: str, width: in
 def test_paper_size_parameter_count_is_near_table_6(name: str) -> None:
     count = n_params(build(name, in_frames=25, layout=VELOCITY_2D, width=64))
     print(f"{name}: {count / 1e6:.2f} M parameters at the paper size (Table 6: {PAPER_PARAMS[name] / 1e6:.1f} M)")
-    # The reference ResNet has 12.57 M (its 3x3 projection skips: 1x1 ones would give 11.17 M), hence 15 %.
+    # The ResNet of Rose-STL-Lab/Equivariant-Net has 12.57 M (its 3x3 projection skips: 1x1 ones would give
+    # 11.17 M), hence 15 %.
     assert abs(count / PAPER_PARAMS[name] - 1) < 0.15
 
 

@@ -371,8 +371,9 @@ def test_bad_arguments() -> None:
 
 @pytest.mark.parametrize("symmetry", ["rotation", "translation", "scaling"])
 def test_stacked_layers_are_not_linear(symmetry: str) -> None:
-    """The activation is applied between the relaxed layers (the reference RGroup never applied it: anchor-code
-    §3.2): an affine map (convolutions and evaluation-mode batch norms alone) has f(x) + f(-x) = 2 f(0)."""
+    """The activation is applied between the relaxed layers (the RGroup of
+    Rose-STL-Lab/Approximately-Equivariant-Nets never applied it): an affine map (convolutions and evaluation-mode
+    batch norms alone) has f(x) + f(-x) = 2 f(0)."""
     model = small_model(symmetry)
     x = randn(2, T_IN, VELOCITY_DENSITY.channels, GRID, GRID)
     settle(model, torch.cat([x, -x]))
@@ -383,8 +384,9 @@ def test_stacked_layers_are_not_linear(symmetry: str) -> None:
 
 @pytest.mark.parametrize("symmetry", ["rotation", "scaling"])
 def test_non_square_grids_keep_rows_and_columns(symmetry: str) -> None:
-    """(H, W) is read as (H, W) (the reference lifting layer swapped them, silently wrong on non-square grids):
-    on an 8 x 12 grid the output is 8 x 12 and, with equal weights, commutes with the half turn."""
+    """(H, W) is read as (H, W) (the lifting layer of Rose-STL-Lab/Approximately-Equivariant-Nets swapped them,
+    silently wrong on non-square grids): on an 8 x 12 grid the output is 8 x 12 and, with equal weights, commutes with
+    the half turn."""
     model = small_model(symmetry)
     x = randn(2, T_IN, VELOCITY_DENSITY.channels, 8, 12)
     settle(model, x)

@@ -112,7 +112,7 @@ def test_smoothness_penalty_is_the_finite_difference_norm_over_the_kernel_grid()
         w[..., angle_bins(3)[0]] += 2.0  # the top-left tap of every basis element
         # the top-left tap differs from its right and lower neighbours by 2: 2 * 2 per basis element
         assert conv.regularization_loss().item() == pytest.approx(4.0 * w.shape[-2])
-        w.mul_(3.0)  # linear in w: no squaring (anchor-code §3.4)
+        w.mul_(3.0)  # linear in w: no squaring (Rose-STL-Lab/Approximately-Equivariant-Nets squared it)
         assert conv.regularization_loss().item() == pytest.approx(12.0 * w.shape[-2])
 
 

@@ -72,7 +72,8 @@ class _Penalised(torch.nn.Module):
 
 
 def test_regulariser_enters_the_loss_linearly_with_alpha(monkeypatch):
-    """alpha * R, not (alpha * R)^2 (the reference code squared it, anchor-code §3.4), and not silently skipped."""
+    """alpha * R, not (alpha * R)^2 (Rose-STL-Lab/Approximately-Equivariant-Nets squared it), and not silently
+    skipped."""
     monkeypatch.setattr(models, "build", lambda *a, **k: _Penalised())
     x = torch.zeros(2, 3, 2, 4, 4)
     batch = (x, torch.zeros(2, 1, 2, 4, 4))

@@ -1,8 +1,9 @@
 """Fit for a fixed number of optimiser steps and test the checkpoint of lowest validation score.
 
-The studies outside the leaderboard benchmarks (digits, 3D super-resolution) train many small models; each run
-validates ``evals`` times, keeps the best checkpoint in a temporary folder (never the live model: the ICLR 2021 and
-ICML 2022 reference code tested whatever the last epoch left, see ``anchor-code.md`` §7.1) and tests it.
+The studies outside the leaderboard benchmarks (digits, 3D super-resolution) train many small models; each run validates
+``evals`` times, keeps the best checkpoint in a temporary folder (never the live model: the ICLR 2021 and ICML 2022
+code, Rose-STL-Lab/Equivariant-Net and Rose-STL-Lab/Approximately-Equivariant-Nets, tested whatever the last epoch left)
+and tests it.
 """
 
 from __future__ import annotations

@@ -13,10 +13,11 @@ directly with the same budget). In evaluation mode on the held-out windows it ge
 
     E_model = mean_{x, k = 1..3} mean |f(rot90(x, k)) - rot90(f(x), k)|,
 
-(anchor-code §4.1: one step, mean over samples and the three non-trivial rotations), and the one-step test RMSE, both
-in simulation units like the data equivariance error ``E_data`` (:func:`datamodules.smoke_levels.
-data_equivariance_error`). The data are normalised for training by one RMS scale per field (a vector field's from
-its norm), which commutes with rotations, and the trained network is evaluated through the inverse scaling.
+(as in Rose-STL-Lab/Approximately-Equivariant-Nets's ``run_equiv_test.py``: one step, mean over samples and the three
+non-trivial rotations), and the one-step test RMSE, both in simulation units like the data equivariance error ``E_data``
+(:func:`datamodules.smoke_levels.data_equivariance_error`). The data are normalised for training by one RMS scale per
+field (a vector field's from its norm), which commutes with rotations, and the trained network is evaluated through the
+inverse scaling.
 
 Outputs under ``results/levels/``: ``levels_<preset>.csv`` (one row per level), ``levels_<preset>.md`` (the table and
 the Spearman rank correlation of each model's ``E_model`` with ``E_data`` over the levels) and ``levels_<preset>.png``

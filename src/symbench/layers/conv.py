@@ -43,7 +43,7 @@ class ConvNormAct(nn.Sequential):
     """``LeakyReLU(BN(conv_k(x)))`` with 'same' padding.
 
     The convolution has no bias: batch normalisation subtracts the per-channel mean, so a bias before it gets a zero
-    gradient and is never trained (the reference code keeps one; it only adds dead parameters).
+    gradient and is never trained (Rose-STL-Lab/Equivariant-Net keeps one; it only adds dead parameters).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding_mode: str = "zeros") -> None:

@@ -10,8 +10,8 @@ the activations used here (ReLU, LeakyReLU, identity) are positively homogeneous
 ``s >= 0``. Hence, exactly, ``Q = act(conv(P) + b s)``: an ordinary convolution whose bias is scaled by the block's
 MinMax scaler, which costs a channel max and min, one max pooling of the 2-channel map of both, and a multiply-add.
 
-Constant blocks (``s = 0``), where eq. 4 reads 0/0, need no guard in this form: ``Q = act(conv(P))`` there, the
-limit of eq. 4 as ``s -> 0`` and what the reference's ``s + 1e-6`` tends to (the ``1e-6`` itself would break
+Constant blocks (``s = 0``), where eq. 4 reads 0/0, need no guard in this form: ``Q = act(conv(P))`` there, the limit of
+eq. 4 as ``s -> 0`` and what the ``s + 1e-6`` of Rose-STL-Lab/Equivariant-Net tends to (the ``1e-6`` itself would break
 ``s(a P) = a s(P)``).
 
 Other ``a``: ``a = 0`` gives ``Q = act(0) = 0 = 0 Q``, so a network of these layers is equivariant for every

@@ -5,10 +5,10 @@ A G-steerable convolution (eq. 6) combines a fixed equivariant kernel basis ``ps
 
     f_out(x) = sum_y sum_l (w_l . psi_l(y)) f_in(x + y).
 
-The relaxed one (eq. 7) lets the weights depend on the kernel position, ``w_l(y)``; for rotations through the
-angle of the offset only, ``w_l(y) = w_l(theta)``, ``theta = arctan2(y)`` (one bin per distinct angle of the
-``k x k`` grid, the centre its own bin). ``w`` starts equal for every ``y`` (exactly equivariant at init; the
-reference code draws it per pixel, anchor-code §3.3) and is kept smooth by the penalty of sec. 3.3,
+The relaxed one (eq. 7) lets the weights depend on the kernel position, ``w_l(y)``; for rotations through the angle of
+the offset only, ``w_l(y) = w_l(theta)``, ``theta = arctan2(y)`` (one bin per distinct angle of the ``k x k`` grid, the
+centre its own bin). ``w`` starts equal for every ``y`` (exactly equivariant at init; the ICML 2022 code,
+Rose-STL-Lab/Approximately-Equivariant-Nets, draws it per pixel) and is kept smooth by the penalty of sec. 3.3,
 
     L_sconv = ||dw/dm|| + ||dw/dn||    (finite differences over the k x k grid, L1),
 

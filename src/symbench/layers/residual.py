@@ -23,8 +23,8 @@ class ResidualBlock(nn.Module):
 
 
 class ConvResidualBlock(ResidualBlock):
-    """Plain residual block: ``F = (conv_k -> BN -> LeakyReLU)`` twice; ``S`` is the identity when the width is kept
-    and a projection ``conv_k -> LeakyReLU`` when it changes (the reference code's choice; no activation after the
+    """Plain residual block: ``F = (conv_k -> BN -> LeakyReLU)`` twice; ``S`` is the identity when the width is kept and
+    a projection ``conv_k -> LeakyReLU`` when it changes (Rose-STL-Lab/Equivariant-Net's choice; no activation after the
     sum)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding_mode: str = "zeros") -> None:

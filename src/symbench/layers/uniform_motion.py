@@ -10,10 +10,10 @@ Nothing is unfolded. Centring is linear in ``P`` and ``sum_q K(q) mu = mu sum_q 
 per output channel and per component over the taps and the input channels of that component. One ordinary
 convolution with ``K~`` is the centred convolution; the ``mu`` added back is one box filter of a 2-channel map.
 
-Borders: the input is padded by replication (reflection and circular wrap work too) before the convolution, as in
-the reference code: every padded value is a copy of an input value and moves by ``c`` with it, so each block the
-kernel sees is a block of shifted values. Zero padding would not move and is rejected. The ``mu`` added back is the
-mean of that same padded block, i.e. exactly the ``mu`` of eq. 2.
+Borders: the input is padded by replication (reflection and circular wrap work too) before the convolution, as in the
+ICLR 2021 code (Rose-STL-Lab/Equivariant-Net): every padded value is a copy of an input value and moves by ``c`` with
+it, so each block the kernel sees is a block of shifted values. Zero padding would not move and is rejected. The ``mu``
+added back is the mean of that same padded block, i.e. exactly the ``mu`` of eq. 2.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class MotionComponents:
     ``"y"`` by ``c_y``, ``"s"`` does not move (scalar fields, invariant features).
 
     Inputs and outputs follow the :class:`~symbench.fields.FieldLayout`; hidden feature maps are read as
-    ``(x, y)`` channel pairs like in the reference code (an odd last channel is invariant).
+    ``(x, y)`` channel pairs like in Rose-STL-Lab/Equivariant-Net (an odd last channel is invariant).
     """
 
     kinds: tuple[Component, ...]

@@ -19,10 +19,10 @@ class RolloutRMSE(Metric):
         \mathrm{RMSE}_{\mathrm{horizon}} = \sqrt{\frac{\sum_s \sum_{\Omega_s} m\,(\hat y - y)^2}
                                                    {\sum_s \sum_{\Omega_s} m}}.
 
-    The square root is taken on the pooled MSE (the ICLR 2021 reference code reported the MSE at test time).
-    The horizon value is the square root of the mean over all steps, not the mean of the per-step RMSEs.
-    States are sums (float64) reduced by ``sum`` across DDP ranks, so the result is exact under DDP and does not
-    depend on batch boundaries; updates may use different spatial sizes.
+    The square root is taken on the pooled MSE (the ICLR 2021 code, Rose-STL-Lab/Equivariant-Net, reported the MSE at
+    test time). The horizon value is the square root of the mean over all steps, not the mean of the per-step RMSEs.
+    States are sums (float64) reduced by ``sum`` across DDP ranks, so the result is exact under DDP and does not depend
+    on batch boundaries; updates may use different spatial sizes.
     """
 
     is_differentiable = False

@@ -79,9 +79,9 @@ class EnergySpectrumError(Metric):
     so a constant field gives a finite error (about ``-log10(rel_floor)`` per empty bin against a fluctuating target,
     0 against a constant one). Scaling a field by ``a`` shifts every non-floored log spectrum by ``log10(a^2)``.
 
-    Difference from the reference code of the paper: it took the spectrum of a single scalar field, the per-pixel
-    TKE :math:`\overline{(u'^2 + v'^2)}/2` (a temporal-variance map), and left log10(0) unguarded. Here the spectrum is
-    that of the velocity fluctuations themselves, whose sum over ``k`` is the mean TKE as B.7 states.
+    Difference from the paper's code (Rose-STL-Lab/Equivariant-Net): it took the spectrum of a single scalar field, the
+    per-pixel TKE :math:`\overline{(u'^2 + v'^2)}/2` (a temporal-variance map), and left log10(0) unguarded. Here the
+    spectrum is that of the velocity fluctuations themselves, whose sum over ``k`` is the mean TKE as B.7 states.
 
     States: the sum of squared log differences and their count, both reduced by ``sum`` across DDP ranks. Updates
     may use different grids (``K`` may change between updates).

@@ -4,9 +4,10 @@ loss, built from the low-rank locally connected layer of :mod:`symbench.layers.l
 
 Hinge loss (sec. 3.4): ``L = sum_h mean_x || rho_out(h) K(h^-1 x) rho_in(h)^-1 - K(x) ||^2`` with ``K(x)`` acting by
 ``h`` also on its kernel offsets, the kernel constraint (3) imposed softly (squared Frobenius norm, averaged over the
-pixels; the L1 of the reference code and the non-squared norm of the paper have no gradient at the constraint's
-zero). With ``K(x) = sum_r a_r(x) K_r`` each term is ``mean_x || sum_r a'_r(x) K'_r - a_r(x) K_r ||^2``, computed
-exactly from two small Gram matrices (:func:`kernel_field_gap`) without building the ``H W`` kernels:
+pixels; the L1 of Rose-STL-Lab/Approximately-Equivariant-Nets and the non-squared norm of the paper have no gradient
+at the constraint's zero). With ``K(x) = sum_r a_r(x) K_r`` each term is
+``mean_x || sum_r a'_r(x) K'_r - a_r(x) K_r ||^2``, computed exactly from two small Gram matrices
+(:func:`kernel_field_gap`) without building the ``H W`` kernels:
 
 * translation (every symmetry): ``h`` = one-pixel shifts along x and y, ``K(x + e) - K(x)``;
 * rotation: ``h`` = the three non-trivial elements of ``C4`` about the grid centre: the maps rotated by ``h``, the

@@ -5,11 +5,11 @@ every convolution replaced by its eq. 4 counterpart (:mod:`symbench.layers.magni
 homogeneous and the skips are identities, eq. 4 projections or concatenations, so ``f(a x) = a f(x)`` for every
 ``a >= 0`` (per sample, all fields scaled), up to rounding; not for ``a < 0`` (see :mod:`symbench.layers.magnitude`).
 
-As in the reference Equ_Mag, the ResNet has no batch norm. A batch norm of the normalised values ``conv(P / s)``
-would stay equivariant, but it needs the division by ``s`` and several extra passes over every feature map that
-the bias form of eq. 4 avoids; without it the ResNet still trains well at small widths (checked at width 8).
-Each conv keeps its bias instead: ``2 w`` fewer parameters per block than the plain ResNet's two batch norms, under
-1 % of the total.
+As in the Equ_Mag of Rose-STL-Lab/Equivariant-Net, the ResNet has no batch norm. A batch norm of the normalised values
+``conv(P / s)`` would stay equivariant, but it needs the division by ``s`` and several extra passes over every feature
+map that the bias form of eq. 4 avoids; without it the ResNet still trains well at small widths (checked at width 8).
+Each conv keeps its bias instead: ``2 w`` fewer parameters per block than the plain ResNet's two batch norms, under 1 %
+of the total.
 """
 
 from __future__ import annotations

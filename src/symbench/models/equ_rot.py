@@ -142,7 +142,7 @@ class EquRotUNet(nn.Module):
       linear action on channels) is followed by a stride-1 ``R2Conv`` at the coarse resolution (same arithmetic);
     * up-sampling: the 4x4, stride-2, padding-1 transposed convolution of the plain model is kept, steerable
       (``R2ConvTransposed``): its kernel grid and padding are symmetric, so it is exactly equivariant, unlike the
-      reference code's diagonal zero-interleave with one-sided padding.
+      diagonal zero-interleave with one-sided padding of Rose-STL-Lab/Equivariant-Net.
 
     Each stage ends with a ReLU (pointwise, so it commutes with the permutations of regular fields); the head is an
     ``R2Conv`` from the last decoder fields and the raw history to the declared fields.

@@ -2,21 +2,20 @@
 (Wang, Walters & Yu, ICLR 2021, sec. 3.5, eq. 3 and eq. 5), built from :mod:`symbench.layers.scale_conv`.
 
 What is equivariant. Eq. 3, ``T_lam w(x, t) = lam w(lam x, lam^2 t)``, also rescales time; a one-step model reads a
-history at a fixed frame rate and predicts the frame one step later, and ``T_lam`` maps neither onto itself (it
-changes the frame spacing and moves the predicted frame off the output time). These models are therefore built for
-the per-frame part, :class:`~symbench.symmetry.SpatialScaling`: ``w(x) -> lam^e w(c + lam (x - c))`` on every frame
-of the history and on the output (``e = 1`` for vectors, ``scalar_power`` for scalars); the history's frames are
-channels that are not resampled in time (the reference code resampled the channel axis as a pseudo-time axis). On
-the grid this holds approximately (interpolation, the truncated set of levels, padding).
-Exactly, in evaluation mode: translations (whole pixels; circular padding for the ResNet) and the magnitude part
-``w -> a w``, ``a > 0``, on all fields at once, because the networks are positively homogeneous (no biases, no
-centring in the normalisation, (Leaky)ReLU).
+history at a fixed frame rate and predicts the frame one step later, and ``T_lam`` maps neither onto itself (it changes
+the frame spacing and moves the predicted frame off the output time). These models are therefore built for the per-frame
+part, :class:`~symbench.symmetry.SpatialScaling`: ``w(x) -> lam^e w(c + lam (x - c))`` on every frame of the history and
+on the output (``e = 1`` for vectors, ``scalar_power`` for scalars); the history's frames are channels that are not
+resampled in time (Rose-STL-Lab/Equivariant-Net resampled the channel axis as a pseudo-time axis). On the grid this
+holds approximately (interpolation, the truncated set of levels, padding). Exactly, in evaluation mode: translations
+(whole pixels; circular padding for the ResNet) and the magnitude part ``w -> a w``, ``a > 0``, on all fields at once,
+because the networks are positively homogeneous (no biases, no centring in the normalisation, (Leaky)ReLU).
 
-Differences from the reference code (anchor-code §1.6): the lifting is part of ``forward`` (the reference blurred the
-input in the training loop only, not at test time); the kernels of all levels are generated from the trainable base
-kernels in ``forward`` (no hand-tuned shrink factors, nothing detached); the levels are mixed only by the final
-uniform average, since mixing neighbouring levels in every layer carries the truncation error of the top and bottom
-levels inwards through the depth; and all levels run in one grouped convolution per layer.
+Differences from the ICLR 2021 code (Rose-STL-Lab/Equivariant-Net, ``models/model_scale.py``): the lifting is part of
+``forward`` (it blurred the input in the training loop only, not at test time); the kernels of all levels are generated
+from the trainable base kernels in ``forward`` (no hand-tuned shrink factors, nothing detached); the levels are mixed
+only by the final uniform average, since mixing neighbouring levels in every layer carries the truncation error of the
+top and bottom levels inwards through the depth; and all levels run in one grouped convolution per layer.
 """
 
 from __future__ import annotations

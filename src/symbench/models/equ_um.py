@@ -31,11 +31,10 @@ def um_residual_block(kinds: MotionComponents, channels: int, kernel_size: int,
     """Proposition 3: ``y = F(x) + S(x)`` with an invariant branch ``F`` and an equivariant skip ``S``.
 
     ``F`` = eq. 2 conv + LeakyReLU with add-back (equivariant), then eq. 2 conv + LeakyReLU without add-back
-    (invariant), as in the reference code, and like it with no normalisation: batch norm on the centred values
-    keeps the block equivariant but made the model underfit (cpu preset, width 4, 4 epochs: orig RMSE 0.347 with
-    BN, 0.069 without; the plain ResNet 0.152). ``S`` is the
-    identity when the width is kept, else an eq. 2 conv + LeakyReLU with add-back. Returns the block and the channel
-    kinds of its output (those of ``S``).
+    (invariant), as in Rose-STL-Lab/Equivariant-Net, and like it with no normalisation: batch norm on the centred values
+    keeps the block equivariant but made the model underfit (cpu preset, width 4, 4 epochs: orig RMSE 0.347 with BN,
+    0.069 without; the plain ResNet 0.152). ``S`` is the identity when the width is kept, else an eq. 2 conv + LeakyReLU
+    with add-back. Returns the block and the channel kinds of its output (those of ``S``).
     """
     hidden = MotionComponents.hidden(channels)
     branch = nn.Sequential(

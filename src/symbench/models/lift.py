@@ -9,10 +9,10 @@ with ``z`` constant the model is the equivariant backbone, so the encoder is wha
 
 Encoder: the stacked history average-pooled to a ``p x p`` grid (``p = min(pool_size, H, W)``; pooling to a
 fixed size keeps the positions, so the encoder is neither translation- nor rotation-invariant), flattened, then
-``Linear -> ReLU -> Linear`` to ``d``. The reference code flattened the full-resolution input with the grid size
-hard-coded (62x23 or 64x64), which crashed on any other grid; here any grid works. ``d = min(width,
-floor(0.15 budget / (T C p^2 + 2)))`` (at least 1) gives the encoder about 15 % of the ConvNet budget; the backbone's
-hidden sizes are fitted to the rest.
+``Linear -> ReLU -> Linear`` to ``d``. Rose-STL-Lab/Approximately-Equivariant-Nets flattened the full-resolution
+input with the grid size hard-coded (62x23 or 64x64), which crashed on any other grid; here any grid works.
+``d = min(width, floor(0.15 budget / (T C p^2 + 2)))`` (at least 1) gives the encoder about 15 % of the ConvNet
+budget; the backbone's hidden sizes are fitted to the rest.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ a relaxed group convolution of :mod:`symbench.layers.relaxed_group_conv`:
 * scaling: the scale lift of :mod:`.scale_conv`, :class:`RelaxedScaleGroupConv2d` over ``n_scales`` kernel levels,
   the bias-free level-shared batch norm, and the fused relaxed correlation + level average as output layer.
 
-Unlike the reference code (anchor-code §3.2, §3.4) the activation is applied, the input grid is read as (H, W), the
-penalty ``regularization_loss()`` (the sum of every layer's term) is meant to be added linearly, and kernels turn by
-exact quarter turns. With all relaxation weights equal the network is exactly equivariant (evaluation mode) to
-quarter turns of typed fields / circular shifts (circular padding) / is the strict EquScal-type network.
+Unlike the ICML 2022 code (Rose-STL-Lab/Approximately-Equivariant-Nets) the activation is applied, the input grid is
+read as (H, W), the penalty ``regularization_loss()`` (the sum of every layer's term) is meant to be added linearly, and
+kernels turn by exact quarter turns. With all relaxation weights equal the network is exactly equivariant (evaluation
+mode) to quarter turns of typed fields / circular shifts (circular padding) / is the strict EquScal-type network.
 
 Parameter budget: the hidden channel counts (regular fields for rotation, channels per level for scaling) are fitted
 so that the trainable parameters are within a few % of :func:`~symbench.models.conv_net.conv_budget` at the same

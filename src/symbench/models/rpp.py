@@ -13,8 +13,9 @@ module multiplies it by alpha). With the free pathway zero the network is exactl
   code's "MLP" pathway) costs ``rank * (C_in + C_out) H W`` per layer, above the whole ConvNet budget at small
   widths; the locally connected pathway keeps the locality of the convolution and fits.
 * ``rotation``: ``E`` = escnn ``R2Conv`` between regular fields of ``C_N``; ``F`` = a plain ``Conv2d`` on the same
-  channels. The sum is normalised by ``InnerBatchNorm`` (not ``BatchNorm2d`` as in the reference code), so that
-  the network with ``F = 0`` is exactly equivariant also after training.
+  channels. The sum is normalised by ``InnerBatchNorm`` (not ``BatchNorm2d`` as in
+  Rose-STL-Lab/Approximately-Equivariant-Nets), so that the network with ``F = 0`` is exactly equivariant also after
+  training.
 * ``scaling``: ``E`` = group correlation over scales (:mod:`symbench.layers.scale_conv`); ``F`` = one plain
   convolution applied to every level with the same, un-rescaled kernel; the free head convolves the mean over the
   levels. Bias-free ``ScaleBatchNorm2d`` after the sum.

@@ -8,8 +8,8 @@ with ``R`` times the output channels and mixes them pixel by pixel, ``y_s(x) = s
 with ``a_r`` shared by the levels (:class:`~symbench.layers.scale_steerable.PixelMixedScaleConv2d`). ``a_r`` starts
 equal (``1 / sqrt(R)``) and ``b_{r,l}`` constant over ``y``: the network then commutes with translations (circular
 padding) and is the SESN network with kernels ``sum_r a_r b_r``. The penalty sums, over the layers, the total
-variation of ``b`` over the kernel nodes and of ``a_r`` over the grid cells (the reference code left the latter out,
-anchor-code §3.3). Otherwise the network is :class:`~symbench.models.sesn.RSteerScale` (lift, ``layers - 1``
+variation of ``b`` over the kernel nodes and of ``a_r`` over the grid cells (Rose-STL-Lab/Approximately-Equivariant-Nets
+left the latter out). Otherwise the network is :class:`~symbench.models.sesn.RSteerScale` (lift, ``layers - 1``
 units of ``conv -> ScaleBatchNorm2d -> ReLU``, level-averaging output layer), sized to the ConvNet budget with the
 ``a_r`` counted; by default they live on the finest ``relax_grid`` (a divisor of ``grid_size``) at which they take
 at most half of it (:func:`~symbench.models.rgroup.default_relax_grid`).
