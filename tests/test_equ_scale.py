@@ -172,7 +172,7 @@ def test_layers_are_differentiable_through_the_rescaled_kernels() -> None:
         layer = layer.double().train()
         with torch.no_grad():
             layer.weight.uniform_(0.5, 1.5)
-        assert torch.autograd.gradcheck(lambda inp, wt: torch.func.functional_call(layer, {"weight": wt}, (inp,)),
+        assert torch.autograd.gradcheck(lambda inp, wt: torch.func.functional_call(layer, {"weight": wt}, (inp,)),  # noqa: B023
                                         (x, layer.weight.detach().clone().requires_grad_()))
     # A loss on the smallest level alone reaches the base weight only through its rescaling.
     conv = ScaleConv2d(2, 3, 3, scales).double()

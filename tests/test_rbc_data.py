@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules import rbc_io, rbc_sim, store
+from datamodules import rbc_sim, store
 from datamodules.rbc_io import DedalusGrid, chebyshev_to_uniform, load_paper_tensor, read_dedalus_snapshots
 from datamodules.rbc_sim import PRESETS, RBCSimParams, default_dir, generate, simulate
 

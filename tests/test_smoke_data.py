@@ -121,7 +121,7 @@ def test_splits_are_disjoint_and_domain_sims_are_held_out(smoke_root):
 
 
 def test_scene_reader_reads_phiflow_scene_files(tmp_path):
-    from phi.flow import Box, CenteredGrid, Scene, StaggeredGrid, batch
+    from phi.flow import Box, CenteredGrid, Scene
 
     bounds = Box(x=8, y=6)
     rng = np.random.default_rng(0)

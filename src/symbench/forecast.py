@@ -182,7 +182,7 @@ class ForecastModule(L.LightningModule):
         idx = torch.as_tensor(index)
         for name, metric in self.test_equivariance.items():
             g = symmetry.map_params(self._probe_elements[name], lambda t: t[idx].to(history.device))
-            metric.update(*equivariance_pair(self.net, history, lambda x: g.act(x, self.layout)))
+            metric.update(*equivariance_pair(self.net, history, lambda x: g.act(x, self.layout)))  # noqa: B023 (called now)
 
     def on_test_epoch_end(self) -> None:
         self.test_results: dict[str, dict[str, Any]] = {}

@@ -136,7 +136,7 @@ def table2_orderings(prows, cells, preset, models) -> list[tuple[str, str, float
         _, group, backbone = parts
 
         def rmse(name: str) -> float | None:
-            cell = _horizon_cell(cells, prows, preset, name, group, "rmse")
+            cell = _horizon_cell(cells, prows, preset, name, group, "rmse")  # noqa: B023 (called in this iteration)
             return cell.mean if cell else None
 
         equ, plain, augm = rmse(model), rmse(backbone), rmse(f"augm_{group}_{backbone}")

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers.conv import check_padding_mode, same_padding
-from symbench.layers.pixel_mixing import GridSize, PixelMixing, equal_weights, total_variation
+from symbench.layers.pixel_mixing import GridSize, PixelMixing, equal_weights
 from symbench.layers.scale_conv import ScaleKernel, level_factors, same_conv
 
 

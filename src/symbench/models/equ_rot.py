@@ -23,7 +23,6 @@ from symbench.fields import FieldLayout
 from symbench.layers import ResidualBlock, check_history, pad_to_multiple, stack_frames
 from symbench.layers.conv import check_padding_mode
 from symbench.layers.escnn_blocks import (
-    EquivariantOp,
     RotationFields,
     TypeBlocks,
     export_plain,
