@@ -226,6 +226,24 @@ def test_bench_ocean_tiny_end_to_end(root, tmp_path):
     board = (tmp_path / "results" / "ocean" / "leaderboard.md").read_text()
     assert "| model | RMSE Future | RMSE Domain | ESE Future | ESE Domain |" in board
 
+    # The U-net's row is the RMSE of its best checkpoint over the sea points only (land excluded from the count).
+    from symbench.bench import resolve, run_directory
+
+    cfg = resolve("ocean", "tiny", "unet", 0, root)
+    best = next((run_directory(cfg, tmp_path / "runs") / "checkpoints").glob("best-*.ckpt"))
+    module = ForecastModule.load_from_checkpoint(best, map_location="cpu").eval()
+    dm = OceanDataModule(**cfg.data)
+    dm.setup("test")
+    sq, n, land = 0.0, 0, 0
+    with torch.no_grad():
+        for history, target, mask in dm.test_dataloader()[dm.test_splits.index("test_future")]:
+            pred = module.rollout(history, target.shape[1], mask)
+            keep = mask[:, None, None].expand_as(target)
+            sq += float((pred - target)[keep].pow(2).sum())
+            n, land = n + int(keep.sum()), land + int((~keep).sum())
+    assert land > 0  # the tiles hold land, so counting it would change the value
+    assert rmse[("unet", "test_future")] == pytest.approx((sq / n) ** 0.5, rel=1e-4)
+
 
 def test_bench_ocean_relaxed_tiny(root, tmp_path):
     """ICML 2022 Table 4's relaxed models on the same masked tiles (rsteer_tr needs the square tiles)."""
