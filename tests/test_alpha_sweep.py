@@ -7,7 +7,7 @@ import pytest
 
 from symbench import cli
 from symbench.alpha_sweep import render_alpha_sweep, run_alpha_sweep, sweep_cells
-from symbench.bench import ConfigError
+from symbench.config import ConfigError
 from symbench.results import read_rows
 
 

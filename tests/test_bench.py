@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from symbench import cli
-from symbench.bench import resolve
+from symbench.config import resolve
 from symbench.prediction_artifacts import load_artifacts
 from symbench.results import ROW_FIELDS, read_rows
 
@@ -289,7 +289,8 @@ def test_running_a_finished_run_again_keeps_its_best_checkpoint_and_numbers(smok
     """Lightning's save_last copies only best checkpoints: 'resuming' a finished run from it retrained every epoch
     after the best and could replace the best checkpoint. last.ckpt now holds the final epoch, and a finished run is
     tested as it is (what `symbench alpha-sweep` relies on when a benchmark run has the same configuration)."""
-    from symbench.bench import resolve, run_directory, run_one
+    from symbench.bench import run_directory, run_one
+    from symbench.config import resolve
 
     cfg = resolve("smoke-rotation", "tiny", "conv", 0, smoke_root, {"trainer": {"max_epochs": 4}})
     first = run_one(cfg, tmp_path, progress=False)

@@ -3,7 +3,7 @@
 import pytest
 
 from symbench import models
-from symbench.bench import ConfigError, available_benchmarks, load_benchmark, per_model, resolve
+from symbench.config import ConfigError, available_benchmarks, load_benchmark, per_model, resolve
 
 
 @pytest.mark.parametrize("bench_name", available_benchmarks())

@@ -18,10 +18,10 @@ import yaml
 from optuna.trial import TrialState
 
 from symbench import cli, models
-from symbench.bench import ConfigError, resolve
+from symbench.config import ConfigError, resolve, to_overrides
 from symbench.sweep.queue import RETRY_OF, open_storage
 from symbench.sweep.run import SweepSpec, open_study, run_trial
-from symbench.sweep.space import load_space, to_overrides
+from symbench.sweep.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBENCH = str(Path(sys.executable).with_name("symbench"))

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import datamodules
 from symbench import models
-from symbench.bench import ConfigError, is_finished, resolve, run_one, seeds_of
+from symbench.bench import is_finished, run_one
+from symbench.config import ConfigError, resolve, seeds_of
 from symbench.leaderboard import SPLIT_TITLES, aggregate
 from symbench.results import ROW_FIELDS, append_rows, atomic_write_text, read_rows
 

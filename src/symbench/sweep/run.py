@@ -29,10 +29,11 @@ import optuna
 import yaml
 from optuna.trial import Trial, TrialState
 
-from symbench.bench import ConfigError, benchmarks_dir, fit_run, resolve, seeds_of
+from symbench.bench import fit_run
+from symbench.config import ConfigError, benchmarks_dir, resolve, seeds_of, to_overrides
 from symbench.results import atomic_write_text
 from symbench.sweep.queue import RETRY_OF, Heartbeat, TrialQueue, open_storage
-from symbench.sweep.space import PRUNERS, SAMPLERS, SearchSpace, check_choice, load_space, to_overrides
+from symbench.sweep.space import PRUNERS, SAMPLERS, SearchSpace, check_choice, load_space
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

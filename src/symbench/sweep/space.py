@@ -3,14 +3,13 @@ grid (one trial per point), with keys that are the command line's dotted paths.
 
 A dotted key names one argument of a run: ``model.lr`` (the LightningModule), ``model.model_hparams.width`` (the
 network), ``data.batch_size`` (the datamodule; ``data.init_args.*`` is accepted too) or ``trainer.max_epochs``.
-:func:`to_overrides` turns a trial's parameters into the ``data``/``module``/``model_hparams``/``trainer`` sections
-of :class:`symbench.bench.RunConfig`, so a trial is exactly ``symbench fit`` with those overrides.
+:func:`symbench.config.to_overrides` turns a trial's parameters into the ``data``/``module``/``model_hparams``/``trainer`` sections
+of :class:`symbench.config.RunConfig`, so a trial is exactly ``symbench fit`` with those overrides.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import inspect
 import itertools
 import os
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from symbench.bench import REPO_ROOT, ConfigError
+from symbench.config import REPO_ROOT, ConfigError, to_overrides
 
 SAMPLERS = ("grid", "tpe")
 PRUNERS = ("median", "none")
@@ -134,27 +133,3 @@ def _is_number(text: str) -> bool:
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
-
-
-def to_overrides(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{"model.lr": 1e-3, "data.batch_size": 16}`` -> ``{"module": {"lr": 1e-3}, "data": {"batch_size": 16}}``."""
-    from datamodules.base import ForecastDataModule
-    from symbench.forecast import ForecastModule
-
-    sections: dict[str, dict[str, Any]] = {"data": {}, "module": {}, "model_hparams": {}, "trainer": {}}
-    module_args = set(inspect.signature(ForecastModule.__init__).parameters) - {"self", "model"}
-    data_args = set(inspect.signature(ForecastDataModule.__init__).parameters) - {"self"}
-    for key, value in params.items():
-        head, _, rest = key.partition(".")
-        if head == "model" and rest.startswith("model_hparams."):
-            sections["model_hparams"][rest.split(".", 1)[1]] = value
-        elif head == "model" and rest in module_args:
-            sections["module"][rest] = value
-        elif head == "data" and rest.removeprefix("init_args.") in data_args:
-            sections["data"][rest.removeprefix("init_args.")] = value
-        elif head == "trainer" and rest and "." not in rest:
-            sections["trainer"][rest] = value
-        else:
-            raise ConfigError(f"sweep key {key!r} names no argument; use model.<{'|'.join(sorted(module_args))}>, "
-                              f"model.model_hparams.<name>, data.<datamodule argument> or trainer.<argument>")
-    return sections

@@ -1,0 +1,146 @@
+"""What ``symbench bench`` and ``symbench sweep`` share: where benchmarks live, :class:`ConfigError`, loading a
+``benchmarks/<name>/benchmark.yaml`` and resolving one (benchmark, preset, model, seed) into a :class:`RunConfig`,
+and :func:`to_overrides` (a sweep's dotted keys -> the run configuration's sections).
+
+A benchmark is a YAML file ``benchmarks/<name>/benchmark.yaml`` (data family, splits, seeds, presets). A preset
+gives the datamodule arguments (``data``), the Lightning module arguments (``module``), model hyperparameters
+(``model_hparams``), Trainer arguments (``trainer``), and per-model Trainer and module arguments (``model_trainer``,
+``model_module``, e.g. fewer epochs for a costly model). The keys of the per-model sections are model names or patterns
+(``"*resnet"``; ``default`` means ``*``); every matching entry applies, in file order, an exact name last. A
+registry entry's own datamodule options (``ModelSpec.data``, e.g. the Augm models' ``augment``) are added to
+``data``. Presets change sizes, never code.
+
+Layering: this module imports the registry and :mod:`symbench.forecast` (for the module's argument names), never
+``bench`` or ``sweep``, which both import it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import inspect
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from symbench import models
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """Bad benchmark name, preset or option; the message is one line that names the fix."""
+
+
+def benchmarks_dir() -> Path:
+    return Path(os.environ.get("SYMBENCH_BENCHMARKS", REPO_ROOT / "benchmarks"))
+
+
+def available_benchmarks() -> list[str]:
+    return sorted(p.parent.name for p in benchmarks_dir().glob("*/benchmark.yaml"))
+
+
+@dataclass
+class RunConfig:
+    """Everything one (benchmark, preset, model, seed) run needs; its hash identifies the configuration."""
+
+    benchmark: str
+    dataset: str
+    preset: str
+    model: str
+    seed: int
+    splits: list[str]
+    data: dict[str, Any]
+    module: dict[str, Any]
+    model_hparams: dict[str, Any]
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+    def config_hash(self) -> str:
+        payload = {k: v for k, v in self.__dict__.items() if k != "seed"}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def load_benchmark(name: str) -> dict[str, Any]:
+    path = benchmarks_dir() / name / "benchmark.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown benchmark {name!r}; available benchmarks: {', '.join(available_benchmarks())}")
+    return yaml.safe_load(path.read_text())
+
+
+def per_model(section: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
+    """Merge the entries of ``section`` whose key matches ``model`` (``default``/patterns in order, exact last)."""
+    merged: dict[str, Any] = {}
+    for key, values in section.items():
+        if key != model and (key == "default" or fnmatch.fnmatchcase(model, key)):
+            merged.update(values)
+    merged.update(section.get(model, {}))
+    return merged
+
+
+def best_config(name: str, model: str, preset: str) -> dict[str, Any]:
+    """The dotted-path overrides a sweep found best for ``model`` at ``preset`` (``benchmarks/<name>/best/<model>.yaml``,
+    written by ``symbench sweep``); empty when there is none for this preset."""
+    path = benchmarks_dir() / name / "best" / f"{model}.yaml"
+    if not path.is_file():
+        return {}
+    doc = yaml.safe_load(path.read_text()) or {}
+    return dict(doc.get("overrides", {})) if doc.get("preset") == preset else {}
+
+
+def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "data",
+            overrides: dict[str, dict[str, Any]] | None = None, use_best: bool = True) -> RunConfig:
+    """The run configuration of ``model`` at ``preset``: the preset's sections, then (``use_best``) the sweep's best
+    configuration for this model and preset, then ``overrides`` (data/module/model_hparams/trainer sections)."""
+    bench = load_benchmark(name)
+    presets = bench["presets"]
+    if preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r} for benchmark {name!r}; available presets: {', '.join(presets)}")
+    model_spec = models.spec(model)  # unknown model -> KeyError listing the available ones
+    p = presets[preset]
+    trainer = {**p.get("trainer", {}), **per_model(p.get("model_trainer", {}), model)}
+    cfg = RunConfig(
+        benchmark=name, dataset=bench["dataset"], preset=preset, model=model, seed=seed, splits=list(bench["splits"]),
+        data={**p.get("data", {}), **model_spec.data, "root": str(root), "test_splits": list(bench["splits"])},
+        module={**p.get("module", {}), **per_model(p.get("model_module", {}), model)},
+        model_hparams=per_model(p.get("model_hparams", {}), model),
+        trainer=trainer,
+    )
+    if use_best and (best := best_config(name, model, preset)):
+        for section, values in to_overrides(best).items():
+            getattr(cfg, section).update(values)
+    for section, values in (overrides or {}).items():
+        getattr(cfg, section).update(values)
+    return cfg
+
+
+def seeds_of(name: str, preset: str) -> list[int]:
+    bench = load_benchmark(name)
+    return list(bench["presets"].get(preset, {}).get("seeds", bench.get("seeds", [0])))
+
+
+def to_overrides(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"model.lr": 1e-3, "data.batch_size": 16}`` -> ``{"module": {"lr": 1e-3}, "data": {"batch_size": 16}}``."""
+    from datamodules.base import ForecastDataModule
+    from symbench.forecast import ForecastModule
+
+    sections: dict[str, dict[str, Any]] = {"data": {}, "module": {}, "model_hparams": {}, "trainer": {}}
+    module_args = set(inspect.signature(ForecastModule.__init__).parameters) - {"self", "model"}
+    data_args = set(inspect.signature(ForecastDataModule.__init__).parameters) - {"self"}
+    for key, value in params.items():
+        head, _, rest = key.partition(".")
+        if head == "model" and rest.startswith("model_hparams."):
+            sections["model_hparams"][rest.split(".", 1)[1]] = value
+        elif head == "model" and rest in module_args:
+            sections["module"][rest] = value
+        elif head == "data" and rest.removeprefix("init_args.") in data_args:
+            sections["data"][rest.removeprefix("init_args.")] = value
+        elif head == "trainer" and rest and "." not in rest:
+            sections["trainer"][rest] = value
+        else:
+            raise ConfigError(f"sweep key {key!r} names no argument; use model.<{'|'.join(sorted(module_args))}>, "
+                              f"model.model_hparams.<name>, data.<datamodule argument> or trainer.<argument>")
+    return sections
