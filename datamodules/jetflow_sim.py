@@ -53,13 +53,13 @@ import math as pymath
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from datamodules import piv_io, store
+from symbench import extras
 
 GENERATOR_REVISION = 1
 META_FILE = "jetflow.json"
@@ -115,7 +115,7 @@ class JetSimParams:
 
     def key(self) -> str:
         """Short hash of every parameter, the PhiFlow version and the generator revision."""
-        return store.content_key(self.to_dict(), version("phiflow"), GENERATOR_REVISION)
+        return store.content_key(self.to_dict(), extras.version("phiflow", "smoke"), GENERATOR_REVISION)
 
     # -- geometry (cells) --------------------------------------------------------------------------------------------
     @property
@@ -250,7 +250,7 @@ def simulate(p: JetSimParams, on_frame: Callable[[int, np.ndarray], None], step_
     """Run the ``p.runs`` jets as one batched PhiFlow simulation; call ``on_frame(k, velocity)`` for every saved
     frame ``k`` with ``velocity`` ``(runs, 2, H, W)`` float64 at the PIV vectors of the field of view, in grid units
     (``U = 1``), **rows y up** (PhiFlow's order), components (x, y)."""
-    from phi import math
+    math = extras.require("phi.math", "smoke")
     from phi.flow import (ZERO_GRADIENT, Box, CenteredGrid, Solve, StaggeredGrid, advect, batch, diffuse, fluid,
                           resample, vec)
     from phiml.backend.torch import TORCH
@@ -337,7 +337,8 @@ def generate(p: JetSimParams, out_dir: Path, progress: bool = True) -> Path:
                     piv_io.write_tecplot(path, piv_field(p, velocity[run], k * p.frame_interval, path.name))
 
             simulate(p, write, step_done=bar.update)
-            meta = {"key": p.key(), "params": p.to_dict(), "solver": "phiflow", "solver_version": version("phiflow"),
+            meta = {"key": p.key(), "params": p.to_dict(), "solver": "phiflow",
+                    "solver_version": extras.version("phiflow", "smoke"),
                     "generator_revision": GENERATOR_REVISION, "orientation": ORIENTATION, "fields": ["velocity:vector"],
                     "runs": [run_dir(tmp, r).name for r in range(p.runs)], "layout": p.layout(),
                     "scaling": {"dx_m": p.dx, "time_unit_s": p.time_unit, "frame_interval_s": p.frame_interval,

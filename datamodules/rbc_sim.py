@@ -32,7 +32,6 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,6 +39,7 @@ import numpy as np
 
 from datamodules import store
 from datamodules.rbc_io import DedalusGrid
+from symbench import extras
 from symbench.fields import FieldLayout
 
 FIELDS = ("velocity", "buoyancy")
@@ -99,7 +99,7 @@ class RBCSimParams:
 
     def key(self) -> str:
         """Short hash of every parameter, the Dedalus version and the generator revision."""
-        return store.content_key(self.to_dict(), version("dedalus"), GENERATOR_REVISION)
+        return store.content_key(self.to_dict(), extras.version("dedalus", "rbc"), GENERATOR_REVISION)
 
 
 # Measured on the project's 2-core machine (448 x 64, OMP_NUM_THREADS=1). Ra = 5e6 is the highest Ra that 448 x 64
@@ -200,8 +200,8 @@ def generate(params: RBCSimParams, out_dir: Path, progress: bool = True) -> Path
     """Simulate and write ``(tiles, frames, C, r, r)`` to ``out_dir`` atomically; reuse it when the key matches."""
     return store.generate_once(
         out_dir, params.key(), lambda: simulate(params, progress=progress), params=params.to_dict(),
-        solver="dedalus", solver_version=version("dedalus"), rayleigh=params.rayleigh, prandtl=params.prandtl,
-        frame_dt=params.frame_dt, orientation=ORIENTATION)
+        solver="dedalus", solver_version=extras.version("dedalus", "rbc"), rayleigh=params.rayleigh,
+        prandtl=params.prandtl, frame_dt=params.frame_dt, orientation=ORIENTATION)
 
 
 # ---------------------------------------------------------------- solver (runs inside the child process only)
@@ -212,7 +212,7 @@ def _build_solver(params: RBCSimParams):
 
     Returns ``(solver, u, b, ez, x, z)`` with ``ez`` the upward unit vector field and ``x``, ``z`` the scale-1 grids.
     """
-    import dedalus.public as d3
+    d3 = extras.require("dedalus.public", "rbc")
 
     lz = 1.0
     coords = d3.CartesianCoordinates("x", "z")
@@ -262,7 +262,7 @@ def _diffusivities(params: RBCSimParams) -> tuple[float, float]:
 
 def _solve(params: RBCSimParams, work_dir: Path, snapshot_dir: Path | None, report: Callable[[float], None]) -> None:
     """Integrate, writing the tiled frames to ``work_dir/frames.npy`` and ``diagnostics.json``."""
-    import dedalus.public as d3
+    d3 = extras.require("dedalus.public", "rbc")
 
     solver, u, b, ez, x, z = _build_solver(params)
     kappa, nu = _diffusivities(params)

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from symbench import extras
 from symbench.fields import FieldLayout
 
 
 def read_scenes(path: str | Path) -> tuple[np.ndarray, FieldLayout]:
     """``(n_scenes, T, C, H, W)`` float32 and its layout (velocity, plus density when every scene has ``smoke``)."""
-    from phi.flow import Scene
+    Scene = extras.require("phi.flow", "smoke").Scene
 
     root = Path(path)
     if not root.is_dir():

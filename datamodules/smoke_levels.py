@@ -28,13 +28,13 @@ level whose key matches is reused, so a killed generation restarts at the first 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from datamodules import store
+from symbench import extras
 from datamodules.smoke_sim import (
     GENERATOR_REVISION,
     LAYOUT,
@@ -104,7 +104,8 @@ class LevelsParams:
 
     def key(self) -> str:
         """Short hash of every parameter, the PhiFlow version and both generator revisions."""
-        return store.content_key(self.to_dict(), version("phiflow"), GENERATOR_REVISION, LEVELS_REVISION)
+        phiflow = extras.version("phiflow", "smoke")
+        return store.content_key(self.to_dict(), phiflow, GENERATOR_REVISION, LEVELS_REVISION)
 
     def _check_level(self, level: int) -> None:
         if not 0 <= level < self.levels:
@@ -163,7 +164,8 @@ def generate(p: LevelsParams, out_dir: str | Path, progress: bool = True) -> Pat
             store.write_trajectories(
                 level_dir(out_dir, i), array, LAYOUT, key=p.key(), params=p.to_dict(), level=i, eps=p.eps(i),
                 site_factors=list(p.site_factors(i)), strengths=p.strength_values().tolist(), solver="phiflow",
-                solver_version=version("phiflow"), orientation=ORIENTATION, site_convention=SITE_CONVENTION,
+                solver_version=extras.version("phiflow", "smoke"), orientation=ORIENTATION,
+                site_convention=SITE_CONVENTION,
                 sims=[asdict(c) for c in configs],
             )
     finally:

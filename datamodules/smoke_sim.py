@@ -34,13 +34,13 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from datamodules import store
+from symbench import extras
 from symbench.fields import FieldLayout
 
 SYMMETRIES = ("translation", "rotation", "scaling")
@@ -87,7 +87,7 @@ class SmokeSimParams:
 
     def key(self) -> str:
         """Short hash of every parameter, the PhiFlow version and the generator revision."""
-        return store.content_key(self.to_dict(), version("phiflow"), GENERATOR_REVISION)
+        return store.content_key(self.to_dict(), extras.version("phiflow", "smoke"), GENERATOR_REVISION)
 
     def domain_sims(self) -> list[int]:
         """The held-out ``test_domain`` simulations: a seeded ``domain_fraction`` of them (at least one), sorted."""
@@ -162,7 +162,7 @@ def sim_configs(p: SmokeSimParams) -> list[SimConfig]:
 
 def _buoyancy_profile(p: SmokeSimParams, x: Any) -> Any:
     """Spatial buoyancy factor: 1, except 2 in the right half of the box for the translation family."""
-    from phi import math
+    math = extras.require("phi.math", "smoke")
 
     if p.symmetry == "translation":
         return math.where(x < p.resolution / 2, 1.0, 2.0)
@@ -171,7 +171,7 @@ def _buoyancy_profile(p: SmokeSimParams, x: Any) -> Any:
 
 def simulate_group(p: SmokeSimParams, configs: list[SimConfig], step_done: Any = None) -> np.ndarray:
     """Run ``configs`` as one batched PhiFlow simulation; returns ``(len(configs), frames, 3, n, n)`` float32."""
-    from phi import math
+    math = extras.require("phi.math", "smoke")
     from phi.flow import (ZERO_GRADIENT, Box, CenteredGrid, Solve, Sphere, StaggeredGrid, advect, batch, fluid,
                           resample, vec)
 
@@ -242,7 +242,8 @@ def generate(p: SmokeSimParams, out_dir: Path, progress: bool = True) -> Path:
         bar.close()
     array = np.concatenate([np.load(partial / f"group{i:03d}.npy") for i in range(len(groups))])
     store.write_trajectories(
-        out_dir, array, LAYOUT, key=p.key(), params=p.to_dict(), solver="phiflow", solver_version=version("phiflow"),
+        out_dir, array, LAYOUT, key=p.key(), params=p.to_dict(), solver="phiflow",
+        solver_version=extras.version("phiflow", "smoke"),
         orientation=ORIENTATION, domain_sims=p.domain_sims(), sims=[asdict(c) for c in configs],
         diagnostics={"rms_velocity": float(np.sqrt(np.mean(np.sum(array[:, :, :2].astype(np.float64) ** 2, 2)))),
                      "max_speed": float(np.sqrt(np.sum(array[:, :, :2].astype(np.float64) ** 2, 2)).max()),

@@ -73,6 +73,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from datamodules import store
+from symbench import extras
 from symbench.fields import FieldLayout
 from symbench.symmetry.octahedral import ROT_Y90, Octahedral, subgroup_closure
 
@@ -233,15 +234,12 @@ def _quiet() -> Iterator[None]:
 def _simul_class() -> Any:
     fluidsim_environment()
     with _quiet():
-        from fluidsim.solvers.ns3d.solver import Simul
-    return Simul
+        return extras.require("fluidsim.solvers.ns3d.solver", "turb3d").Simul
 
 
 def fluidsim_version() -> str:
     _simul_class()
-    import fluidsim
-
-    return str(fluidsim.__version__)
+    return str(extras.require("fluidsim", "turb3d").__version__)
 
 
 def make_fluidsim_params(params: Turb3DSimParams, out_root: str | Path, save: bool = False) -> Any:

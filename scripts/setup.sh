@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Creates .venv with torch 2.13.0 (local CPU build) first, then symbench and its dependencies.
-# Idempotent: a stamp keyed on pyproject.toml makes a second run take about a second.
+# Creates .venv with torch 2.13.0 (local CPU build) first, then symbench with every extra (test, rbc, smoke, turb3d)
+# at the versions pinned by constraints.txt (CONSTRAINTS= resolves from pyproject.toml's ranges alone, as
+# `make constraints` does). Idempotent: a stamp keyed on pyproject.toml, this script and the constraints makes a second
+# run take about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 STAMP="$VENV/.symbench-setup"
-KEY=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+CONSTRAINTS=${CONSTRAINTS-constraints.txt}
+KEY=$(cat pyproject.toml scripts/setup.sh ${CONSTRAINTS:+"$CONSTRAINTS"} | sha256sum | cut -c1-16)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ]; then
     echo "setup: $VENV is up to date"
@@ -32,7 +35,7 @@ PIP=("$VENV/bin/python" -m pip --no-cache-dir --disable-pip-version-check -q)
 "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
     || "${PIP[@]}" install torch==2.13.0
 # Dedalus is an sdist that must be compiled with the MPI wrapper.
-CC=mpicc "${PIP[@]}" install "numpy<2" "pandas<3" -e ".[test]"
+CC=mpicc "${PIP[@]}" install ${CONSTRAINTS:+-c "$CONSTRAINTS"} "numpy<2" "pandas<3" -e ".[test,rbc,smoke,turb3d]"
 "$VENV/bin/python" -c "import symbench, datamodules, escnn, dedalus.public, lightning" >/dev/null
 echo "$KEY" > "$STAMP"
 echo "setup: done ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

@@ -23,10 +23,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from symbench.extras import MissingExtra
+
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # Errors that mean bad input: reported as one line, exit status 2 (jsonargparse raises argparse.ArgumentError
-# subclasses when exit_on_error is off).
-BAD_INPUT: tuple[type[BaseException], ...] = (KeyError, ValueError, FileNotFoundError, argparse.ArgumentError)
+# subclasses when exit_on_error is off); a missing optional extra names the `pip install` that adds it.
+BAD_INPUT: tuple[type[BaseException], ...] = (KeyError, ValueError, FileNotFoundError, argparse.ArgumentError,
+                                              MissingExtra)
 
 
 def _parser() -> argparse.ArgumentParser:
