@@ -25,7 +25,7 @@ from symbench import symmetry
 from symbench.fields import FieldLayout
 
 
-# Splits taken from the data rather than transformed from the test windows (DESIGN §5).
+# Splits taken from the data rather than transformed from the test windows (ICML 2022 sec. 5: test_future, test_domain).
 DATA_SPLITS = ("test_future", "test_domain")
 
 

@@ -18,7 +18,7 @@ vertical stations), each station a ``62 x 23`` sub-region whose time series is o
 * **valid vectors** -- :attr:`valid_mask` ``(n_traj, T, H_s, W_s)`` says which vectors the PIV files flag valid (the
   loss does not use it yet); a (run, station) whose valid fraction is below ``min_valid_fraction`` is left out with
   a one-line warning;
-* **splits** (the paper's two test sets, DESIGN section 5) -- ``test_domain``: every trajectory of the held-out
+* **splits** (the paper's two test sets, ICML 2022 sec. 5) -- ``test_domain``: every trajectory of the held-out
   stations (``domain_stations``; default a seeded ``domain_fraction`` of them, at least one), whole time range;
   the other stations are split in time into training, validation and ``test_future`` (``split_fractions``,
   default 50/25/25). The normaliser (one scale for the velocity) is fitted on the training range of the training

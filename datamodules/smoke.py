@@ -1,6 +1,6 @@
 """PhiFlow smoke plumes with broken translation, rotation or scaling symmetry (ICML 2022 sec. 5.1).
 
-Splits (the paper's two scenarios, DESIGN §5): the held-out 20 % of the simulations (recorded by the generator,
+Splits (the two test scenarios of ICML 2022 sec. 5): the held-out 20 % of the simulations (recorded by the generator,
 :meth:`SmokeSimParams.domain_sims`) form ``test_domain``, evaluated over their whole time range; the other 80 % are
 split in time into training, validation and ``test_future`` ranges (``split_fractions``, default 50/25/25 so that
 the validation and test ranges each hold a full window of 10 input + 20 rollout frames at the cpu preset). The

@@ -75,7 +75,7 @@ class WindowDataset(Dataset):
 
 
 class FieldNormalizer:
-    """Normalisation that commutes with the symmetries under test (DESIGN §2).
+    """Normalisation that commutes with the symmetries under test (:mod:`symbench.fields`).
 
     Every vector field ``v`` is divided by one scale ``s = sqrt(mean |v|^2)`` (no shift, no per-component statistics),
     so rotations, reflections and magnitude scalings commute with it exactly, and a uniform motion ``v + c`` maps to

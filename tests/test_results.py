@@ -84,7 +84,7 @@ COMMITTED = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/run
 
 @pytest.mark.parametrize("runs_csv", COMMITTED, ids=[p.parent.name for p in COMMITTED])
 def test_committed_tables_are_what_symbench_leaderboard_regenerates(runs_csv):
-    """`results/<benchmark>/leaderboard.{md,csv}` are generated, never edited by hand (DESIGN §8)."""
+    """`results/<benchmark>/leaderboard.{md,csv}` are generated, never edited by hand."""
     rows = read_rows(runs_csv)
     assert (runs_csv.parent / "leaderboard.md").read_text() == render_markdown(runs_csv.parent.name, rows,
                                                                                model_order=available())

@@ -1,4 +1,4 @@
-"""The ``symbench`` command line (DESIGN §7). Each subcommand does one thing and prints what it wrote where.
+"""The ``symbench`` command line. Each subcommand does one thing and prints what it wrote where.
 
     symbench data generate <dataset> --preset P [--root DIR]
     symbench fit|test|validate [LightningCLI arguments: -c config.yaml, --model.lr 1e-3, --data.preset tiny, ...]

@@ -1,6 +1,6 @@
 """Typed field declarations: the one place that says which channels are scalars and which are vectors.
 
-Conventions (DESIGN §2), fixed here and nowhere else:
+Conventions, fixed here and nowhere else:
 
 * A frame is a tensor ``(..., C, H, W)``: axis -1 is x, axis -2 is y. Rows run **downwards, i.e. towards -y**
   (row 0 is the top of the domain), the convention of escnn and of image libraries. Data whose arrays are y-up

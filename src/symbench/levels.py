@@ -130,7 +130,7 @@ def windows(array: np.ndarray | Tensor, in_frames: int, test_frames: int) -> tup
 
 def field_scales(frames: Tensor, layout: FieldLayout) -> Tensor:
     """Per-channel ``(C,)`` RMS scale, shared by a vector field's components (from its norm) so that it commutes
-    with rotations; no shift (DESIGN §2)."""
+    with rotations; no shift (:mod:`symbench.fields`)."""
     scales = torch.empty(layout.channels, dtype=frames.dtype)
     for _, sl in layout.slices():
         part = frames[..., sl, :, :].double()

@@ -1,4 +1,4 @@
-"""Leaderboard rows (DESIGN §8): one CSV row per (model, seed, split, metric, horizon), appended atomically.
+"""Leaderboard rows: one CSV row per (model, seed, split, metric, horizon), appended atomically.
 
 Appends take an exclusive lock on ``<file>.lock``, write the old content plus the new rows to a temporary file in
 the same directory and rename it over the original: concurrent writers (sweep workers) neither lose nor interleave

@@ -1,4 +1,7 @@
-"""The history tensor shared by every forecaster: validation and frame-major channel stacking (DESIGN §2)."""
+"""The history tensor shared by every forecaster: validation and frame-major channel stacking.
+
+Tensor conventions: :mod:`symbench.fields`.
+"""
 
 from __future__ import annotations
 

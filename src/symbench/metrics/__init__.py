@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN §4): rollout RMSE, energy spectrum error, equivariance error, thermal-energy L1.
+"""Evaluation metrics: rollout RMSE, energy spectrum error, equivariance error, thermal-energy L1.
 
 All metrics are torchmetrics ``Metric``s whose states are sums reduced by ``sum``, so they are exact under DDP.
 """

@@ -1,4 +1,4 @@
-"""Root-mean-square error of an autoregressive rollout, per step and over the horizon (DESIGN §4)."""
+"""Root-mean-square error of an autoregressive rollout, per step and over the horizon."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Group actions on typed fields (DESIGN §3): one implementation used by data transforms, augmentation, metrics
+"""Group actions on typed fields: one implementation used by data transforms, augmentation, metrics
 and tests.
 
 Functions act on frames ``(..., C, H, W)`` laid out by a :class:`~symbench.fields.FieldLayout` (rows run towards

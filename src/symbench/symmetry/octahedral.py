@@ -1,4 +1,4 @@
-"""The octahedral group acting on 3D fields (DESIGN §3): the 24 rotations ``O`` and the 48 isometries ``O_h`` of
+"""The octahedral group acting on 3D fields: the 24 rotations ``O`` and the 48 isometries ``O_h`` of
 the cube, exact on the grid (index permutations and sign flips only).
 
 Axes and signs (the 3D extension of :mod:`symbench.fields`):
