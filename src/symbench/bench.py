@@ -208,7 +208,7 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
     names = list(model_names) if model_names else models.available(name)
     seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
     configs = [resolve(name, preset, m, s, root, overrides, use_best) for m in names for s in seeds]  # check all
-    for m, best in ((m, best_config(name, m, preset)) for m in names if use_best):
+    for m, best in ((m, best_config(name, m, preset)) for m in dict.fromkeys(c.model for c in configs) if use_best):
         if best:
             print(f"{m}: sweep's best configuration {best} (benchmarks/{name}/best/{m}.yaml; --no-best ignores it)",
                   flush=True)

@@ -99,14 +99,15 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
     presets = bench["presets"]
     if preset not in presets:
         raise ConfigError(f"unknown preset {preset!r} for benchmark {name!r}; available presets: {', '.join(presets)}")
-    model_spec = models.spec(model)  # unknown model -> KeyError listing the available ones
+    model = models.canonical(model)  # unknown model -> KeyError listing them; outside symbench: name@version
+    model_spec, key = models.spec(model), model.partition("@")[0]  # per-model sections name it without version
     p = presets[preset]
-    trainer = {**p.get("trainer", {}), **per_model(p.get("model_trainer", {}), model)}
+    trainer = {**p.get("trainer", {}), **per_model(p.get("model_trainer", {}), key)}
     cfg = RunConfig(
         benchmark=name, dataset=bench["dataset"], preset=preset, model=model, seed=seed, splits=list(bench["splits"]),
         data={**p.get("data", {}), **model_spec.data, "root": str(root), "test_splits": list(bench["splits"])},
-        module={**p.get("module", {}), **per_model(p.get("model_module", {}), model)},
-        model_hparams=per_model(p.get("model_hparams", {}), model),
+        module={**p.get("module", {}), **per_model(p.get("model_module", {}), key)},
+        model_hparams=per_model(p.get("model_hparams", {}), key),
         trainer=trainer,
     )
     if use_best and (best := best_config(name, model, preset)):

@@ -73,7 +73,7 @@ class ForecastModule(L.LightningModule):
     """Wraps ``models.build(model, in_frames=..., layout=..., **model_hparams)``.
 
     Args:
-        model: registry name (see ``symbench.models.available()``).
+        model: registry or plug-in name (``symbench.models.available()``) or ``package.module:Factory``.
         model_hparams: keyword arguments of the model (e.g. ``{"width": 32}``).
         fields: the data's field declaration, e.g. ``["velocity:vector"]`` (linked from the datamodule).
         in_frames: history length T_in.

@@ -1,5 +1,7 @@
-"""Forecasting models and their registry (:func:`available`, :func:`build`)."""
+"""Forecasting models: the registry, installed plug-ins and ``package.module:Factory`` references, under one
+namespace (:func:`available`, :func:`spec`, :func:`build`; :mod:`symbench.models.catalog`)."""
 
-from symbench.models.registry import ModelSpec, available, build, spec
+from symbench.models.catalog import available, build, canonical, lookup, source, spec
+from symbench.models.registry import ModelSpec
 
-__all__ = ["ModelSpec", "available", "build", "spec"]
+__all__ = ["ModelSpec", "available", "build", "canonical", "lookup", "source", "spec"]

@@ -29,6 +29,7 @@ class ModelSpec:
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # datamodule options the model is defined by (Augm)
+    symmetries: tuple[str, ...] = ()  # groups the model claims to be equivariant to (`symbench check-model`)
 
     def factory(self) -> ModelFactory:
         module, _, attr = self.target.partition(":")

@@ -42,7 +42,8 @@ class SearchSpace:
     grid: dict[str, list[Any]]
 
     def covers(self, model: str) -> bool:
-        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+        names = (model, model.partition("@")[0])  # a model from outside symbench also without its @version
+        return any(fnmatch.fnmatchcase(n, pattern) for n in names for pattern in self.models)
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid, in a fixed order (the manifest)."""
