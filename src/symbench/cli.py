@@ -5,6 +5,8 @@
     symbench bench <benchmark> --preset P [--models M ...] [--seeds S ...]
     symbench sweep <benchmark> --model M [--sampler grid|tpe] [--trials N] [--storage URL] [--workers N]
     symbench leaderboard [--benchmark B ...]
+    symbench models [--benchmark B] [--preset P]
+    symbench check-model MODEL_OR_package.module:Factory [--benchmark B] [--preset P]
     symbench alpha-sweep <benchmark> --model M [--alphas A ...] --preset P [--seeds S ...]
     symbench levels --preset P [--root DIR] [--models M ...] [--alpha A] [--epochs E] [--data-only]
     symbench nbody --preset P [--root DIR] [--seeds S ...]
@@ -47,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="train every model on every seed, test on every split, append rows")
     bench.add_argument("benchmark")
     bench.add_argument("--preset", default="cpu")
-    bench.add_argument("--models", nargs="+", help="registry names (default: every model of the benchmark)")
+    bench.add_argument("--models", nargs="+", help="registry names or package.module:Factory references "
+                                                   "(default: every model of the benchmark)")
     bench.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
     bench.add_argument("--root", default="data", help="data root directory")
     bench.add_argument("--results", default="results", help="results directory (runs.csv, leaderboard)")
@@ -64,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="Optuna search over sweeps/<benchmark>/*.yaml, shared by N workers")
     sweep.add_argument("benchmark")
-    sweep.add_argument("--model", required=True, help="registry name")
+    sweep.add_argument("--model", required=True, help="registry name or package.module:Factory")
     sweep.add_argument("--preset", default="cpu")
     sweep.add_argument("--sampler", choices=("grid", "tpe"), help="default: the sweep file's (grid)")
     sweep.add_argument("--trials", type=int, help="TPE budget (a grid runs each of its points once)")
@@ -80,6 +83,25 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--root", default="data", help="data root directory")
     sweep.add_argument("--runs", default="runs", help="checkpoints, logs and the default journal")
     sweep.add_argument("--no-progress", action="store_true")
+
+    listing = sub.add_parser("models", help="list every model (registry and installed plug-ins): family, "
+                                            "parameters at a preset, benchmarks, source")
+    listing.add_argument("--benchmark", help="only the models of this benchmark (and count parameters on its data)")
+    listing.add_argument("--preset", default="tiny", help="preset whose hyperparameters size the models")
+    listing.add_argument("--root", default="data", help="data root directory (the data give the field layout)")
+
+    check = sub.add_parser("check-model", help="contract checks and measured equivariance errors of a model "
+                                               "(registry name, plug-in or package.module:Factory)")
+    check.add_argument("model")
+    check.add_argument("--benchmark", default="rbc")
+    check.add_argument("--preset", default="tiny")
+    check.add_argument("--root", default="data", help="data root directory (generated if missing)")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--fraction", type=float, default=0.5,
+                       help="an approximate symmetry claim needs an error below this fraction of the plain model's")
+    check.add_argument("--no-compile", action="store_true", help="skip the torch.compile (Dynamo) report")
+    check.add_argument("--json", help="where to write the report (default: <results>/checks/<benchmark>/<model>.json)")
+    check.add_argument("--results", default="results")
 
     board = sub.add_parser("leaderboard", help="aggregate results/<benchmark>/runs.csv into tables and plots")
     board.add_argument("--benchmark", nargs="+", help="benchmarks (default: every one with rows)")
@@ -165,8 +187,8 @@ def _sweep(args: argparse.Namespace) -> None:
     from symbench import models
     from symbench.sweep.run import SweepSpec, run_sweep
 
-    models.spec(args.model)  # unknown model -> one line listing the available ones
-    spec = SweepSpec(benchmark=args.benchmark, model=args.model, preset=args.preset, sampler=args.sampler,
+    model = models.canonical(args.model)  # unknown model -> one line; outside symbench: name@version
+    spec = SweepSpec(benchmark=args.benchmark, model=model, preset=args.preset, sampler=args.sampler,
                      trials=args.trials, storage=args.storage, study=args.study, root=args.root, runs=args.runs,
                      space=args.space, pruner=args.pruner, heartbeat=args.heartbeat, grace=args.grace,
                      progress=not args.no_progress)
@@ -175,6 +197,26 @@ def _sweep(args: argparse.Namespace) -> None:
 
 def _devices(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
+
+
+def _models(args: argparse.Namespace) -> None:
+    from symbench.model_listing import model_rows, render
+
+    print(render(model_rows(args.benchmark, args.preset, args.root), args.preset))
+
+
+def _check_model(args: argparse.Namespace) -> int:
+    from symbench.conformance import check_model, write_json
+
+    report = check_model(args.model, args.benchmark, args.preset, args.root, args.seed, args.fraction,
+                         compile_check=not args.no_compile)
+    print(report.table())
+    path = write_json(report, args.json or Path(args.results) / "checks" / args.benchmark / f"{report.model}.json")
+    print(f"wrote {path}")
+    if report.failures():
+        print(f"symbench: check-model: {report.model}: " + "; ".join(report.failures()), file=sys.stderr)
+        return 1
+    return 0
 
 
 def _leaderboard(args: argparse.Namespace) -> None:
@@ -285,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
                     "alpha-sweep": _alpha_sweep, "levels": _levels, "nbody": _nbody, "digits": _digits,
-                    "discover": _discover, "sr3d": _sr3d}
-        handlers[args.command](args)
+                    "discover": _discover, "sr3d": _sr3d, "models": _models, "check-model": _check_model}
+        return handlers[args.command](args) or 0
     except BAD_INPUT as err:
         print(f"symbench: error: {_root_message(err)}", file=sys.stderr)
         return 2
