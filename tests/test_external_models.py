@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from own_package import write_distribution, write_package
 from symbench import cli, models
-from symbench.bench import resolve
+from symbench.config import resolve
 from symbench.conformance import ROUND_OFF
 from symbench.fields import VELOCITY_2D
 from symbench.results import read_rows

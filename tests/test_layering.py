@@ -15,7 +15,7 @@ LAYERS = {
     "symbench.models": 1,
     "symbench.forecast": 2, "symbench.last_checkpoint": 2, "symbench.prediction_artifacts": 2,
     "symbench.config": 3,
-    "symbench.bench": 4, "symbench.sweep": 4, "symbench.leaderboard": 4, "symbench.plots": 4,
+    "symbench.bench": 4, "symbench.sweep": 4, "symbench.conformance": 4, "symbench.model_listing": 4, "symbench.leaderboard": 4, "symbench.plots": 4,
     "symbench.studies": 5, "symbench.best_fit": 5, "symbench.nbody": 5, "symbench.digits": 5, "symbench.sr3d": 5,
     "symbench.levels": 5, "symbench.symmetry_discovery": 5, "symbench.alpha_sweep": 5,
     "symbench.cli": 6, "symbench.lightning_cli": 6,

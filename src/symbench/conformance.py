@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 import datamodules
 from symbench import models, symmetry
-from symbench.bench import RunConfig, resolve
+from symbench.config import RunConfig, resolve
 from symbench.fields import FieldLayout
 from symbench.metrics import EquivarianceError, equivariance_pair
 
@@ -51,7 +51,7 @@ ACTIONS: dict[str, tuple[bool, Callable[[int, torch.Generator], symmetry.GroupEl
 CLAIMS = {**{name: (name,) for name in ACTIONS}, "uniform_motion": ("um",), "magnitude": ("mag",),
           "c4": ("rot",), "rot90": ("rot",), "d4": ("rot", "reflect"), "so2": ("rot_any",), "rotation": ("rot_any",),
           "reflection": ("reflect",), "translation": ("translate",), "scaling": ("scale",)}
-WINDOWS = 4  # validation windows the checks run on
+WINDOWS = 2  # validation windows the checks run on
 ADAM_STEPS = 5
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import datamodules
 from symbench import models
-from symbench.bench import available_benchmarks, resolve
+from symbench.config import available_benchmarks, resolve
 
 
 def model_rows(benchmark: str | None = None, preset: str = "tiny", root: str | Path = "data") -> list[dict[str, Any]]:
