@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYMBENCH := $(VENV)/bin/symbench
 PRESET ?= cpu
+SEEDS ?=  # e.g. make bench-rbc SEEDS="0 1 2" (default: the preset's seeds)
 DATA ?= data
 
 .PHONY: setup constraints lint test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels data-heat bench-heat data-ocean bench-ocean data-jetflow bench-jetflow bench-nbody bench-digits bench-discovery bench-sr3d leaderboard speed symmetry-cost relaxed-cost clean
@@ -37,7 +38,7 @@ data-rbc: setup
 	OMP_NUM_THREADS=1 $(SYMBENCH) data generate rbc --preset $(PRESET) --root $(DATA)
 
 bench-rbc: data-rbc
-	$(SYMBENCH) bench rbc --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) bench rbc --preset $(PRESET) --root $(DATA) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
 	$(SYMBENCH) leaderboard --benchmark rbc
 
 # PhiFlow smoke plumes with broken translation / rotation / scaling symmetry (ICML 2022 Table 1).

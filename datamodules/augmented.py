@@ -11,12 +11,20 @@ with the same actions as the transformed test splits (:mod:`datamodules.transfor
 stays inside the tile on its central half, which is where the ``scale`` test split lives. So for ``scale`` every
 training window, original or scaled, is taken on that central half grid (the originals are the ``lam = 1`` crop),
 and a batch never mixes grid sizes.
+
+An epoch is one pass's worth of the *original* windows (:attr:`AugmentedWindowDataset.epoch_windows`, drawn by
+:func:`epoch_sampler`): each epoch draws that many windows, without replacement, from the whole augmented set, so an
+Augm model takes as many gradient steps per epoch as its backbone and meets each original window (as itself or a
+transformed copy) once per epoch on average.
 """
 
 from __future__ import annotations
 
+from typing import Iterator
+
+import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from datamodules.transformed import TransformedWindowDataset
 from datamodules.windows import WindowDataset
@@ -60,6 +68,11 @@ class AugmentedWindowDataset(Dataset):
         self.original: Dataset = CentralCrop(windows, size) if augment == "scale" else windows
         self.n = len(windows)
 
+    @property
+    def epoch_windows(self) -> int:
+        """Windows per training epoch: the number of original windows."""
+        return self.n
+
     def __len__(self) -> int:
         return self.n * (1 + self.copies)
 
@@ -68,3 +81,33 @@ class AugmentedWindowDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} augmented windows")
         copy, i = divmod(index, self.n)
         return self.original[i] if copy == 0 else self.transformed[copy - 1][i]
+
+
+
+class EpochSampler(Sampler[int]):
+    """``num_samples`` distinct indices of a dataset, a fresh draw for each epoch (a permutation seeded by
+    ``seed + epoch``, so every DDP rank draws the same one; Lightning splits them over the ranks)."""
+
+    def __init__(self, size: int, num_samples: int, seed: int) -> None:
+        if not 0 < num_samples <= size:
+            raise ValueError(f"an epoch of {num_samples} windows needs 1..{size} of them")
+        self.size, self.num_samples, self.seed, self.epoch = size, num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1  # the next pass draws anew (set_epoch, if called, sets it explicitly)
+        return iter(torch.randperm(self.size, generator=gen)[: self.num_samples].tolist())
+
+
+def epoch_sampler(dataset: Dataset) -> EpochSampler | None:
+    """The training sampler of an augmented set (:attr:`AugmentedWindowDataset.epoch_windows` windows per epoch);
+    ``None`` (an ordinary shuffle of every window) for any other dataset."""
+    if not isinstance(dataset, AugmentedWindowDataset):
+        return None
+    return EpochSampler(len(dataset), dataset.epoch_windows, seed=torch.initial_seed())

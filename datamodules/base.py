@@ -18,7 +18,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from datamodules.augmented import AugmentedWindowDataset, check_augment
+from datamodules.augmented import AugmentedWindowDataset, check_augment, epoch_sampler
 from datamodules.transformed import TransformedWindowDataset
 from datamodules.windows import FieldNormalizer, TimeRange, WindowDataset, time_split
 from symbench import symmetry
@@ -164,8 +164,8 @@ class ForecastDataModule(L.LightningDataModule):
         return mask
 
     def _loader(self, dataset: Any, batch_size: int, shuffle: bool = False) -> DataLoader:
-        sampler = None if shuffle else self._eval_sampler(dataset)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+        sampler = epoch_sampler(dataset) if shuffle else self._eval_sampler(dataset)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                           num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0)
 
     def _eval_sampler(self, dataset: Any) -> UnrepeatedDistributedSampler | None:

@@ -1,11 +1,12 @@
 """The Augm training set (ICLR 2021 sec. 5.2): three times the windows, the copies really transformed, fixed seeds;
 and the grid coarsening option of the data modules."""
 
+import numpy as np
 import pytest
 import torch
 
 from datamodules.augmented import AugmentedWindowDataset
-from datamodules.base import coarsen_grid
+from datamodules.base import ForecastDataModule, coarsen_grid
 from datamodules.windows import TimeRange, WindowDataset
 from symbench.fields import FieldLayout
 
@@ -75,3 +76,31 @@ def test_coarsening_averages_blocks_and_keeps_a_uniform_field() -> None:
     assert coarsen_grid(x, 1) is x
     with pytest.raises(ValueError, match="does not divide the 4x4 grid"):
         coarsen_grid(x, 3)
+
+
+class _Random(ForecastDataModule):
+    """Random velocity trajectories: 2 x 60 frames on 8 x 8."""
+
+    def load(self) -> tuple[np.ndarray, FieldLayout]:
+        return np.random.default_rng(0).normal(size=(2, 60, 2, 8, 8)).astype(np.float32), LAYOUT
+
+
+def _epoch_ids(loader) -> list[bytes]:
+    """The windows one pass of ``loader`` yields, each identified by its history's bytes."""
+    return [h.numpy().tobytes() for history, _ in loader for h in history]
+
+
+def test_an_augm_epoch_is_one_pass_of_the_original_windows_drawn_from_the_augmented_set():
+    sizes = {"in_frames": 3, "train_steps": 2, "rollout_steps": 2, "batch_size": 4}
+    plain, augm = _Random(**sizes), _Random(**sizes, augment="um")  # continuous group: no two copies alike
+    plain.setup("fit")
+    augm.setup("fit")
+    n = len(plain.datasets["train"])
+    assert len(augm.datasets["train"]) == 3 * n
+    torch.manual_seed(0)
+    loader = augm.train_dataloader()
+    first, second = _epoch_ids(loader), _epoch_ids(loader)
+    assert len(first) == len(second) == n == len(_epoch_ids(plain.train_dataloader()))
+    assert len(set(first)) == n and set(first) != set(second)  # no repeats within an epoch; a fresh draw each epoch
+    originals = {augm.datasets["train"][i][0].numpy().tobytes() for i in range(n)}
+    assert originals - set(first) and set(first) - originals  # transformed copies drawn, some originals not

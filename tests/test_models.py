@@ -31,7 +31,8 @@ PAPER_PARAMS = {"resnet": 11.0e6, "unet": 6.2e6}
 # (tests/test_smoke_models.py, tests/test_rgroup.py).
 PLAIN = [n for n in available("rbc") if spec(n).family == "plain"]
 # Augm entries build their backbone's class (checked below), so the per-model tests run once per class.
-DISTINCT = [n for n in available("rbc") if spec(n).family != "augmented"]
+# The parameter-free baselines have their own tests (tests/test_baselines.py).
+DISTINCT = [n for n in available("rbc") if spec(n).family not in ("augmented", "baseline")]
 # U-nets that zero-pad odd grids (equ_um_unet replicates instead, so that a uniform motion stays one; its own
 # test covers odd grids).
 ZERO_PADDED_UNETS = [n for n in DISTINCT if n.endswith("unet") and n != "equ_um_unet"]

@@ -181,3 +181,23 @@ def test_the_latest_row_of_a_repeated_seed_wins():
     assert cell.n == 2
     assert cell.mean == pytest.approx(2.5)
     assert cell.std == pytest.approx(statistics.stdev([2.0, 3.0]))
+
+
+# -- early stopping ---------------------------------------------------------------------------------------------------
+PLATEAU_VAL = (0.5, 0.1, 0.2, 0.3, 0.4, 0.05)  # best at epoch 1, then 2 epochs without improvement: stop after epoch 3
+
+
+def test_early_stopping_ends_a_run_on_its_plateau_and_a_second_call_does_not_train_on(tiny_root, tmp_path,
+                                                                                      monkeypatch):
+    def scripted_epoch_end(self: ForecastModule) -> None:
+        self.val_rmse.reset()
+        self.log("val/rmse", PLATEAU_VAL[self.current_epoch], prog_bar=True)
+
+    monkeypatch.setattr(ForecastModule, "on_validation_epoch_end", scripted_epoch_end)
+    cfg = bench.resolve("rbc", "tiny", "unet", 0, tiny_root, use_best=False,
+                        overrides={"trainer": {"max_epochs": len(PLATEAU_VAL)}, "data": {"train_stride": 16, "eval_stride": 16}})
+    cfg.early_stopping_patience = 2
+    fitted = bench.fit_run(cfg, tmp_path / "runs", progress=False)
+    assert fitted.epochs == 4 and "epoch=1" in fitted.best_path  # epoch 5's 0.05 is never reached
+    again = bench.fit_run(cfg, tmp_path / "runs", progress=False)  # resumed: the saved state says it stopped
+    assert again.epochs == 4 and again.train_seconds == 0.0 and again.best_path == fitted.best_path

@@ -86,6 +86,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from symbench import plateau, untrained
     from symbench.forecast import ForecastModule
     from symbench.last_checkpoint import SaveLast
 
@@ -96,22 +97,27 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
                             in_frames=dm.in_frames, train_steps=dm.train_steps, rollout_steps=dm.rollout_steps,
                             test_splits=dm.test_splits, **cfg.module)
     run_dir = Path(run_dir)
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor="val/rmse",
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor=plateau.MONITOR,
                            mode="min", save_top_k=1)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}
-    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[ckpt, SaveLast(last.parent), *callbacks],
+    stopping = [] if cfg.early_stopping_patience is None else [plateau.early_stopping(cfg.early_stopping_patience)]
+    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[*stopping, ckpt, SaveLast(last.parent), *callbacks],
                         logger=CSVLogger(run_dir, name="logs"),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         **trainer_args)
+    if not untrained.trainable(module):  # nothing to fit (a parameter-free baseline): test the module as it is
+        path = untrained.write_checkpoint(module, run_dir / "checkpoints")
+        return FittedRun(module, dm, trainer, str(path), float("nan"), 0.0, 0)
     best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
     saved = _load(last) if last.is_file() and best else None  # read once: the epoch and the best score
-    if saved is not None and finished_training(saved, trainer.max_epochs):
-        print(f"    already trained to epoch {trainer.max_epochs} in {run_dir}; using its best checkpoint", flush=True)
+    if saved is not None and (finished_training(saved, trainer.max_epochs) or plateau.stopped_early(saved)):
+        print(f"    already trained to epoch {int(saved['epoch']) + 1} in {run_dir}; using its best checkpoint",
+              flush=True)
         state = next(v for k, v in saved["callbacks"].items() if k.startswith("ModelCheckpoint"))
         score = state.get("best_model_score")
         return FittedRun(module, dm, trainer, str(best[-1]), float("nan") if score is None else float(score), 0.0,
-                         trainer.max_epochs)
+                         int(saved["epoch"]) + 1)
     resume = str(last) if last.is_file() else None  # an interrupted run of this configuration: continue it
     if resume:
         print(f"    resuming from {last}", flush=True)

@@ -5,7 +5,8 @@ and :func:`to_overrides` (a sweep's dotted keys -> the run configuration's secti
 A benchmark is a YAML file ``benchmarks/<name>/benchmark.yaml`` (data family, splits, seeds, presets). A preset
 gives the datamodule arguments (``data``), the Lightning module arguments (``module``), model hyperparameters
 (``model_hparams``), Trainer arguments (``trainer``), and per-model Trainer and module arguments (``model_trainer``,
-``model_module``, e.g. fewer epochs for a costly model). The keys of the per-model sections are model names or patterns
+``model_module``, e.g. fewer epochs for a costly model) and ``early_stopping_patience`` (stop once the validation
+RMSE has not improved for that many epochs; :mod:`symbench.plateau`). The keys of the per-model sections are model names or patterns
 (``"*resnet"``; ``default`` means ``*``); every matching entry applies, in file order, an exact name last. A
 registry entry's own datamodule options (``ModelSpec.data``, e.g. the Augm models' ``augment``) are added to
 ``data``. Presets change sizes, never code.
@@ -58,6 +59,7 @@ class RunConfig:
     module: dict[str, Any]
     model_hparams: dict[str, Any]
     trainer: dict[str, Any] = field(default_factory=dict)
+    early_stopping_patience: int | None = None  # None: train all max_epochs
 
     def config_hash(self) -> str:
         payload = {k: v for k, v in self.__dict__.items() if k != "seed"}
@@ -109,6 +111,7 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
         module={**p.get("module", {}), **per_model(p.get("model_module", {}), key)},
         model_hparams=per_model(p.get("model_hparams", {}), key),
         trainer=trainer,
+        early_stopping_patience=_patience(p.get("early_stopping_patience"), name, preset),
     )
     if use_best and (best := best_config(name, model, preset)):
         for section, values in to_overrides(best).items():
@@ -116,6 +119,13 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
     for section, values in (overrides or {}).items():
         getattr(cfg, section).update(values)
     return cfg
+
+
+def _patience(value: Any, name: str, preset: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigError(f"benchmarks/{name}/benchmark.yaml preset {preset!r}: early_stopping_patience must be an "
+                          f"integer >= 1 (epochs without improvement), got {value!r}")
+    return value
 
 
 def seeds_of(name: str, preset: str) -> list[int]:

@@ -24,7 +24,7 @@ ModelFactory = Callable[..., nn.Module]
 class ModelSpec:
     name: str
     target: str  # "module:attribute", imported lazily so that a heavy dependency costs nothing until used
-    family: str  # "plain" | "equivariant" | "relaxed" | "augmented"
+    family: str  # "baseline" | "plain" | "equivariant" | "relaxed" | "augmented"
     benchmarks: tuple[str, ...] = ()
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -42,6 +42,8 @@ _SMOKE = ("smoke-translation", "smoke-rotation", "smoke-scaling")
 _SMOKE_JET = _SMOKE + ("jetflow", "ocean-relaxed")  # ICML 2022 Tables 2 (jet flow) and 4 (ocean) reuse them
 _ICLR = ("rbc", "ocean")  # the ICLR 2021 models: RBC (Table 2) and ocean currents (Table 4)
 _ICLR_EQU = _ICLR + ("ocean-temperature",)  # plain and Equ models also on sea-surface temperature (Table 8)
+# Every forecasting benchmark: the parameter-free baselines run on each of them.
+_FORECASTING = _ICLR_EQU + ("heat",) + _SMOKE + ("jetflow", "ocean-relaxed")
 _AUGM_GROUPS = {"um": "uniform motions", "mag": "magnitudes", "rot": "quarter turns", "scale": "scalings"}
 
 
@@ -56,6 +58,10 @@ def _augm(backbone: str, target: str, title: str) -> list[ModelSpec]:
 _MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
+        ModelSpec("persistence", "symbench.models.baselines:Persistence", "baseline", _FORECASTING,
+                  "repeat the last frame (no parameters; the reference every model must beat)"),
+        ModelSpec("linear", "symbench.models.baselines:LinearExtrapolation", "baseline", _FORECASTING,
+                  "linear extrapolation from the last two frames, 2 x_t - x_{t-1} (no parameters)"),
         ModelSpec("resnet", _RESNET, "plain", _ICLR_EQU,
                   "18-layer ResNet of Wang et al. (ICLR 2021), widths w,w,2w,2w,4w,4w,8w,8w"),
         *_augm("resnet", _RESNET, "ResNet"),
