@@ -43,5 +43,6 @@ def test_table2_ordering_cells_and_the_under_trained_flag():
             + _rows("persistence", [3.0, 3.0, 3.0], epochs=0, best=-1))
     md = render_markdown("rbc", rows)
     assert "| unet | Rot | 1.000 | 2.000 |  | yes 3/3 |  |" in md
-    assert "| equ_rot_unet ⚠ |" in md and "| unet |" in md and "| persistence |" in md  # untrained: no flag
+    assert "| equ_rot_unet ⚠ | 100 | 10 | 9 |" in md and "| unet | 100 | 10 | 4 |" in md
+    assert "| persistence | 100 | 0 | -1 |" in md  # trained no epoch: not flagged
     assert "may be under-trained" in md and "equ_rot_unet (seed 0, 1, 2)" in md
