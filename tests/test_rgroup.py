@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from symbench.fields import VELOCITY_2D, FieldLayout
 from symbench.layers import stack_frames
+from symbench.layers.pixel_mixing import total_variation
 from symbench.layers.regular_lift import RegularBatchNorm2d, RegularLift, RegularProject, rotate_regular
 from symbench.layers.relaxed_group_conv import (
     RelaxedRotGroupConv2d,
@@ -22,7 +23,6 @@ from symbench.layers.relaxed_group_conv import (
     RelaxedTranslationConv2d,
     RotGroupConv2d,
     pairwise_l1,
-    total_variation,
 )
 from symbench.layers.scale_conv import ScaleConv2d, ScaleConvProject2d, scale_levels
 from symbench.models.conv_net import conv_budget

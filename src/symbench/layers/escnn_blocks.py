@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 from escnn import gspaces
@@ -264,25 +264,3 @@ def export_plain(model: nn.Module) -> nn.Module:
         if isinstance(op, EquivariantOp):
             plain.set_submodule(name, op.export())
     return plain.eval()
-
-
-def scaled_fields(channels: Sequence[int], scale: float) -> tuple[int, ...]:
-    """``max(1, round(scale * c))`` regular fields for each plain channel count ``c``."""
-    return tuple(max(1, round(scale * c)) for c in channels)
-
-
-def fit_fields(channels: Sequence[int], count: Callable[[tuple[int, ...]], int], target: int) -> tuple[int, ...]:
-    """Regular-field counts proportional to the plain network's ``channels`` whose parameter ``count`` is closest to
-    ``target``: bisection on the scale for the smallest one reaching ``target`` (``count`` grows with the scale),
-    then the closer of it and the largest one below."""
-    lo, hi = 0.0, 1.0
-    while count(scaled_fields(channels, hi)) < target:
-        lo, hi = hi, 2 * hi
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if count(scaled_fields(channels, mid)) < target:
-            lo = mid
-        else:
-            hi = mid
-    above, below = scaled_fields(channels, hi), scaled_fields(channels, lo)
-    return min((above, below), key=lambda f: abs(count(f) - target))

@@ -34,7 +34,8 @@ from symbench.layers.pixel_mixing import GridSize
 from symbench.layers.scale_conv import scale_levels, splat_matrix
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
-from symbench.models.smoke_families import ConvFamily, FeatureType, SteerableFamily, fit_sizes
+from symbench.models.budget import fit_sizes
+from symbench.models.smoke_families import ConvFamily, FeatureType, SteerableFamily
 from symbench.symmetry import spatial_scale
 
 _COEFFICIENT = FieldLayout.of("coefficient:scalar")

@@ -26,10 +26,10 @@ from symbench.layers.escnn_blocks import (
     RotationFields,
     TypeBlocks,
     export_plain,
-    fit_fields,
     layout_blocks,
     regular,
 )
+from symbench.models.budget import fit_scale
 from symbench.models.resnet import WIDTH_MULTIPLIERS, ResNet, check_resnet_args
 from symbench.models.unet import DOWNSAMPLINGS, UNet, check_unet_args
 
@@ -109,7 +109,7 @@ def resnet_fields(rot: RotationFields, in_frames: int, layout: FieldLayout, widt
     parameter count closest to the plain ResNet's (padding does not change it)."""
     plain = plain_parameter_count(ResNet, in_frames=in_frames, layout=layout, width=width, kernel_size=kernel_size)
     history, output = layout_blocks(layout, in_frames), layout_blocks(layout)
-    return fit_fields([width * m for m in WIDTH_MULTIPLIERS],
+    return fit_scale([width * m for m in WIDTH_MULTIPLIERS],
                       lambda f: resnet_parameters(rot, history, output, f, kernel_size), plain)
 
 
@@ -212,7 +212,7 @@ def unet_fields(rot: RotationFields, in_frames: int, layout: FieldLayout, width:
     U-net's."""
     plain = plain_parameter_count(UNet, in_frames=in_frames, layout=layout, width=width, kernel_size=kernel_size)
     history, output = layout_blocks(layout, in_frames), layout_blocks(layout)
-    return fit_fields([width, 2 * width, 4 * width, 8 * width, width // 2, width // 4],
+    return fit_scale([width, 2 * width, 4 * width, 8 * width, width // 2, width // 4],
                       lambda f: unet_parameters(rot, history, output, f, kernel_size), plain)
 
 

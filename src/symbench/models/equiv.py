@@ -1,6 +1,6 @@
 """Equiv: the strictly equivariant baseline of the ICML 2022 smoke benchmarks (Wang, Walters & Yu, sec. 5,
 "Equiv: the same as ConvNet for translation; E2CNN for rotation and SESN for scaling"), built from the layer families
-of :mod:`.smoke_families` and sized to the ConvNet budget with :func:`~symbench.models.smoke_families.fit_sizes`.
+of :mod:`.smoke_families` and sized to the ConvNet budget with :func:`~symbench.models.budget.fit_sizes`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from symbench.layers import check_history, stack_frames
 from symbench.layers.pixel_mixing import GridSize
 from symbench.models.conv_net import ConvNet, check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
+from symbench.models.budget import fit_sizes
 from symbench.models.smoke_families import (
     DEFAULT_GROUP_ORDER,
     equivariant_stack,
-    fit_sizes,
     layer_family,
     stack_parameters,
 )

@@ -24,12 +24,12 @@ from symbench.layers import check_history, stack_frames
 from symbench.layers.pixel_mixing import GridSize, grid_shape
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
+from symbench.models.budget import fit_sizes
 from symbench.models.smoke_families import (
     DEFAULT_GROUP_ORDER,
     ScaleFamily,
     append_invariant,
     equivariant_stack,
-    fit_sizes,
     layer_family,
     stack_parameters,
 )

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from symbench.fields import FieldLayout
 from symbench.layers import check_history
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
-from symbench.models.smoke_families import fit_sizes
+from symbench.models.budget import fit_sizes
 
 UNIFORM_TOLERANCE = 0.08
 

@@ -44,29 +44,11 @@ from symbench.layers.relaxed_group_conv import (
     RotGroupConv2d,
 )
 from symbench.layers.scale_conv import ScaleBatchNorm2d, ScaleConv2d, ScaleConvProject2d, ScaleLift, scale_levels
+from symbench.models.budget import fit_sizes, n_params
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
 
 Layers = tuple[nn.Module, nn.Sequential, nn.Module]  # lift, body, projection
-
-
-def n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def fit_hidden(count: Callable[[tuple[int, ...]], int], n_hidden: int, target: int) -> tuple[int, ...]:
-    """Hidden channel counts ``(F+1, .., F+1, F, .., F)`` whose parameter ``count`` is closest to ``target``:
-    the smallest uniform ``F`` reaching ``target`` by bisection (``count`` grows with every entry), then the tuples
-    between ``F - 1`` and ``F`` everywhere."""
-    lo, hi = 0, 1
-    while count((hi,) * n_hidden) < target:
-        lo, hi = hi, 2 * hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if count((mid,) * n_hidden) < target else (lo, mid)
-    base = max(hi - 1, 1)
-    candidates = [(base + 1,) * m + (base,) * (n_hidden - m) for m in range(n_hidden + 1)]
-    return min(candidates, key=lambda h: abs(count(h) - target))
 
 
 def default_relax_grid(grid_size: GridSize, banks: int, layers: int, budget: int) -> GridSize:
@@ -133,7 +115,7 @@ class RGroupNet(nn.Module):
                              grid_size=grid_size, relax_grid=relax_grid, padding_mode=padding_mode,
                              scales=scale_levels(n_scales, scale_ratio), scalar_power=scalar_power)
         if hidden is None:
-            hidden = fit_hidden(self._count, layers - 1, self.budget)
+            hidden = fit_sizes(layers - 1, self._count, self.budget, exhaustive_up_to=0)
         if len(hidden) != layers - 1 or min(hidden) < 1:
             raise ValueError(f"hidden must hold layers - 1 = {layers - 1} positive counts, got {tuple(hidden)}")
         self.hidden = tuple(int(h) for h in hidden)

@@ -32,7 +32,8 @@ from symbench.layers.pixel_mixing import GridSize
 from symbench.layers.scale_conv import split_levels
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
-from symbench.models.smoke_families import DEFAULT_GROUP_ORDER, FeatureType, LayerFamily, fit_sizes, layer_family
+from symbench.models.budget import fit_sizes
+from symbench.models.smoke_families import DEFAULT_GROUP_ORDER, FeatureType, LayerFamily, layer_family
 
 
 class ResidualPathway(nn.Module):

@@ -9,7 +9,7 @@ finite-difference smoothness term of sec. 3.3 (:meth:`RSteerNet.regularization_l
 ``alpha * penalty`` by the Lightning module). ``relaxed=False`` gives the strict steerable network with the same
 basis and types (the reference for the cost of relaxation).
 
-Parameter budget: the regular-field counts are fitted with :func:`~symbench.models.smoke_families.fit_sizes` so that
+Parameter budget: the regular-field counts are fitted with :func:`~symbench.models.budget.fit_sizes` so that
 the trainable parameters are within a few % of :func:`~symbench.models.conv_net.conv_budget` at the same ``width``.
 With ``ranks > 1`` (RSteerTR) the per-pixel weights ``a_r(x)`` live on ``relax_grid`` cells, by default the finest
 divisors of ``grid_size`` (one side, or ``(H, W)``) whose weights take at most half the budget.
@@ -28,7 +28,8 @@ from symbench.layers.pixel_mixing import GridSize
 from symbench.layers.relaxed_steerable import RelaxedSteerableConv2d
 from symbench.models.conv_net import check_smoke_args, conv_budget
 from symbench.models.rgroup import default_relax_grid
-from symbench.models.smoke_families import DEFAULT_GROUP_ORDER, fit_sizes
+from symbench.models.budget import fit_sizes
+from symbench.models.smoke_families import DEFAULT_GROUP_ORDER
 
 
 class RSteerNet(nn.Module):

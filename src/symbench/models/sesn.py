@@ -12,7 +12,7 @@ Hermite-Gaussian functions on a ``(k + 2) x (k + 2)`` support (SESN; strict) or 
 (RSteer; ``w_l(y)`` on ``k x k`` nodes, equal at init, so the relaxed network starts as the strict one).
 
 Parameter budget: the hidden channel counts (per level) are fitted with
-:func:`~symbench.models.smoke_families.fit_sizes` so that the trainable parameters are within a few % of
+:func:`~symbench.models.budget.fit_sizes` so that the trainable parameters are within a few % of
 :func:`~symbench.models.conv_net.conv_budget` at the same ``width``. A strict layer has the parameters of a
 ``k x k`` convolution, so SESN keeps about ConvNet's widths; RSteer pays ``k^2`` weights per basis function and
 channel pair and gets about ``1 / k`` of them.
@@ -34,11 +34,7 @@ from symbench.layers.scale_steerable import PixelMixedScaleConv2d, ScaleSteerabl
 from symbench.models.conv_net import check_smoke_args, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
 from symbench.models.rgroup import default_relax_grid
-from symbench.models.smoke_families import fit_sizes
-
-
-def n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+from symbench.models.budget import fit_sizes, n_params
 
 
 class ScaleSteerableNet(nn.Module):

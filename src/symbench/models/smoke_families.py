@@ -18,14 +18,13 @@ acting on hidden features of ``n`` *units* each, with parameter counts computed 
   normalisation (a batch norm would make the layer scale-invariant, not equivariant); with ReLU, positively
   homogeneous: ``f(a x) = a f(x)`` for ``a >= 0``, exactly.
 
-Every smoke model sizes its hidden units with :func:`fit_sizes` so that its parameter count is the ConvNet budget
+Every smoke model sizes its hidden units with :func:`~symbench.models.budget.fit_sizes` so that its parameter count is the ConvNet budget
 (:func:`~symbench.models.conv_net.conv_budget`) at the same width, within 10 %.
 """
 
 from __future__ import annotations
 
-import itertools
-from typing import Callable, Union
+from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -46,29 +45,6 @@ from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
 
 DEFAULT_GROUP_ORDER = 4
 FeatureType = Union[int, TypeBlocks]  # channels (translation), channels per level (scaling) or escnn fields
-_EXHAUSTIVE_LAYERS = 10  # up to this many hidden layers every {f, f+1} assignment is tried
-
-
-def fit_sizes(n_hidden: int, count: Callable[[tuple[int, ...]], int], target: int) -> tuple[int, ...]:
-    """Hidden sizes (``n_hidden`` of them, each ``f`` or ``f + 1``) whose parameter ``count`` is closest to
-    ``target``. ``count`` must grow with every size; ``f`` is the largest uniform size below the target."""
-    def uniform(f: int) -> int:
-        return count((f,) * n_hidden)
-
-    hi = 1
-    while uniform(hi) < target:
-        hi *= 2
-    lo = hi // 2
-    while hi - lo > 1:  # uniform(lo) < target <= uniform(hi)
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if uniform(mid) < target else (lo, mid)
-    base = max(1, hi - 1)
-    if n_hidden <= _EXHAUSTIVE_LAYERS:
-        masks = list(itertools.product((0, 1), repeat=n_hidden))
-    else:
-        masks = [(1,) * m + (0,) * (n_hidden - m) for m in range(n_hidden + 1)]
-    candidates = [tuple(base + m for m in mask) for mask in masks] + [(hi,) * n_hidden]
-    return min(candidates, key=lambda sizes: (abs(count(sizes) - target), sizes))
 
 
 class ConvFamily:
