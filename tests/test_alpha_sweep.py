@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from symbench import cli
-from symbench.alpha_sweep import render_alpha_sweep, run_alpha_sweep, sweep_cells
+from symbench.studies.alpha_sweep import render_alpha_sweep, run_alpha_sweep, sweep_cells
 from symbench.config import ConfigError
 from symbench.results import read_rows
 

@@ -1,5 +1,5 @@
-"""Group-equivariant digit classifiers (:mod:`symbench.models.digits_gcnn`) and the data-scaling benchmark
-(:mod:`symbench.digits`): invariance on exact grid transformations, parameter matching, the power-law fit, resumable
+"""Group-equivariant digit classifiers (:mod:`symbench.studies.digits.model`) and the data-scaling benchmark
+(:mod:`symbench.studies.digits.run`): invariance on exact grid transformations, parameter matching, the power-law fit, resumable
 results, the report's claims and the command line."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 
 from datamodules.digits import DigitsSizes
 from symbench import cli
-from symbench import digits as bench
-from symbench.models import digits_gcnn as g
+from symbench.studies.digits import run as bench
+from symbench.studies.digits import model as g
 
 TINY_SIZES = DigitsSizes((32, 64), 32, 32)
 TINY_TRAINING = bench.DigitsTraining(width=4, steps=2, lr=1e-3, min_epochs=1, evals=1, scalars=4, kernel=3)
@@ -51,6 +51,15 @@ def test_rotation_models_are_not_invariant_to_flips(group):
 def test_trivial_group_model_is_not_invariant():
     errors = _invariance_errors(_model("e", fields=8), [(1, False), (2, False), (0, True)])
     assert min(errors) > 1e-3, errors
+
+
+def test_grid_transform_is_the_plain_flip_and_rotation():
+    """symmetry.reflect / rot90 on scalar images are bit-identical to the former flip(-1) then torch.rot90."""
+    x = torch.rand(3, 2, 29, 29)
+    for q in range(-1, 5):
+        for f in (False, True):
+            expected = torch.rot90(x.flip(-1) if f else x, q, dims=(-2, -1))
+            assert torch.equal(g.grid_transform(x, q, f), expected), (q, f)
 
 
 def test_grid_transform_group_law():

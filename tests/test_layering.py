@@ -4,6 +4,7 @@ imports another. Read from the source with ``ast`` (every import, the lazy ones 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -16,9 +17,9 @@ LAYERS = {
     "symbench.forecast": 2, "symbench.last_checkpoint": 2, "symbench.prediction_artifacts": 2,
     "symbench.plateau": 2, "symbench.untrained": 2,
     "symbench.config": 3,
-    "symbench.bench": 4, "symbench.sweep": 4, "symbench.conformance": 4, "symbench.model_listing": 4, "symbench.leaderboard": 4, "symbench.plots": 4,
-    "symbench.studies": 5, "symbench.best_fit": 5, "symbench.nbody": 5, "symbench.digits": 5, "symbench.sr3d": 5,
-    "symbench.levels": 5, "symbench.symmetry_discovery": 5, "symbench.alpha_sweep": 5,
+    "symbench.bench": 4, "symbench.sweep": 4, "symbench.conformance": 4, "symbench.model_listing": 4,
+    "symbench.leaderboard": 4, "symbench.plots": 4,
+    "symbench.studies": 5,
     "symbench.cli": 6, "symbench.lightning_cli": 6,
 }
 STUDIES = "symbench.studies"
@@ -67,6 +68,7 @@ def study_of(name: str) -> str | None:
     return ".".join(name.split(".")[:3])
 
 
+@functools.lru_cache(maxsize=1)
 def import_graph() -> dict[str, set[str]]:
     graph = {module_name(p): symbench_imports(p) for p in sorted((SRC / "symbench").rglob("*.py"))}
     return {m: {d for d in deps if d != m and d != "symbench"} for m, deps in graph.items()}

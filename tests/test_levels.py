@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from datamodules import smoke_levels
-from symbench import cli, levels
+from symbench import cli
+from symbench.studies import levels
 from symbench.models.registry import build
 from symbench.symmetry import rot90
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from datamodules.nbody import PRESETS, NBodyDataModule, initial_state, integrate, pair_forces, with_sizes
-from symbench.models.nbody_gnn import EGNN, GNN
-from symbench.nbody import NBodyRegressor, NBodyRow, NBodyTraining, run_nbody
+from symbench.studies.nbody.model import EGNN, GNN
+from symbench.studies.nbody.run import NBodyRegressor, NBodyRow, NBodyTraining, run_nbody
 
 DIMS = (2, 3, 4, 6, 8)
 

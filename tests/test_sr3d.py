@@ -1,4 +1,4 @@
-"""3D super-resolution models (:mod:`symbench.models.sr3d`) and the benchmark (:mod:`symbench.sr3d`): exact O_h
+"""3D super-resolution models (:mod:`symbench.studies.sr3d.model`) and the benchmark (:mod:`symbench.studies.sr3d.run`): exact O_h
 equivariance of Trilinear and Equiv, none for Conv, R-Equiv equivariant while its weights are tied, parameter
 matching, the analytic periodic interpolation, the relaxed-weight deviations, and a resumable tiny run end to end."""
 
@@ -13,10 +13,11 @@ import torch
 from datamodules.turb3d import coarsen
 from datamodules.turb3d_sim import SHEARED_SUBGROUP
 from symbench.cli import main
-from symbench.models.sr3d import KINDS, VELOCITY, SRArch, Trilinear, build_sr, matched_width, n_params, periodic_trilinear
-from symbench.sr3d import TRAINING, csv_path, read_runs, run_sr3d, weight_deviations
+from symbench.models.budget import n_params
+from symbench.studies.sr3d.model import KINDS, VELOCITY, SRArch, Trilinear, build_sr, matched_width, periodic_trilinear
+from symbench.studies.sr3d.run import TRAINING, csv_path, read_runs, run_sr3d, weight_deviations
 from symbench.symmetry.octahedral import FULL_OCTAHEDRAL, act_on_fields, group_elements
-from symbench.symmetry_discovery import right_cosets
+from symbench.studies.discovery.run import right_cosets
 
 ARCH = SRArch(fields=1, layers=(1, 1), factor=4)
 
@@ -107,7 +108,7 @@ def test_parameter_budgets_are_matched(preset):
         assert abs(counts[kind] - counts["equiv"]) <= 0.1 * counts["equiv"], counts
     # no other width is closer
     width = matched_width(arch)
-    from symbench.models.sr3d import _plain
+    from symbench.studies.sr3d.model import _plain
 
     gaps = {w: abs(n_params(_plain(arch, w)) - counts["equiv"]) for w in (width - 1, width, width + 1)}
     assert min(gaps, key=gaps.get) == width

@@ -1,5 +1,5 @@
 """Symmetry discovery: a relaxed octahedral model trained on data with a known symmetry subgroup H of O_h keeps
-its relaxed weights tied exactly on H (:mod:`symbench.symmetry_discovery`)."""
+its relaxed weights tied exactly on H (:mod:`symbench.studies.discovery.run`)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from symbench.symmetry.octahedral import (
     ROT_Z90,
     act_on_grid,
     cayley_table,
+    indices_in,
 )
-from symbench.symmetry_discovery import (
+from symbench.studies.discovery.run import (
     DiscoveryModel,
     SyntheticTask,
     element_label,
-    indices_in,
     is_closed,
     make_dataset,
     matrix_set,

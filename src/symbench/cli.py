@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from symbench.extras import MissingExtra
+from symbench.studies import STUDIES
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # Errors that mean bad input: reported as one line, exit status 2 (jsonargparse raises argparse.ArgumentError
@@ -34,7 +35,10 @@ BAD_INPUT: tuple[type[BaseException], ...] = (KeyError, ValueError, FileNotFound
                                               MissingExtra)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line. Only the study named ``command`` (every study when None) is imported to declare its
+    options: a study may pull in escnn or Lightning."""
+    load_all = command is None
     parser = argparse.ArgumentParser(prog="symbench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -107,69 +111,14 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("--benchmark", nargs="+", help="benchmarks (default: every one with rows)")
     board.add_argument("--results", default="results")
 
-    alpha = sub.add_parser("alpha-sweep", help="ICML 2022 Fig. 7: RMSE of a relaxed model against its penalty "
-                                                "weight alpha (results/<benchmark>/alpha_sweep_*)")
-    alpha.add_argument("benchmark")
-    alpha.add_argument("--model", required=True, help="registry name of a model with regularization_loss()")
-    alpha.add_argument("--alphas", nargs="+", type=float, help="penalty weights (default: 0 1e-6 ... 1e-2)")
-    alpha.add_argument("--preset", default="cpu")
-    alpha.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's first)")
-    alpha.add_argument("--root", default="data", help="data root directory")
-    alpha.add_argument("--results", default="results", help="results directory")
-    alpha.add_argument("--runs", default="runs", help="checkpoints and logs directory")
-    alpha.add_argument("--no-progress", action="store_true")
-
-    levels = _experiment(sub, "levels", "ICML 2022 sec. 5.2: model vs data equivariance error on smoke datasets "
-                                        "with graded C4 symmetry breaking (generates the data if missing)")
-    levels.add_argument("--models", nargs="+", help="registry names (default: conv equiv rsteer)")
-    levels.add_argument("--alpha", type=float,
-                        help="weight of relaxed models' regularization_loss() (default: the preset's, 1e-4)")
-    levels.add_argument("--epochs", type=int, help="override the preset's training epochs")
-    levels.add_argument("--data-only", action="store_true", help="only generate (or reuse) the datasets")
-
-    nbody = _experiment(sub, "nbody", "GNN vs EGNN on charged N-body dynamics in R^n (when-equivariance paper "
-                                      "sec. 4.1, Fig. 1; writes <results>/nbody/)")
-    nbody.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
-
-    digits = _experiment(sub, "digits", "test error vs training size of CNNs equivariant to subgroups of O(2) on "
-                                        "rotated / flipped-rotated MNIST (sec. 4.2, Fig. 2; <results>/digits/)")
-    digits.add_argument("--tasks", nargs="+", help="rotated and/or flipped (default: both)")
-    digits.add_argument("--groups", nargs="+", help="subset of e C4 D4 C8 D8 SO2 O2 (default: all)")
-    digits.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
-    digits.add_argument("--idx-dir", help="a directory of MNIST-format IDX files (train-images-idx3-ubyte[.gz], ...) "
-                                          "to use instead of MNIST; outputs are named after it")
-    digits.add_argument("--report-only", action="store_true", help="only render the report from the CSVs")
-
-    sr3d = _experiment(sub, "sr3d", "3D turbulence 4x super-resolution: Trilinear, Conv, Equiv (O_h group conv) and "
-                                    "R-Equiv (relaxed) on isotropic and sheared flow (the relaxed octahedral "
-                                    "slides' table; generates the data if missing; <results>/sr3d/)")
-    sr3d.add_argument("--flows", nargs="+", help="sheared and/or isotropic (default: both)")
-    sr3d.add_argument("--models", nargs="+", help="subset of trilinear conv equiv r_equiv (default: all)")
-    sr3d.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
-    sr3d.add_argument("--report-only", action="store_true", help="only render the report from the CSV")
-
-    discover = sub.add_parser("discover", help="symmetry discovery: train a relaxed O_h group conv on data with a "
-                                                "known subgroup symmetry and read the subgroup off its relaxation "
-                                                "weights (writes <results>/symmetry_discovery/)")
-    discover.add_argument("--subgroups", nargs="+", default=["C4v", "D4h", "C4", "Oh"],
-                          help="known symmetry of the synthetic data (named subgroups of O_h)")
-    discover.add_argument("--steps", type=int, default=200)
-    discover.add_argument("--seed", type=int, default=0)
-    discover.add_argument("--results", default="results", help="results directory (default: results)")
+    for study in STUDIES:  # each study declares its own options; imported only when its command runs
+        study_parser = sub.add_parser(study.command, help=study.help)
+        if load_all or study.command == command:
+            study.load().add_arguments(study_parser)
 
     for name in LIGHTNING_SUBCOMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} (-c config.yaml, --model.*, --data.*, --trainer.*)",
                        add_help=False)
-    return parser
-
-
-def _experiment(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
-    """A subcommand with the options every paper experiment shares: --preset, --root, --results, --no-progress."""
-    parser = sub.add_parser(name, help=help_text)
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--root", default="data", help="data root directory (default: data)")
-    parser.add_argument("--results", default="results", help=f"results directory (writes <results>/{name}/)")
-    parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -237,78 +186,6 @@ def _leaderboard(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
-def _alpha_sweep(args: argparse.Namespace) -> None:
-    from symbench.alpha_sweep import DEFAULT_ALPHAS, run_alpha_sweep
-
-    for path in run_alpha_sweep(args.benchmark, args.model, args.alphas or DEFAULT_ALPHAS, args.preset, args.seeds,
-                                args.root, args.results, args.runs, progress=not args.no_progress):
-        print(f"wrote {path}")
-
-
-def _levels(args: argparse.Namespace) -> None:
-    from symbench.levels import DEFAULT_MODELS, run_levels
-
-    run_levels(args.preset, args.root, args.results, args.models or DEFAULT_MODELS, alpha=args.alpha,
-               epochs=args.epochs, progress=not args.no_progress, data_only=args.data_only)
-
-
-def _nbody(args: argparse.Namespace) -> None:
-    from datamodules.nbody import PRESETS
-    from symbench.nbody import run_nbody
-
-    _check_preset(args.preset, PRESETS)
-    run_nbody(args.preset, args.root, args.results, args.seeds, show_progress=not args.no_progress)
-    print(f"wrote {Path(args.results) / 'nbody'}")
-
-
-def _digits(args: argparse.Namespace) -> None:
-    from datamodules.digits import PRESETS, TASKS
-    from symbench.digits import GROUPS, run_digits, write_report
-
-    _check_preset(args.preset, PRESETS)
-    if not args.report_only:
-        run_digits(args.preset, args.root, args.results, args.tasks or TASKS, args.groups or GROUPS, args.seeds,
-                   show_progress=not args.no_progress, idx_dir=args.idx_dir)
-    path = write_report(args.preset, args.results, root=args.root, idx_dir=args.idx_dir)
-    if path is None:
-        raise FileNotFoundError(f"no digits results for preset {args.preset!r} under {args.results}/digits; "
-                                f"run `symbench digits --preset {args.preset}` first")
-    print(f"wrote {path}")
-
-
-def _sr3d(args: argparse.Namespace) -> None:
-    from symbench.sr3d import FLOWS, KINDS, TRAINING, run_sr3d, write_report
-
-    _check_preset(args.preset, TRAINING)
-    if not args.report_only:
-        run_sr3d(args.preset, args.root, args.results, args.flows or FLOWS, args.models or KINDS, args.seeds,
-                 show_progress=not args.no_progress)
-    path = write_report(args.preset, args.results)
-    if path is None:
-        raise FileNotFoundError(f"no sr3d results for preset {args.preset!r} under {args.results}/sr3d; "
-                                f"run `symbench sr3d --preset {args.preset}` first")
-    print(f"wrote {path}")
-
-
-def _discover(args: argparse.Namespace) -> None:
-    from symbench.symmetry.octahedral import GROUPS
-    from symbench.symmetry_discovery import run_discovery
-
-    unknown = [g for g in args.subgroups if g not in GROUPS]
-    if unknown:
-        raise ValueError(f"unknown subgroup(s) {unknown}; choose from {', '.join(GROUPS)}")
-    out = Path(args.results) / "symmetry_discovery"
-    for name in args.subgroups:
-        result = run_discovery(name, steps=args.steps, seed=args.seed, out_dir=out)
-        print(f"{name}: true order {len(result.true_elements)}, recovered order {len(result.recovered.elements)}, "
-              f"equal: {'yes' if result.equal else 'no'} ({result.table_path})")
-
-
-def _check_preset(preset: str, presets: dict) -> None:
-    if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(sorted(presets))}")
-
-
 def _generate(args: argparse.Namespace) -> None:
     import datamodules
 
@@ -324,11 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_lightning_cli(argv)
             return 0
-        args = _parser().parse_args(argv)
+        args = _parser(argv[0] if argv else None).parse_args(argv)
         handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
-                    "alpha-sweep": _alpha_sweep, "levels": _levels, "nbody": _nbody, "digits": _digits,
-                    "discover": _discover, "sr3d": _sr3d, "models": _models, "check-model": _check_model}
-        return handlers[args.command](args) or 0
+                    "models": _models, "check-model": _check_model}
+        studies = {study.command: study for study in STUDIES}
+        run = handlers.get(args.command) or studies[args.command].load().run
+        return run(args) or 0
     except BAD_INPUT as err:
         print(f"symbench: error: {_root_message(err)}", file=sys.stderr)
         return 2

@@ -254,6 +254,21 @@ def group_elements(group: str | Sequence[Element]) -> tuple[Octahedral, ...]:
 # --------------------------------------------------------------------------------------------------- actions
 
 
+def indices_in(group: Sequence[Element], elements: Sequence[Element]) -> tuple[int, ...]:
+    """Sorted positions in ``group`` of ``elements`` (all must be members)."""
+    pos = {as_element(g).matrix: i for i, g in enumerate(group)}
+    return tuple(sorted(pos[as_element(g).matrix] for g in elements))
+
+
+def element_deviations(weights: Tensor, group: str | Sequence[Element] = "Oh") -> Tensor:
+    """How far each ``u`` of ``group`` moves relaxed weights ``w (L, |G|)`` over the group (several layers:
+    concatenate along ``L``): ``(|G|,)``, ``max_{l,h} |w_l(u h) - w_l(h)|`` (float64; zero for the identity)."""
+    els = group_elements(group)
+    w = weights.detach().to(torch.float64).cpu().reshape(-1, len(els))
+    moved = w[:, cayley_table(els)]  # (L, u, h): w_l(u h)
+    return (moved - w[:, None, :]).abs().amax(dim=(0, 2))
+
+
 def _spatial_plan(m: Matrix) -> tuple[list[int], list[int]]:
     """Tensor axes (of the last three, as negative numbers) to flip and the ``permute`` order of the last three
     axes that realise ``f'(p) = f(R^-1 p)``."""

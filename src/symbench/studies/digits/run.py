@@ -1,8 +1,8 @@
 """Test error against training-set size for CNNs equivariant to subgroups of O(2), on rotated and on flipped-rotated
 digits (ICML 2024 workshop, "When is a task a good candidate for an equivariant network?", sec. 4.2, Fig. 2).
 
-For each task, group G in :data:`~symbench.models.digits_gcnn.GROUPS`, training size n and seed, a
-:class:`~symbench.models.digits_gcnn.GroupCNN` (parameters matched to the plain CNN of ``width`` channels) is trained
+For each task, group G in :data:`~symbench.studies.digits.model.GROUPS`, training size n and seed, a
+:class:`~symbench.studies.digits.model.GroupCNN` (parameters matched to the plain CNN of ``width`` channels) is trained
 for a fixed number of Adam steps on the first n digits; the checkpoint with the lowest validation error is tested.
 Each finished run is one row of ``results/digits/digits_<task>_<preset>.csv`` (written atomically after every run,
 so a stopped benchmark resumes where it stopped). The report fits, per task and group, the power law of Fig. 2,
@@ -18,11 +18,12 @@ Entry point: ``symbench digits --preset cpu [--tasks rotated flipped] [--groups 
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import lightning as L
 import numpy as np
@@ -31,9 +32,10 @@ import torchmetrics
 from torch import Tensor
 
 from datamodules.digits import PRESETS, TASKS, DigitsDataModule, DigitsSizes
-from symbench.models.digits_gcnn import GROUPS, LABELS, GroupCNN, matched_fields, n_params, plain_target
-from symbench.best_fit import fit_test_best
+from symbench.models.budget import n_params
+from symbench.studies.digits.model import GROUPS, LABELS, GroupCNN, matched_fields, plain_target
 from symbench.results import atomic_write_text, read_records, write_records
+from symbench.studies.common import add_experiment_arguments, check_preset, fit_test_best, trainer_settings
 
 MATCHING_GROUP = {"rotated": "SO2", "flipped": "O2"}
 
@@ -128,14 +130,15 @@ class DigitsRun:
 
 
 def train_one(task: str, group: str, n_train: int, seed: int, data: DigitsDataModule, cfg: DigitsTraining,
-              show_progress: bool = False) -> DigitsRun:
+              show_progress: bool = False, trainer_settings: Mapping[str, Any] | None = None) -> DigitsRun:
     """Train ``group``'s network on the first ``n_train`` digits for ``cfg.steps_for(n_train)`` steps, validating
     ``cfg.evals`` times, and test the checkpoint of lowest validation error."""
     start = time.perf_counter()
     fields = matched_fields(group, plain_target(cfg.width, cfg.scalars, cfg.kernel), cfg.scalars, cfg.kernel)
     L.seed_everything(seed, workers=True, verbose=False)
     module = DigitsClassifier(group, fields, cfg.scalars, cfg.kernel, cfg.lr)
-    fit = fit_test_best(module, data, cfg.steps_for(n_train), cfg.evals, "val_error", show_progress)
+    fit = fit_test_best(module, data, cfg.steps_for(n_train), cfg.evals, "val_error", show_progress,
+                        trainer_settings)
     return DigitsRun(task, group, n_train, seed, fit.test["test_error"], fit.best_score, fit.best_step,
                      n_params(module.net), fields, time.perf_counter() - start)
 
@@ -286,7 +289,8 @@ def write_report(preset: str, results: str | Path = "results", sizes: DigitsSize
 def run_digits(preset: str, root: str | Path = "data", results: str | Path = "results",
                tasks: Sequence[str] = TASKS, groups: Sequence[str] = GROUPS, seeds: Sequence[int] | None = None,
                show_progress: bool = False, sizes: DigitsSizes | None = None,
-               training: DigitsTraining | None = None, idx_dir: str | Path | None = None) -> list[DigitsRun]:
+               training: DigitsTraining | None = None, idx_dir: str | Path | None = None,
+               trainer: Mapping[str, Any] | None = None) -> list[DigitsRun]:
     """Train every (task, group, size, seed) not yet in the task's CSV, append each row as it finishes (one line on
     stdout per run; ``show_progress`` adds Lightning's bars), then write the report. ``sizes`` / ``training`` override the preset's (tests use smaller ones)."""
     sizes, cfg = sizes or PRESETS[preset], training or TRAINING[preset]
@@ -303,7 +307,7 @@ def run_digits(preset: str, root: str | Path = "data", results: str | Path = "re
         for i, (group, n, seed) in enumerate(todo, 1):
             data = DigitsDataModule(root, task, n, sizes, cfg.batch_size, shuffle_seed=seed, idx_dir=idx_dir,
                                     show_progress=show_progress)
-            run = train_one(task, group, n, seed, data, cfg, show_progress)
+            run = train_one(task, group, n, seed, data, cfg, show_progress, trainer)
             runs.append(run)
             finished.append(run)
             write_runs(path, runs)
@@ -311,3 +315,26 @@ def run_digits(preset: str, root: str | Path = "data", results: str | Path = "re
                   f"{100 * run.test_error:.2f} % ({run.params} params, {run.seconds:.0f} s)", flush=True)
     write_report(preset, results, sizes, cfg, root, idx_dir)
     return finished
+
+
+# -- command line (symbench.studies.StudyModule) ------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_experiment_arguments(parser, "digits")
+    parser.add_argument("--tasks", nargs="+", help="rotated and/or flipped (default: both)")
+    parser.add_argument("--groups", nargs="+", help="subset of e C4 D4 C8 D8 SO2 O2 (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
+    parser.add_argument("--idx-dir", help="a directory of MNIST-format IDX files (train-images-idx3-ubyte[.gz], ...) "
+                                          "to use instead of MNIST; outputs are named after it")
+    parser.add_argument("--report-only", action="store_true", help="only render the report from the CSVs")
+
+
+def run(args: argparse.Namespace) -> None:
+    check_preset(args.preset, PRESETS)
+    if not args.report_only:
+        run_digits(args.preset, args.root, args.results, args.tasks or TASKS, args.groups or GROUPS, args.seeds,
+                   show_progress=not args.no_progress, idx_dir=args.idx_dir, trainer=trainer_settings(args))
+    path = write_report(args.preset, args.results, root=args.root, idx_dir=args.idx_dir)
+    if path is None:
+        raise FileNotFoundError(f"no digits results for preset {args.preset!r} under {args.results}/digits; "
+                                f"run `symbench digits --preset {args.preset}` first")
+    print(f"wrote {path}")

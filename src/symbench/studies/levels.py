@@ -28,6 +28,7 @@ its files otherwise.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import logging
@@ -37,7 +38,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import lightning as L
 import numpy as np
@@ -50,6 +51,7 @@ from symbench.fields import FieldLayout
 from symbench.forecast import ForecastModule
 from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
 from symbench.results import atomic_write_text
+from symbench.studies.common import add_experiment_arguments, make_trainer, trainer_settings
 from symbench.symmetry import rot90
 
 DEFAULT_MODELS = ("conv", "equiv", "rsteer")
@@ -246,9 +248,10 @@ def _quiet_lightning() -> Iterator[None]:
 
 
 def train_model(name: str, train_x: Tensor, train_y: Tensor, layout: FieldLayout, cfg: LevelsTraining,
-                bar: Any = None) -> nn.Module:
+                bar: Any = None, trainer_settings: Mapping[str, Any] | None = None) -> nn.Module:
     """Train registry model ``name`` on normalised windows with :class:`~symbench.forecast.ForecastModule`; returns
-    the network in evaluation mode, wrapped to data units (:class:`Rescaled`). ``bar`` (tqdm) ticks once per epoch."""
+    the network in evaluation mode, wrapped to data units (:class:`Rescaled`). ``bar`` (tqdm) ticks once per epoch;
+    ``trainer_settings``: the hardware (:func:`~symbench.studies.common.make_trainer`)."""
     from symbench.models.registry import spec
 
     scales = field_scales(train_y, layout)
@@ -268,9 +271,9 @@ def train_model(name: str, train_x: Tensor, train_y: Tensor, layout: FieldLayout
                         generator=torch.Generator().manual_seed(cfg.seed))
     callbacks = [] if bar is None else [EpochTicks(bar)]
     with _quiet_lightning():
-        trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=cfg.epochs, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            limit_val_batches=0, num_sanity_val_steps=0, callbacks=callbacks)
+        trainer = make_trainer(trainer_settings, max_epochs=cfg.epochs, logger=False, enable_checkpointing=False,
+                               enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                               num_sanity_val_steps=0, callbacks=callbacks)
         trainer.fit(module, train_dataloaders=loader)
     return Rescaled(module.net, scales).eval()
 
@@ -305,9 +308,11 @@ def check_models(models: Sequence[str]) -> list[str]:
 
 def run_levels(preset: str = "cpu", root: str | Path = "data", results: str | Path = "results",
                models: Sequence[str] = DEFAULT_MODELS, alpha: float | None = None, epochs: int | None = None,
-               progress: bool = True, data_only: bool = False) -> LevelsResult:
+               progress: bool = True, data_only: bool = False,
+               trainer: Mapping[str, Any] | None = None) -> LevelsResult:
     """Generate the preset's datasets if missing, train and evaluate every model on every level, and write the
-    table, CSV and plot under ``results/levels/``. ``alpha`` and ``epochs`` override the preset's training."""
+    table, CSV and plot under ``results/levels/``. ``alpha`` and ``epochs`` override the preset's training;
+    ``trainer``: the hardware settings (:func:`~symbench.studies.common.make_trainer`)."""
     from tqdm.auto import tqdm
 
     from datamodules import smoke_levels
@@ -335,7 +340,7 @@ def run_levels(preset: str = "cpu", root: str | Path = "data", results: str | Pa
             for name in names:
                 bar.set_description(f"level {level} {name}")
                 t0 = time.perf_counter()
-                model = train_model(name, train_x, train_y, layout, cfg, bar)
+                model = train_model(name, train_x, train_y, layout, cfg, bar, trainer)
                 seconds = time.perf_counter() - t0
                 ee = model_equivariance_error(model, test_x, layout)
                 row.models[name] = {"equiv_error": ee["mae"], "equiv_relative": ee["relative"],
@@ -460,3 +465,19 @@ def write_outputs(out: Path, preset: str, rows: Sequence[LevelRow], names: Seque
     atomic_write_text(csv_path, buf.getvalue())
     atomic_write_text(md_path, markdown(preset, rows, names, rho, cfg, exact, seconds))
     return [md_path, csv_path, plot(out / f"levels_{preset}.png", preset, rows, names, rho)]
+
+
+# -- command line (symbench.studies.StudyModule) ------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_experiment_arguments(parser, "levels")
+    parser.add_argument("--models", nargs="+", help="registry names (default: conv equiv rsteer)")
+    parser.add_argument("--alpha", type=float,
+                        help="weight of relaxed models' regularization_loss() (default: the preset's, 1e-4)")
+    parser.add_argument("--epochs", type=int, help="override the preset's training epochs")
+    parser.add_argument("--data-only", action="store_true", help="only generate (or reuse) the datasets")
+
+
+def run(args: argparse.Namespace) -> None:
+    run_levels(args.preset, args.root, args.results, args.models or DEFAULT_MODELS, alpha=args.alpha,
+               epochs=args.epochs, progress=not args.no_progress, data_only=args.data_only,
+               trainer=trainer_settings(args))

@@ -11,6 +11,7 @@ alpha, one line per test split, mean ± std over seeds) are written beside it.
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -119,3 +120,22 @@ def write_alpha_sweep(benchmark: str, model: str, preset: str, results_dir: str 
     atomic_write_text(stem.with_suffix(".md"), render_alpha_sweep(benchmark, model, preset, cells))
     png = plot_alpha_sweep(cells, stem.with_suffix(".png"), f"{model} on {benchmark} ({preset})")
     return [stem.with_suffix(".md"), png]
+
+
+# -- command line (symbench.studies.StudyModule) ------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("benchmark")
+    parser.add_argument("--model", required=True, help="registry name of a model with regularization_loss()")
+    parser.add_argument("--alphas", nargs="+", type=float, help="penalty weights (default: 0 1e-6 ... 1e-2)")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's first)")
+    parser.add_argument("--root", default="data", help="data root directory")
+    parser.add_argument("--results", default="results", help="results directory")
+    parser.add_argument("--runs", default="runs", help="checkpoints and logs directory")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> None:
+    for path in run_alpha_sweep(args.benchmark, args.model, args.alphas or DEFAULT_ALPHAS, args.preset, args.seeds,
+                                args.root, args.results, args.runs, progress=not args.no_progress):
+        print(f"wrote {path}")

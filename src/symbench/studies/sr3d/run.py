@@ -2,10 +2,10 @@
 flow (the slides' table, "Relaxed Octahedral Group Convolution for Learning Symmetry Breaking in 3D Physical
 Systems", arXiv 2310.02299).
 
-For each flow, model kind (:data:`~symbench.models.sr3d.KINDS`) and seed, a model of
-:mod:`symbench.models.sr3d` learns to map the factor-4 block mean of a velocity frame
+For each flow, model kind (:data:`~symbench.studies.sr3d.model.KINDS`) and seed, a model of
+:mod:`symbench.studies.sr3d.model` learns to map the factor-4 block mean of a velocity frame
 (:class:`~datamodules.turb3d.Turb3DSRDataModule`) back to the frame, with the L1 loss of the slides' code; the
-checkpoint of lowest validation MAE is tested (:func:`~symbench.best_fit.fit_test_best`). Trilinear has no
+checkpoint of lowest validation MAE is tested (:func:`~symbench.studies.common.fit_test_best`). Trilinear has no
 parameters and is only evaluated. Each run is one row of ``results/sr3d/sr3d_<preset>.csv`` (rewritten atomically
 after every run, so a stopped benchmark resumes), with
 
@@ -14,7 +14,7 @@ after every run, so a stopped benchmark resumes), with
   the first test batch (:func:`equivariance_error`): round-off for Trilinear and Equiv, non-zero for Conv, and for
   R-Equiv a measure of how much symmetry it learned to break;
 * for R-Equiv, ``dev_sym`` / ``dev_other``: the mean deviation ``max_{l,h} |w_l(u h) - w_l(h)|`` of the learned
-  relaxation weights (:func:`~symbench.symmetry_discovery.element_deviations`, in units of the weights' RMS) over
+  relaxation weights (:func:`~symbench.symmetry.octahedral.element_deviations`, in units of the weights' RMS) over
   the non-identity elements ``u`` of the flow's own symmetry (all of ``O_h`` for the isotropic flow, the ``C2h`` of
   :data:`~datamodules.turb3d_sim.SHEARED_SUBGROUP` for the sheared one) and over the other elements. The slides'
   proposition says the weights stay tied on the data's symmetry: ``dev_sym < dev_other``.
@@ -25,11 +25,12 @@ Entry point: ``symbench sr3d --preset cpu [--flows isotropic sheared] [--models 
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import lightning as L
 import numpy as np
@@ -39,11 +40,13 @@ from torch import Tensor
 
 from datamodules import turb3d_sim
 from datamodules.turb3d import Turb3DSRDataModule, generate_preset
-from symbench.best_fit import fit_test_best
-from symbench.models.sr3d import KINDS, LABELS, VELOCITY, SRArch, SRNet, build_sr, n_params
+from symbench.models.budget import n_params
+from symbench.studies.sr3d.model import KINDS, LABELS, VELOCITY, SRArch, SRNet, build_sr
 from symbench.results import atomic_write_text, read_records, write_records
-from symbench.symmetry.octahedral import act_on_fields, group_elements
-from symbench.symmetry_discovery import element_deviations, indices_in
+from symbench.studies.common import (
+    add_experiment_arguments, check_preset, fit_test_best, make_trainer, mean_std, trainer_settings,
+)
+from symbench.symmetry.octahedral import act_on_fields, element_deviations, group_elements, indices_in
 
 FLOWS: tuple[str, ...] = ("sheared", "isotropic")  # the slides' column order: symmetry-broken flow first
 FLOW_TITLES = {"sheared": "Sheared flow (symmetry-broken, C2h)", "isotropic": "Isotropic flow (O_h)"}
@@ -192,18 +195,18 @@ def data_module(preset: str, root: str | Path, flow: str, cfg: SRTraining, seed:
 
 
 def train_one(flow: str, kind: str, seed: int, data: Turb3DSRDataModule, cfg: SRTraining,
-              show_progress: bool = False) -> SRRun:
-    """Train ``kind`` for ``cfg.steps`` steps (Trilinear: evaluate only) and test the best checkpoint."""
+              show_progress: bool = False, trainer_settings: Mapping[str, Any] | None = None) -> SRRun:
+    """Train ``kind`` for ``cfg.steps`` steps (Trilinear: evaluate only) and test the best checkpoint;
+    ``trainer_settings``: the hardware (:func:`~symbench.studies.common.make_trainer`)."""
     start = time.perf_counter()
     L.seed_everything(seed, workers=True, verbose=False)
     module = SuperResolver(kind, cfg.arch, cfg.lr_for(kind), cfg.alpha, cfg.weight_decay)
     if kind == "trilinear":
-        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                            enable_model_summary=False)
+        trainer = make_trainer(trainer_settings, logger=False, enable_progress_bar=False, enable_model_summary=False)
         val = trainer.validate(module, datamodule=data, verbose=False)[0]["val_mae"]
         test, best_step = trainer.test(module, datamodule=data, verbose=False)[0], 0
     else:
-        fit = fit_test_best(module, data, cfg.steps, cfg.evals, "val_mae", show_progress)
+        fit = fit_test_best(module, data, cfg.steps, cfg.evals, "val_mae", show_progress, trainer_settings)
         val, test, best_step = fit.best_score, fit.test, fit.best_step
     low, _ = next(iter(data.test_dataloader()))
     dev_sym, dev_other = weight_deviations(module.net, flow)
@@ -228,12 +231,15 @@ def write_runs(path: Path, runs: Sequence[SRRun]) -> None:
 # -------------------------------------------------------------------------------------------------------- report
 
 def _mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` of the finite ``values`` (:func:`~symbench.studies.common.mean_std`); one value alone; – for
+    none."""
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return "–"
     if len(values) == 1:
         return f"{values[0]:.4g}"
-    return f"{np.mean(values):.4g} ± {np.std(values, ddof=1):.2g}"
+    mean, std = mean_std(values)
+    return f"{mean:.4g} ± {std:.2g}"
 
 
 def mae_table(runs: Sequence[SRRun]) -> list[str]:
@@ -306,7 +312,8 @@ def write_report(preset: str, results: str | Path = "results", cfg: SRTraining |
 
 def run_sr3d(preset: str, root: str | Path = "data", results: str | Path = "results",
              flows: Sequence[str] = FLOWS, kinds: Sequence[str] = KINDS, seeds: Sequence[int] | None = None,
-             show_progress: bool = False, training: SRTraining | None = None) -> list[SRRun]:
+             show_progress: bool = False, training: SRTraining | None = None,
+             trainer: Mapping[str, Any] | None = None) -> list[SRRun]:
     """Generate (or reuse) the flows' data, run every (flow, model, seed) not yet in the CSV, append each row as it
     finishes (one line on stdout per run), then write the report. ``training`` overrides the preset's."""
     cfg = training or TRAINING[preset]
@@ -321,7 +328,7 @@ def run_sr3d(preset: str, root: str | Path = "data", results: str | Path = "resu
     finished = []
     for i, (flow, kind, seed) in enumerate(todo, 1):
         generate_preset(preset, Path(root), show_progress, flow)
-        run = train_one(flow, kind, seed, data_module(preset, root, flow, cfg, seed), cfg, show_progress)
+        run = train_one(flow, kind, seed, data_module(preset, root, flow, cfg, seed), cfg, show_progress, trainer)
         runs.append(run)
         finished.append(run)
         write_runs(path, runs)
@@ -329,3 +336,24 @@ def run_sr3d(preset: str, root: str | Path = "data", results: str | Path = "resu
               f"({run.params} params, equivariance error {run.equiv_error:.2g}, {run.seconds:.0f} s)", flush=True)
     write_report(preset, results, cfg)
     return finished
+
+
+# -- command line (symbench.studies.StudyModule) ------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_experiment_arguments(parser, "sr3d")
+    parser.add_argument("--flows", nargs="+", help="sheared and/or isotropic (default: both)")
+    parser.add_argument("--models", nargs="+", help="subset of trilinear conv equiv r_equiv (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
+    parser.add_argument("--report-only", action="store_true", help="only render the report from the CSV")
+
+
+def run(args: argparse.Namespace) -> None:
+    check_preset(args.preset, TRAINING)
+    if not args.report_only:
+        run_sr3d(args.preset, args.root, args.results, args.flows or FLOWS, args.models or KINDS, args.seeds,
+                 show_progress=not args.no_progress, trainer=trainer_settings(args))
+    path = write_report(args.preset, args.results)
+    if path is None:
+        raise FileNotFoundError(f"no sr3d results for preset {args.preset!r} under {args.results}/sr3d; "
+                                f"run `symbench sr3d --preset {args.preset}` first")
+    print(f"wrote {path}")

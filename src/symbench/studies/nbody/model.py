@@ -118,7 +118,3 @@ class EGNN(nn.Module):
         for conv in self.convs:
             h, x = conv(h, x, v, e)
         return x
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

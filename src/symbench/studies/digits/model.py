@@ -22,12 +22,14 @@ The widths of the groups' networks are chosen so their parameter counts are abou
 from __future__ import annotations
 
 import functools
-import math
 
-import torch
 from escnn import gspaces
 from escnn import nn as enn
 from torch import Tensor, nn
+
+from symbench import symmetry
+from symbench.fields import FieldLayout
+from symbench.models.budget import fit_sizes, n_params
 
 GROUPS: tuple[str, ...] = ("e", "C4", "D4", "C8", "D8", "SO2", "O2")
 CONTINUOUS = ("SO2", "O2")
@@ -99,29 +101,23 @@ class GroupCNN(nn.Module):
         return self.head(features.mean(dim=(2, 3)))
 
 
-def n_params(model: nn.Module) -> int:
-    """Trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 @functools.lru_cache(maxsize=None)
 def _params_at(group: str, fields: int, scalars: int, kernel: int) -> int:
     return n_params(GroupCNN(group, fields, scalars, kernel))
 
 
 def matched_fields(group: str, target: int, scalars: int = 32, kernel: int = 5) -> int:
-    """Field count whose parameter count is closest to ``target``.
+    """Field count whose parameter count is closest to ``target`` (:func:`~symbench.models.budget.fit_sizes` with
+    one size).
 
     The count is exactly quadratic in the number of fields k, P(k) = a k^2 + b k + c (hidden convs are k x k times
     a basis, the first and last convs, the norms and biases are linear in k, the head is constant), so three small
-    networks determine it and the best k follows without building large ones."""
+    networks determine it and the fit evaluates P without building large ones."""
     p1, p2, p3 = (_params_at(group, k, scalars, kernel) for k in (1, 2, 3))
-    a = (p3 - 2 * p2 + p1) / 2
-    b = p2 - p1 - 3 * a
-    c = p1 - a - b
-    root = (-b + math.sqrt(b * b - 4 * a * (c - target))) / (2 * a)
-    return min({max(1, math.floor(root)), max(1, math.ceil(root))},
-               key=lambda k: abs(a * k * k + b * k + c - target))
+    a2 = p3 - 2 * p2 + p1  # 2a, an integer: P is evaluated exactly as (2a k^2 + 2b k + 2c) / 2
+    b2 = 2 * (p2 - p1) - 3 * a2
+    c2 = 2 * p1 - a2 - b2
+    return fit_sizes(1, lambda k: (a2 * k[0] ** 2 + b2 * k[0] + c2) // 2, target)[0]
 
 
 def plain_target(width: int, scalars: int = 32, kernel: int = 5) -> int:
@@ -130,7 +126,9 @@ def plain_target(width: int, scalars: int = 32, kernel: int = 5) -> int:
 
 
 def grid_transform(images: Tensor, quarter_turns: int, flip: bool) -> Tensor:
-    """Exact grid action on (..., H, W): mirror left-right (if ``flip``), then rotate by ``quarter_turns`` x 90°."""
+    """Exact grid action on (..., C, H, W) scalar images: mirror left-right (if ``flip``, :func:`symbench.symmetry.reflect`
+    along x), then rotate by ``quarter_turns`` x 90° counter-clockwise (:func:`symbench.symmetry.rot90`)."""
+    layout = FieldLayout.of(*(f"channel{i}:scalar" for i in range(images.shape[-3])))
     if flip:
-        images = images.flip(-1)
-    return torch.rot90(images, quarter_turns, dims=(-2, -1))
+        images = symmetry.reflect(images, layout, "x")
+    return symmetry.rot90(images, layout, quarter_turns)

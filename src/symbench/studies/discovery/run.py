@@ -37,6 +37,7 @@ group is recovered.
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from dataclasses import dataclass, field
@@ -56,12 +57,15 @@ from symbench.layers.octahedral_conv import (
 from symbench.results import atomic_write_text
 from symbench.symmetry.octahedral import (
     FULL_OCTAHEDRAL,
+    GROUPS,
     Element,
     Octahedral,
     act_on_grid,
     as_element,
     cayley_table,
+    element_deviations,
     group_elements,
+    indices_in,
 )
 
 SubgroupSpec = str | Sequence[Element]
@@ -88,12 +92,6 @@ def element_label(g: Element) -> str:
 def matrix_set(elements: Sequence[Element]) -> frozenset:
     """The elements as a set of matrices (for comparing groups independently of their order)."""
     return frozenset(as_element(g).matrix for g in elements)
-
-
-def indices_in(group: Sequence[Element], elements: Sequence[Element]) -> tuple[int, ...]:
-    """Sorted positions in ``group`` of ``elements`` (all must be members)."""
-    pos = {as_element(g).matrix: i for i, g in enumerate(group)}
-    return tuple(sorted(pos[as_element(g).matrix] for g in elements))
 
 
 def is_closed(group: Sequence[Element], indices: Sequence[int]) -> bool:
@@ -314,14 +312,6 @@ class RecoveredSubgroup:
         return matrix_set(self.elements) == matrix_set(group_elements(subgroup))
 
 
-def element_deviations(weights: Tensor, group: SubgroupSpec = "Oh") -> Tensor:
-    """``(|G|,)``: ``max_{l,h} |w_l(u h) - w_l(h)|`` for every ``u`` (float64; zero for the identity)."""
-    els = group_elements(group)
-    w = weights.detach().to(torch.float64).cpu().reshape(-1, len(els))
-    moved = w[:, cayley_table(els)]  # (L, u, h): w_l(u h)
-    return (moved - w[:, None, :]).abs().amax(dim=(0, 2))
-
-
 def recover_subgroup(weights: Tensor, group: SubgroupSpec = "Oh", tol: float = 0.01,
                      floor: float = 1e-2) -> RecoveredSubgroup:
     """The subgroup read off learned relaxed weights ``w (L, |G|)`` (several layers: concatenate along ``L``).
@@ -491,3 +481,23 @@ def run_discovery(subgroup: SubgroupSpec = "C4v", steps: int = 200, seed: int = 
         result.table_path = out_dir / f"{name}.md"
         atomic_write_text(result.table_path, discovery_table(result))
     return result
+
+
+# -- command line (symbench.studies.StudyModule) ------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--subgroups", nargs="+", default=["C4v", "D4h", "C4", "Oh"],
+                        help="known symmetry of the synthetic data (named subgroups of O_h)")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", default="results", help="results directory (default: results)")
+
+
+def run(args: argparse.Namespace) -> None:
+    unknown = [g for g in args.subgroups if g not in GROUPS]
+    if unknown:
+        raise ValueError(f"unknown subgroup(s) {unknown}; choose from {', '.join(GROUPS)}")
+    out = Path(args.results) / "symmetry_discovery"
+    for name in args.subgroups:
+        result = run_discovery(name, steps=args.steps, seed=args.seed, out_dir=out)
+        print(f"{name}: true order {len(result.true_elements)}, recovered order {len(result.recovered.elements)}, "
+              f"equal: {'yes' if result.equal else 'no'} ({result.table_path})")

@@ -46,6 +46,7 @@ from symbench.layers.octahedral_conv import (
     RelaxedOctahedralGroupConv3d,
     upsample_conv3d,
 )
+from symbench.models.budget import fit_sizes, n_params
 
 SRKind = Literal["trilinear", "conv", "equiv", "r_equiv"]
 KINDS: tuple[str, ...] = ("trilinear", "conv", "equiv", "r_equiv")
@@ -170,19 +171,13 @@ def _group(arch: SRArch, relaxed: bool) -> SRNet:
                  OctahedralProject3d(c, VELOCITY, 4, g, padding_mode="circular", upsample=True))
 
 
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def matched_width(arch: SRArch) -> int:
-    """The ``conv`` width whose parameter count is closest to ``equiv``'s. The count is
-    ``k^3 (W^2 n_blocks + 3 W) + 3 * 4^3 W + W n_blocks``, so the root of that quadratic, rounded both ways, is tried."""
+    """The ``conv`` width whose parameter count is closest to ``equiv``'s (:func:`~symbench.models.budget.fit_sizes`
+    with one size; the count, ``k^3 (W^2 n_blocks + 3 W) + 3 * 4^3 W + W n_blocks``, grows with ``W``)."""
     target = n_params(_group(arch, relaxed=False))
-    blocks, taps = sum(arch.layers), arch.kernel_size**3
-    a, b = taps * blocks, 3 * taps + 3 * 4**3 + blocks
-    root = (-b + math.sqrt(b * b + 4 * a * target)) / (2 * a) if a else target / b
-    candidates = {max(1, math.floor(root)), max(1, math.ceil(root))}
-    return min(candidates, key=lambda w: abs(n_params(_plain(arch, w)) - target))
+    return fit_sizes(1, lambda w: n_params(_plain(arch, w[0])), target)[0]
 
 
 def build_sr(kind: str, arch: SRArch) -> nn.Module:

@@ -1,7 +1,7 @@
 """GNN vs EGNN on charged N-body dynamics in R^n (ICML 2024 workshop, "When is a task a good candidate for an
 equivariant network?", section 4.1, Fig. 1).
 
-For each dimension n and seed s both models of :mod:`symbench.models.nbody_gnn` are trained on the MSE of the final
+For each dimension n and seed s both models of :mod:`symbench.studies.nbody.model` are trained on the MSE of the final
 positions x^(T) (Adam) and scored by the test MSE. The ratio r_s = MSE_GNN,s / MSE_EGNN,s is summarised by its
 geometric mean over seeds with a 95 % Student-t interval on log r_s, exponentiated:
 
@@ -10,7 +10,7 @@ geometric mean over seeds with a 95 % Student-t interval on log r_s, exponentiat
 (ratios are positive and multiplicative, so the interval is taken in log space; with S = 1 seed it is undefined).
 ``run_nbody`` writes ``results/nbody/nbody_<preset>.md``, ``.csv`` and a Fig. 1-style ``.png``.
 
-Entry point: ``python -m symbench.nbody --preset cpu [--root data] [--results results] [--seeds 0 1 2]``.
+Entry point: ``python -m symbench.studies.nbody.run --preset cpu [--root data] [--results results] [--seeds 0 1 2]``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import lightning as L
 import numpy as np
@@ -29,8 +29,10 @@ import torchmetrics
 from torch import Tensor
 
 from datamodules.nbody import PRESETS, NBodyDataModule, NBodySim
-from symbench.models.nbody_gnn import EGNN, GNN, n_params
+from symbench.models.budget import n_params
+from symbench.studies.nbody.model import EGNN, GNN
 from symbench.results import atomic_write_text
+from symbench.studies.common import add_experiment_arguments, check_preset, make_trainer, mean_std, trainer_settings
 
 MODELS = {"GNN": GNN, "EGNN": EGNN}
 
@@ -83,16 +85,14 @@ class NBodyRegressor(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
-def _trainer(epochs: int) -> L.Trainer:
-    return L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, deterministic=True)
-
-
-def train_one(model: str, data: NBodyDataModule, cfg: NBodyTraining, seed: int) -> tuple[float, int]:
-    """Train ``model`` on ``data`` from ``seed``; returns (test MSE, parameter count)."""
+def train_one(model: str, data: NBodyDataModule, cfg: NBodyTraining, seed: int,
+              trainer_settings: Mapping[str, Any] | None = None) -> tuple[float, int]:
+    """Train ``model`` on ``data`` from ``seed`` for ``cfg.epochs`` epochs and test the final weights (the paper's
+    protocol: no validation split); returns (test MSE, parameter count)."""
     L.seed_everything(seed, workers=True, verbose=False)
     module = NBodyRegressor(model, data.n, dict(cfg.hidden)[model], cfg.layers, cfg.lr)
-    trainer = _trainer(cfg.epochs)
+    trainer = make_trainer(trainer_settings, max_epochs=cfg.epochs, logger=False, enable_checkpointing=False,
+                           enable_progress_bar=False, enable_model_summary=False, deterministic=True)
     trainer.fit(module, datamodule=data)
     mse = trainer.test(module, datamodule=data, verbose=False)[0]["test_mse"]
     return float(mse), n_params(module.net)
@@ -118,11 +118,6 @@ class NBodyRow:
         return math.exp(centre), math.exp(centre - half), math.exp(centre + half)
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    a = np.asarray(values)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
-
-
 CSV_FIELDS = ("n", "seeds", "mse_gnn_mean", "mse_gnn_std", "mse_egnn_mean", "mse_egnn_std", "ratio_gmean",
               "ratio_lo95", "ratio_hi95", "params_gnn", "params_egnn")
 
@@ -130,7 +125,7 @@ CSV_FIELDS = ("n", "seeds", "mse_gnn_mean", "mse_gnn_std", "mse_egnn_mean", "mse
 def render_csv(rows: Sequence[NBodyRow]) -> str:
     lines = [",".join(CSV_FIELDS)]
     for r in rows:
-        g, e = _mean_std(r.mse["GNN"]), _mean_std(r.mse["EGNN"])
+        g, e = mean_std(r.mse["GNN"]), mean_std(r.mse["EGNN"])
         vals = (r.n, len(r.mse["GNN"]), *g, *e, *r.ratio_interval(), r.params["GNN"], r.params["EGNN"])
         lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in vals))
     return "\n".join(lines) + "\n"
@@ -145,7 +140,7 @@ def render_markdown(preset: str, rows: Sequence[NBodyRow], sim: NBodySim, cfg: N
              "| n | seeds | MSE GNN | MSE EGNN | ratio | 95 % interval | params GNN | params EGNN |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        g, e = _mean_std(r.mse["GNN"]), _mean_std(r.mse["EGNN"])
+        g, e = mean_std(r.mse["GNN"]), mean_std(r.mse["EGNN"])
         mid, lo, hi = r.ratio_interval()
         ci = "n/a" if math.isnan(lo) else f"[{lo:.3g}, {hi:.3g}]"
         lines.append(f"| {r.n} | {len(r.mse['GNN'])} | {g[0]:.3e} ± {g[1]:.1e} | {e[0]:.3e} ± {e[1]:.1e} | "
@@ -185,9 +180,11 @@ def plot(path: Path, preset: str, rows: Sequence[NBodyRow]) -> Path:
 
 def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "results",
               seeds: Sequence[int] | None = None, show_progress: bool = False,
-              sim: NBodySim | None = None, training: NBodyTraining | None = None) -> list[NBodyRow]:
+              sim: NBodySim | None = None, training: NBodyTraining | None = None,
+              trainer: Mapping[str, Any] | None = None) -> list[NBodyRow]:
     """Train GNN and EGNN for every dimension of ``preset`` and seed; write the table, CSV and plot under
-    ``<results>/nbody/``. ``sim`` / ``training`` override the preset's (tests use smaller ones)."""
+    ``<results>/nbody/``. ``sim`` / ``training`` override the preset's (tests use smaller ones); ``trainer``: the
+    hardware settings (:func:`~symbench.studies.common.make_trainer`)."""
     sim = sim or PRESETS[preset]
     cfg = training or TRAINING[preset]
     seeds = tuple(seeds) if seeds is not None else cfg.seeds
@@ -198,7 +195,7 @@ def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "res
         for seed in seeds:
             data = NBodyDataModule(root, preset, n, cfg.batch_size, show_progress, sim, shuffle_seed=seed)
             for model in MODELS:
-                mse, count = train_one(model, data, cfg, seed)
+                mse, count = train_one(model, data, cfg, seed, trainer)
                 row.mse[model].append(mse)
                 row.params[model] = count
                 if show_progress:
@@ -210,6 +207,19 @@ def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "res
     atomic_write_text(out / f"nbody_{preset}.csv", render_csv(rows))
     plot(out / f"nbody_{preset}.png", preset, rows)
     return rows
+
+
+# -- command line (symbench.studies.StudyModule) ------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_experiment_arguments(parser, "nbody")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
+
+
+def run(args: argparse.Namespace) -> None:
+    check_preset(args.preset, PRESETS)
+    run_nbody(args.preset, args.root, args.results, args.seeds, show_progress=not args.no_progress,
+              trainer=trainer_settings(args))
+    print(f"wrote {Path(args.results) / 'nbody'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

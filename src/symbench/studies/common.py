@@ -1,0 +1,111 @@
+"""What every study shares: the one Trainer factory, fit-then-test-the-best-checkpoint, and the seed mean / spread.
+
+Trainer settings (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``precision``) come from the study's
+preset or the command line (:func:`add_trainer_arguments`, :func:`trainer_settings`), never from a literal in a
+study. The defaults (:data:`TRAINER_DEFAULTS`) run on one device of whatever accelerator is present; on a CPU-only
+machine that is exactly the former ``accelerator="cpu", devices=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+TRAINER_DEFAULTS: dict[str, Any] = {"accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto",
+                                    "precision": "32-true"}
+
+
+def add_experiment_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """The options every paper experiment shares: --preset, --root, --results, --no-progress and the Trainer's
+    hardware (:func:`add_trainer_arguments`)."""
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--root", default="data", help="data root directory (default: data)")
+    parser.add_argument("--results", default="results", help=f"results directory (writes <results>/{name}/)")
+    parser.add_argument("--no-progress", action="store_true")
+    add_trainer_arguments(parser)
+
+
+def check_preset(preset: str, presets: Mapping[str, Any]) -> None:
+    """One-line ``ValueError`` for a preset the study does not have."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(sorted(presets))}")
+
+
+def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--accelerator``, ``--devices``, ``--num-nodes``, ``--strategy``, ``--precision`` (each overrides the
+    preset's; absent: the preset's or :data:`TRAINER_DEFAULTS`)."""
+    group = parser.add_argument_group("trainer (override the preset's)")
+    group.add_argument("--accelerator", help="cpu, gpu, auto, ... (default: auto, one device)")
+    group.add_argument("--devices", help="devices per node, e.g. 1, 4, auto (default: 1)")
+    group.add_argument("--num-nodes", type=int, help="nodes (default: 1)")
+    group.add_argument("--strategy", help="e.g. ddp (default: auto)")
+    group.add_argument("--precision", help="e.g. 32-true, bf16-mixed (default: 32-true)")
+
+
+def _devices(value: Any) -> Any:
+    """``"4"`` -> 4; ``"auto"`` or a list such as ``"0,1"`` stay as Lightning reads them."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+def trainer_settings(args: argparse.Namespace | None = None,
+                     preset: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The preset's ``trainer`` settings overridden by the command line's (:func:`add_trainer_arguments`)."""
+    settings = dict(preset or {})
+    if args is not None:
+        cli = {"accelerator": getattr(args, "accelerator", None), "devices": getattr(args, "devices", None),
+               "num_nodes": getattr(args, "num_nodes", None), "strategy": getattr(args, "strategy", None),
+               "precision": getattr(args, "precision", None)}
+        settings.update({k: v for k, v in cli.items() if v is not None})
+    if "devices" in settings:
+        settings["devices"] = _devices(settings["devices"])
+    return settings
+
+
+def make_trainer(settings: Mapping[str, Any] | None = None, **kwargs: Any) -> L.Trainer:
+    """The Trainer of every study: :data:`TRAINER_DEFAULTS`, then ``settings`` (preset / command line), then the
+    study's own ``kwargs`` (epochs, steps, callbacks, ...), which never name the hardware."""
+    clash = sorted(set(kwargs) & set(TRAINER_DEFAULTS))
+    if clash:
+        raise TypeError(f"make_trainer: pass {', '.join(clash)} in settings (preset or command line)")
+    return L.Trainer(**{**TRAINER_DEFAULTS, **(settings or {}), **kwargs})
+
+
+@dataclass(frozen=True)
+class BestFit:
+    """What a :func:`fit_test_best` run measured: the test metrics of the best checkpoint, its validation score
+    and the optimiser step at which it was saved."""
+
+    test: dict[str, float]
+    best_score: float
+    best_step: int
+
+
+def fit_test_best(module: L.LightningModule, datamodule: L.LightningDataModule, steps: int, evals: int,
+                  monitor: str, show_progress: bool = False,
+                  trainer: Mapping[str, Any] | None = None) -> BestFit:
+    """Train ``module`` for ``steps`` steps, validating every ``steps // evals`` steps, keep the checkpoint with the
+    lowest ``monitor`` in a temporary folder and test it (never the live model: the ICLR 2021 and ICML 2022
+    reference code, Rose-STL-Lab's repositories, tested whatever the last epoch left). The module's weights are
+    those of that checkpoint afterwards. ``trainer``: the hardware settings (:func:`make_trainer`)."""
+    with tempfile.TemporaryDirectory(prefix="symbench-fit-") as tmp:
+        best = ModelCheckpoint(dirpath=tmp, monitor=monitor, mode="min", save_top_k=1, filename="best")
+        fit = make_trainer(trainer, max_steps=steps, val_check_interval=max(1, steps // max(1, evals)),
+                           check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, callbacks=[best],
+                           enable_progress_bar=show_progress, enable_model_summary=False, deterministic=True)
+        fit.fit(module, datamodule=datamodule)
+        best_step = int(torch.load(best.best_model_path, map_location="cpu", weights_only=False)["global_step"])
+        test = fit.test(module, datamodule=datamodule, ckpt_path=best.best_model_path, verbose=False)[0]
+    return BestFit({k: float(v) for k, v in test.items()}, float(best.best_model_score), best_step)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof = 1``) over seeds; the std is 0 for one value."""
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0

@@ -1,0 +1,1 @@
+"""The digits study: see :mod:`symbench.studies.digits.run`."""

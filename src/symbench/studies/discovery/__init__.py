@@ -1,0 +1,1 @@
+"""The discovery study: see :mod:`symbench.studies.discovery.run`."""

@@ -1,0 +1,1 @@
+"""The nbody study: see :mod:`symbench.studies.nbody.run`."""
