@@ -83,12 +83,11 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
     keep the checkpoint of the best validation rollout RMSE. ``callbacks`` are added to the Trainer's (e.g. a
     sweep's pruning callback)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from symbench import plateau, untrained
     from symbench.forecast import ForecastModule
-    from symbench.last_checkpoint import SaveLast
+    from symbench.last_checkpoint import checkpoint_callbacks
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = datamodules.entry(cfg.dataset).datamodule_class()(**cfg.data)
@@ -97,12 +96,11 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
                             in_frames=dm.in_frames, train_steps=dm.train_steps, rollout_steps=dm.rollout_steps,
                             test_splits=dm.test_splits, **cfg.module)
     run_dir = Path(run_dir)
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor=plateau.MONITOR,
-                           mode="min", save_top_k=1)
+    ckpt, save_last = checkpoint_callbacks(run_dir / "checkpoints")
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}
     stopping = [] if cfg.early_stopping_patience is None else [plateau.early_stopping(cfg.early_stopping_patience)]
-    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[*stopping, ckpt, SaveLast(last.parent), *callbacks],
+    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[*stopping, ckpt, save_last, *callbacks],
                         logger=CSVLogger(run_dir, name="logs"),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         **trainer_args)

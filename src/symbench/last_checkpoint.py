@@ -1,4 +1,5 @@
-"""``last.ckpt`` after every validation: the training state to resume from.
+"""The checkpoint policy of every forecasting run (:func:`checkpoint_callbacks`): keep the best validation rollout
+RMSE, and ``last.ckpt`` after every validation, the training state to resume from.
 
 Lightning 2.6's ``ModelCheckpoint(save_last=True)`` only copies a checkpoint to ``last.ckpt`` when it writes a new
 best one, so resuming from it restarts at the best epoch and trains every later epoch again (and a finished run
@@ -12,7 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+
+from symbench.plateau import MONITOR
 
 
 class SaveLast(Checkpoint):
@@ -37,3 +40,10 @@ class SaveLast(Checkpoint):
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
             os.replace(tmp, path)
+
+
+def checkpoint_callbacks(dirpath: str | Path | None = None) -> tuple[ModelCheckpoint, SaveLast]:
+    """``best-{epoch}.ckpt`` of the lowest validation rollout RMSE (:data:`~symbench.plateau.MONITOR`, one kept)
+    and :class:`SaveLast`, in that order, writing to ``dirpath`` (None: the Trainer's checkpoint directory)."""
+    best = ModelCheckpoint(dirpath=dirpath, filename="best-{epoch}", monitor=MONITOR, mode="min", save_top_k=1)
+    return best, SaveLast(dirpath)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from datamodules.base import ForecastDataModule
 from symbench.forecast import ForecastModule
-from symbench.last_checkpoint import SaveLast
+from symbench.last_checkpoint import checkpoint_callbacks
 
 
 class SymbenchCLI(LightningCLI):
@@ -27,7 +26,6 @@ class SymbenchCLI(LightningCLI):
 
 
 def run_lightning_cli(argv: Sequence[str]) -> SymbenchCLI:
-    best = ModelCheckpoint(monitor="val/rmse", mode="min", save_top_k=1, filename="best-{epoch}")
     return SymbenchCLI(ForecastModule, ForecastDataModule, subclass_mode_data=True, args=list(argv),
-                       trainer_defaults={"callbacks": [best, SaveLast()], "num_sanity_val_steps": 0},
+                       trainer_defaults={"callbacks": list(checkpoint_callbacks()), "num_sanity_val_steps": 0},
                        save_config_kwargs={"overwrite": True}, parser_kwargs={"exit_on_error": False})
