@@ -45,7 +45,7 @@ def own(tmp_path_factory):
     shutil.copytree(REPO / "benchmarks" / "rbc", benchmarks / "rbc")
     doc = yaml.safe_load((benchmarks / "rbc" / "benchmark.yaml").read_text())
     doc["presets"]["tiny"]["model_hparams"][REF] = {"width": 6}
-    doc["presets"]["tiny"]["trainer"].update(limit_train_batches=4, limit_val_batches=2)  # seconds per run
+    doc["presets"]["tiny"]["trainer"].update(limit_train_batches=4, limit_val_batches=2, limit_test_batches=1)
     (benchmarks / "rbc" / "benchmark.yaml").write_text(yaml.safe_dump(doc))
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(root))
