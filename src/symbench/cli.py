@@ -151,7 +151,7 @@ def _devices(value: str | None) -> int | str | None:
 def _models(args: argparse.Namespace) -> None:
     from symbench.model_listing import model_rows, render
 
-    print(render(model_rows(args.benchmark, args.preset, args.root), args.preset))
+    print(render(model_rows(args.benchmark, args.preset, args.root), args.preset, args.root))
 
 
 def _check_model(args: argparse.Namespace) -> int:

@@ -40,9 +40,12 @@ def model_rows(benchmark: str | None = None, preset: str = "tiny", root: str | P
     return rows
 
 
-def render(rows: list[dict[str, Any]], preset: str) -> str:
+def render(rows: list[dict[str, Any]], preset: str, root: str | Path = "data") -> str:
     lines = [f"| model | family | parameters ({preset}) | benchmarks | source |", "|---|---|---|---|---|"]
     for r in rows:
         params = f"{r['params']:,}" if r["params"] is not None else "-"
         lines.append(f"| {r['name']} | {r['family']} | {params} | {', '.join(r['benchmarks'])} | {r['source']} |")
+    if any(r["params"] is None for r in rows):
+        lines.append(f"\n-: the data of the benchmark counted on are not under {root} (`symbench data generate <dataset> "
+                     f"--preset {preset}` gives the field layout the count needs)")
     return "\n".join(lines)
