@@ -46,6 +46,6 @@ def render(rows: list[dict[str, Any]], preset: str, root: str | Path = "data") -
         params = f"{r['params']:,}" if r["params"] is not None else "-"
         lines.append(f"| {r['name']} | {r['family']} | {params} | {', '.join(r['benchmarks'])} | {r['source']} |")
     if any(r["params"] is None for r in rows):
-        lines.append(f"\n-: the data of the benchmark counted on are not under {root} (`symbench data generate <dataset> "
-                     f"--preset {preset}` gives the field layout the count needs)")
+        lines.append(f"\n-: the data of the benchmark counted on are not under {root} "
+                     f"(`symbench data generate <dataset> --preset {preset}` gives the field layout the count needs)")
     return "\n".join(lines)
