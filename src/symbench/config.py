@@ -42,7 +42,15 @@ def benchmarks_dir() -> Path:
 
 
 def available_benchmarks() -> list[str]:
-    return sorted(p.parent.name for p in benchmarks_dir().glob("*/benchmark.yaml"))
+    """The leaderboard benchmarks: every ``benchmarks/<name>/benchmark.yaml`` except the studies' (:func:`is_study`)."""
+    return sorted(p.parent.name for p in benchmarks_dir().glob("*/benchmark.yaml") if not is_study(p.parent.name))
+
+
+def is_study(name: str) -> bool:
+    """Whether ``benchmarks/<name>/benchmark.yaml`` belongs to a paper study (top-level key ``study: true``): its
+    presets size the study's own networks and are read by :mod:`symbench.studies`, never by ``bench``/``sweep``."""
+    path = benchmarks_dir() / name / "benchmark.yaml"
+    return path.is_file() and bool((yaml.safe_load(path.read_text()) or {}).get("study", False))
 
 
 @dataclass
@@ -98,6 +106,8 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
     """The run configuration of ``model`` at ``preset``: the preset's sections, then (``use_best``) the sweep's best
     configuration for this model and preset, then ``overrides`` (data/module/model_hparams/trainer sections)."""
     bench = load_benchmark(name)
+    if bench.get("study"):
+        raise ConfigError(f"{name!r} is a study, not a leaderboard benchmark; run `symbench {name} --preset {preset}`")
     presets = bench["presets"]
     if preset not in presets:
         raise ConfigError(f"unknown preset {preset!r} for benchmark {name!r}; available presets: {', '.join(presets)}")

@@ -1,4 +1,5 @@
-"""What every study shares: the one Trainer factory, fit-then-test-the-best-checkpoint, and the seed mean / spread.
+"""What every study shares: its presets from ``benchmarks/<study>/benchmark.yaml`` (:func:`study_presets`), the one
+Trainer factory, fit-then-test-the-best-checkpoint, and the seed mean / spread.
 
 Trainer settings (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``precision``) come from the study's
 preset or the command line (:func:`add_trainer_arguments`, :func:`trainer_settings`), never from a literal in a
@@ -9,14 +10,20 @@ machine that is exactly the former ``accelerator="cpu", devices=1``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
+import typing
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from symbench.config import ConfigError, load_benchmark
+
+R = TypeVar("R")
 
 TRAINER_DEFAULTS: dict[str, Any] = {"accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto",
                                     "precision": "32-true"}
@@ -36,6 +43,43 @@ def check_preset(preset: str, presets: Mapping[str, Any]) -> None:
     """One-line ``ValueError`` for a preset the study does not have."""
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(sorted(presets))}")
+
+
+def study_presets(study: str, record_type: type[R]) -> dict[str, R]:
+    """The presets of ``benchmarks/<study>/benchmark.yaml`` (``study: true``; ``presets: {name: {field: value}}``),
+    each as a ``record_type`` dataclass: a field left out keeps the dataclass default, a YAML list becomes a tuple,
+    a mapping for a tuple field its ``(key, value)`` pairs, a mapping for a dataclass field that dataclass. Presets
+    change sizes, never code. Raises :class:`ConfigError` (one line naming the file and key) for an unknown key."""
+    doc = load_benchmark(study)
+    where = f"benchmarks/{study}/benchmark.yaml"
+    if not doc.get("study") or not isinstance(doc.get("presets"), dict):
+        raise ConfigError(f"{where} must have 'study: true' and a 'presets' mapping")
+    return {name: _record(record_type, values or {}, f"{where} preset {name!r}")
+            for name, values in doc["presets"].items()}
+
+
+def _record(record_type: type[R], values: Mapping[str, Any], where: str) -> R:
+    hints = typing.get_type_hints(record_type)
+    names = {f.name for f in dataclasses.fields(record_type)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(names))}")
+    try:
+        return record_type(**{k: _value(hints[k], v, f"{where} {k}") for k, v in values.items()})
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return _record(hint, value, where)
+    if typing.get_origin(hint) is tuple:
+        items = list(value.items()) if isinstance(value, Mapping) else value
+        inner = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+        return tuple(_value(inner, item, where) for item in items)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:

@@ -51,7 +51,7 @@ from symbench.fields import FieldLayout
 from symbench.forecast import ForecastModule
 from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
 from symbench.results import atomic_write_text
-from symbench.studies.common import add_experiment_arguments, make_trainer, trainer_settings
+from symbench.studies.common import add_experiment_arguments, make_trainer, study_presets, trainer_settings
 from symbench.symmetry import rot90
 
 DEFAULT_MODELS = ("conv", "equiv", "rsteer")
@@ -85,13 +85,9 @@ class LevelsTraining:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
 
 
-TRAINING: dict[str, LevelsTraining] = {
-    "tiny": LevelsTraining(width=8, test_frames=3, epochs=2, batch_size=8),
-    # One thread of the 2-core machine: ~30-50 s per level for conv + equiv + rsteer, equiv (E2CNN, the widest at the
-    # ConvNet parameter budget) ~70 % of it.
-    "cpu": LevelsTraining(),
-    "paper": LevelsTraining(width=64, kernel_size=5, epochs=100),
-}
+def training_presets() -> dict[str, LevelsTraining]:
+    """The study's presets (``benchmarks/levels/benchmark.yaml``) as :class:`LevelsTraining` records."""
+    return study_presets("levels", LevelsTraining)
 
 
 @dataclass
@@ -320,9 +316,10 @@ def run_levels(preset: str = "cpu", root: str | Path = "data", results: str | Pa
 
     start = time.perf_counter()
     names = check_models(models)
-    if preset not in TRAINING:
-        raise KeyError(f"unknown levels preset {preset!r}; available presets: {', '.join(TRAINING)}")
-    cfg = TRAINING[preset]
+    presets = training_presets()
+    if preset not in presets:
+        raise KeyError(f"unknown levels preset {preset!r}; available presets: {', '.join(presets)}")
+    cfg = presets[preset]
     cfg = replace(cfg, **{k: v for k, v in {"alpha": alpha, "epochs": epochs}.items() if v is not None})
     params = smoke_levels.preset(preset)
     data_dir = smoke_levels.generate_preset(preset, root, progress)

@@ -35,7 +35,9 @@ from datamodules.digits import PRESETS, TASKS, DigitsDataModule, DigitsSizes
 from symbench.models.budget import n_params
 from symbench.studies.digits.model import GROUPS, LABELS, GroupCNN, matched_fields, plain_target
 from symbench.results import atomic_write_text, read_records, write_records
-from symbench.studies.common import add_experiment_arguments, check_preset, fit_test_best, trainer_settings
+from symbench.studies.common import (
+    add_experiment_arguments, check_preset, fit_test_best, study_presets, trainer_settings,
+)
 
 MATCHING_GROUP = {"rotated": "SO2", "flipped": "O2"}
 
@@ -62,11 +64,9 @@ class DigitsTraining:
         return max(self.steps, self.min_epochs * math.ceil(n_train / self.batch_size))
 
 
-TRAINING: dict[str, DigitsTraining] = {
-    "paper": DigitsTraining(width=32, steps=40_000, lr=5e-5, evals=40, seeds=(0, 1, 2)),
-    "cpu": DigitsTraining(width=12, steps=160, lr=2e-3),
-    "tiny": DigitsTraining(width=4, steps=2, lr=1e-3, min_epochs=1, evals=1, scalars=4, kernel=3),
-}
+def training_presets() -> dict[str, DigitsTraining]:
+    """The study's presets (``benchmarks/digits/benchmark.yaml``) as :class:`DigitsTraining` records."""
+    return study_presets("digits", DigitsTraining)
 
 
 class DigitsClassifier(L.LightningModule):
@@ -265,7 +265,7 @@ def write_report(preset: str, results: str | Path = "results", sizes: DigitsSize
                  cfg: DigitsTraining | None = None, root: str | Path = "data",
                  idx_dir: str | Path | None = None) -> Path | None:
     """Render ``digits_<preset>.md`` and ``.png`` from every task CSV of ``preset``; None if there is none."""
-    sizes, cfg = sizes or PRESETS[preset], cfg or TRAINING[preset]
+    sizes, cfg = sizes or PRESETS[preset], cfg or training_presets()[preset]
     by_task = {t: runs for t in TASKS if (runs := read_runs(csv_path(results, t, preset, idx_dir)))}
     if not by_task:
         return None
@@ -293,7 +293,7 @@ def run_digits(preset: str, root: str | Path = "data", results: str | Path = "re
                trainer: Mapping[str, Any] | None = None) -> list[DigitsRun]:
     """Train every (task, group, size, seed) not yet in the task's CSV, append each row as it finishes (one line on
     stdout per run; ``show_progress`` adds Lightning's bars), then write the report. ``sizes`` / ``training`` override the preset's (tests use smaller ones)."""
-    sizes, cfg = sizes or PRESETS[preset], training or TRAINING[preset]
+    sizes, cfg = sizes or PRESETS[preset], training or training_presets()[preset]
     seeds = tuple(seeds) if seeds is not None else cfg.seeds
     unknown = sorted(set(groups) - set(GROUPS)) + sorted(set(tasks) - set(TASKS))
     if unknown:
@@ -330,6 +330,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     check_preset(args.preset, PRESETS)
+    check_preset(args.preset, training_presets())
     if not args.report_only:
         run_digits(args.preset, args.root, args.results, args.tasks or TASKS, args.groups or GROUPS, args.seeds,
                    show_progress=not args.no_progress, idx_dir=args.idx_dir, trainer=trainer_settings(args))

@@ -32,7 +32,9 @@ from datamodules.nbody import PRESETS, NBodyDataModule, NBodySim
 from symbench.models.budget import n_params
 from symbench.studies.nbody.model import EGNN, GNN
 from symbench.results import atomic_write_text
-from symbench.studies.common import add_experiment_arguments, check_preset, make_trainer, mean_std, trainer_settings
+from symbench.studies.common import (
+    add_experiment_arguments, check_preset, make_trainer, mean_std, study_presets, trainer_settings,
+)
 
 MODELS = {"GNN": GNN, "EGNN": EGNN}
 
@@ -50,11 +52,9 @@ class NBodyTraining:
     batch_size: int = 128
 
 
-TRAINING: dict[str, NBodyTraining] = {
-    "paper": NBodyTraining(epochs=10_000),
-    "cpu": NBodyTraining(epochs=40),
-    "tiny": NBodyTraining(epochs=2, seeds=(0, 1)),
-}
+def training_presets() -> dict[str, NBodyTraining]:
+    """The study's presets (``benchmarks/nbody/benchmark.yaml``) as :class:`NBodyTraining` records."""
+    return study_presets("nbody", NBodyTraining)
 
 
 class NBodyRegressor(L.LightningModule):
@@ -186,7 +186,7 @@ def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "res
     ``<results>/nbody/``. ``sim`` / ``training`` override the preset's (tests use smaller ones); ``trainer``: the
     hardware settings (:func:`~symbench.studies.common.make_trainer`)."""
     sim = sim or PRESETS[preset]
-    cfg = training or TRAINING[preset]
+    cfg = training or training_presets()[preset]
     seeds = tuple(seeds) if seeds is not None else cfg.seeds
     start = time.perf_counter()
     rows = []
@@ -217,6 +217,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     check_preset(args.preset, PRESETS)
+    check_preset(args.preset, training_presets())
     run_nbody(args.preset, args.root, args.results, args.seeds, show_progress=not args.no_progress,
               trainer=trainer_settings(args))
     print(f"wrote {Path(args.results) / 'nbody'}")

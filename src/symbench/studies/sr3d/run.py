@@ -44,7 +44,8 @@ from symbench.models.budget import n_params
 from symbench.studies.sr3d.model import KINDS, LABELS, VELOCITY, SRArch, SRNet, build_sr
 from symbench.results import atomic_write_text, read_records, write_records
 from symbench.studies.common import (
-    add_experiment_arguments, check_preset, fit_test_best, make_trainer, mean_std, trainer_settings,
+    add_experiment_arguments, check_preset, fit_test_best, make_trainer, mean_std, study_presets,
+    trainer_settings,
 )
 from symbench.symmetry.octahedral import act_on_fields, element_deviations, group_elements, indices_in
 
@@ -79,15 +80,9 @@ class SRTraining:
         return self.group_lr if kind in ("equiv", "r_equiv") else self.lr
 
 
-# cpu: O_h, 2 regular fields (96 channels), 3 blocks at 8^3 and 1 at 16^3 (~21 k parameters), ~0.3 s per Adam step of
-# 4 frames on this 2-core machine for Equiv / R-Equiv, 0.03 s for Conv. paper: the slides' hidden width 16 is not
-# affordable here and was not run.
-TRAINING: dict[str, SRTraining] = {
-    "tiny": SRTraining(SRArch(fields=1, layers=(1,)), steps=2, lr=1e-3, group_lr=1e-3, batch_size=2, evals=1),
-    "cpu": SRTraining(SRArch(fields=2, layers=(3, 1)), steps=400, lr=2e-3, group_lr=5e-4, batch_size=4, evals=8),
-    "paper": SRTraining(SRArch(fields=8, layers=(4, 2)), steps=20_000, lr=5e-4, group_lr=1e-4, batch_size=8,
-                        evals=40, seeds=(0, 1, 2), weight_decay=4e-4),
-}
+def training_presets() -> dict[str, SRTraining]:
+    """The study's presets (``benchmarks/sr3d/benchmark.yaml``) as :class:`SRTraining` records."""
+    return study_presets("sr3d", SRTraining)
 
 
 class SuperResolver(L.LightningModule):
@@ -265,7 +260,7 @@ def ordering(runs: Sequence[SRRun], flow: str) -> list[str]:
 
 def write_report(preset: str, results: str | Path = "results", cfg: SRTraining | None = None) -> Path | None:
     """Render ``sr3d_<preset>.md`` from the CSV; None if there is no run."""
-    cfg = cfg or TRAINING[preset]
+    cfg = cfg or training_presets()[preset]
     runs = read_runs(csv_path(results, preset))
     if not runs:
         return None
@@ -316,7 +311,7 @@ def run_sr3d(preset: str, root: str | Path = "data", results: str | Path = "resu
              trainer: Mapping[str, Any] | None = None) -> list[SRRun]:
     """Generate (or reuse) the flows' data, run every (flow, model, seed) not yet in the CSV, append each row as it
     finishes (one line on stdout per run), then write the report. ``training`` overrides the preset's."""
-    cfg = training or TRAINING[preset]
+    cfg = training or training_presets()[preset]
     seeds = tuple(seeds) if seeds is not None else cfg.seeds
     unknown = sorted(set(flows) - set(FLOWS)) + sorted(set(kinds) - set(KINDS))
     if unknown:
@@ -348,7 +343,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    check_preset(args.preset, TRAINING)
+    check_preset(args.preset, training_presets())
     if not args.report_only:
         run_sr3d(args.preset, args.root, args.results, args.flows or FLOWS, args.models or KINDS, args.seeds,
                  show_progress=not args.no_progress, trainer=trainer_settings(args))
