@@ -14,14 +14,18 @@
     symbench discover [--subgroups C4v D4h C4 Oh] [--steps N] [--seed S] [--results DIR]
     symbench sr3d --preset P [--flows sheared isotropic] [--models M ...] [--seeds S ...] [--report-only]
 
-Bad input (unknown model, dataset, preset or benchmark, missing data, impossible window sizes) ends with one line
-``symbench: error: ...`` naming the thing and the fix, and exit status 2.
+Bad input (unknown model, dataset, preset or benchmark, missing data, impossible window sizes, unreadable files)
+ends with one line ``symbench: error: ...`` naming the thing and the fix, and exit status 2; runs that failed (e.g.
+diverged) are named in one line with exit status 1; Ctrl-C prints one line and exits 130 (rerunning resumes).
+``SYMBENCH_DEBUG=1`` prints the full traceback before that line.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
@@ -30,9 +34,12 @@ from symbench.studies import STUDIES
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # Errors that mean bad input: reported as one line, exit status 2 (jsonargparse raises argparse.ArgumentError
-# subclasses when exit_on_error is off); a missing optional extra names the `pip install` that adds it.
-BAD_INPUT: tuple[type[BaseException], ...] = (KeyError, ValueError, FileNotFoundError, argparse.ArgumentError,
+# subclasses when exit_on_error is off; OSError covers unreadable or unwritable paths, ImportError an optional
+# reader that is not installed, and a missing optional extra names the `pip install` that adds it).
+BAD_INPUT: tuple[type[BaseException], ...] = (KeyError, ValueError, OSError, ImportError, argparse.ArgumentError,
                                               MissingExtra)
+DOMAIN_PACKAGES = ("symbench", "datamodules")  # errors raised as classes of these packages carry the designed message
+DEBUG_VARIABLE = "SYMBENCH_DEBUG"
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -172,11 +179,16 @@ def _leaderboard(args: argparse.Namespace) -> None:
     from symbench import models
     from symbench.leaderboard import write_family_tables, write_leaderboard
     from symbench.plots import write_plots
+    from symbench.results import nonfinite_lines
 
     names = args.benchmark or sorted(p.parent.name for p in Path(args.results).glob("*/runs.csv"))
     if not names:
         raise FileNotFoundError(f"no results/<benchmark>/runs.csv under {args.results}; run `symbench bench` first")
     for name in names:
+        if lines := nonfinite_lines(Path(args.results) / name / "runs.csv"):
+            shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+            print(f"note: {Path(args.results) / name / 'runs.csv'}: left out {len(lines)} row(s) with non-finite "
+                  f"values (line(s) {shown}; runs that diverged before they were caught)")
         for path in write_leaderboard(name, args.results, model_order=models.available()):
             print(f"wrote {path}")
         plots, notes = write_plots(name, args.results, model_order=models.available())
@@ -194,36 +206,75 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; bad input -> one line and status 2, failed runs -> one line and status 1, Ctrl-C -> one
+    line and status 130 (``SYMBENCH_DEBUG=1``: the traceback as well)."""
+    from symbench.files import RunLocked
+    from symbench.results import RunsFailed
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-            from symbench.lightning_cli import run_lightning_cli
-
-            run_lightning_cli(argv)
-            return 0
-        args = _parser(argv[0] if argv else None).parse_args(argv)
-        handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
-                    "models": _models, "check-model": _check_model}
-        studies = {study.command: study for study in STUDIES}
-        run = handlers.get(args.command) or studies[args.command].load().run
-        return run(args) or 0
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        _debug_traceback()
+        print("symbench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (RunsFailed, RunLocked) as err:
+        _debug_traceback()
+        print(f"symbench: error: {err}", file=sys.stderr)
+        return 1
     except BAD_INPUT as err:
+        _debug_traceback()
         print(f"symbench: error: {_root_message(err)}", file=sys.stderr)
         return 2
-    return 0
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+        from symbench.lightning_cli import run_lightning_cli
+
+        run_lightning_cli(argv)
+        return 0
+    args = _parser(argv[0] if argv else None).parse_args(argv)
+    handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
+                "models": _models, "check-model": _check_model}
+    studies = {study.command: study for study in STUDIES}
+    run = handlers.get(args.command) or studies[args.command].load().run
+    return run(args) or 0
+
+
+def _debug_traceback() -> None:
+    if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+        traceback.print_exc()
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the errors behind it, outermost first: the explicit cause, else the context unless it was
+    suppressed (``raise ... from None``)."""
+    chain = [err]
+    while len(chain) < 20:
+        last = chain[-1]
+        nxt = last.__cause__ if last.__cause__ is not None else (None if last.__suppress_context__
+                                                                 else last.__context__)
+        if nxt is None or nxt in chain:
+            break
+        chain.append(nxt)
+    return chain
 
 
 def _root_message(err: BaseException) -> str:
-    """One line: the message of the innermost bad-input error behind ``err`` (LightningCLI / jsonargparse wrap the
-    datamodule's or model's own ``ValueError`` in a long report)."""
-    root, seen = err, 0
-    cause = err.__cause__ or err.__context__
-    while cause is not None and seen < 20:
-        if isinstance(cause, BAD_INPUT):
-            root = cause
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    message = root.args[0] if isinstance(root, KeyError) and root.args else str(root)
-    return next((line.strip(" -") for line in str(message).splitlines() if line.strip()), type(root).__name__)
+    """One line: the message of the first error of our own packages behind ``err``, else of the innermost bad-input
+    error (LightningCLI / jsonargparse wrap the datamodule's or model's own ``ValueError`` in a long report); an
+    ``OSError`` is given with its file name."""
+    chain = _chain(err)
+    domain = [e for e in chain if type(e).__module__.split(".")[0] in DOMAIN_PACKAGES]
+    root = domain[0] if domain else next((e for e in reversed(chain) if isinstance(e, BAD_INPUT)), err)
+    if isinstance(root, KeyError) and root.args:
+        message = str(root.args[0])
+    elif isinstance(root, OSError) and root.filename is not None and root.strerror:
+        message = f"{root.filename}: {root.strerror}"
+    else:
+        message = str(root)
+    return next((line.strip(" -") for line in message.splitlines() if line.strip()), type(root).__name__)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ Checkpoints keep the best validation rollout RMSE (``val/rmse``); test with ``--
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 from lightning.pytorch.cli import LightningCLI
 
 from datamodules.base import ForecastDataModule
+from symbench.files import load_checkpoint
 from symbench.forecast import ForecastModule
 from symbench.last_checkpoint import checkpoint_callbacks
 
@@ -23,9 +25,24 @@ class SymbenchCLI(LightningCLI):
         for name in ("in_frames", "train_steps", "rollout_steps"):
             parser.link_arguments(f"data.init_args.{name}", f"model.{name}")
         parser.set_defaults({"data": {"class_path": "datamodules.rbc.RBCDataModule"}})
+        if "weights_only" in {a.dest for a in parser._actions}:  # our checkpoints hold plain types only
+            parser.set_defaults({"weights_only": True})
+
+
+def check_checkpoint_argument(argv: Sequence[str]) -> None:
+    """Read the file given as ``--ckpt_path`` once before anything is built: an empty, truncated or foreign file
+    is one error naming it (Lightning's own message is a long traceback)."""
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--ckpt_path" and i + 1 < len(argv) else arg.partition("=")[2] \
+            if arg.startswith("--ckpt_path=") else None
+        if value and value not in ("best", "last", "hpc", "registry", "null", "None"):
+            load_checkpoint(value)
 
 
 def run_lightning_cli(argv: Sequence[str]) -> SymbenchCLI:
-    return SymbenchCLI(ForecastModule, ForecastDataModule, subclass_mode_data=True, args=list(argv),
-                       trainer_defaults={"callbacks": list(checkpoint_callbacks()), "num_sanity_val_steps": 0},
-                       save_config_kwargs={"overwrite": True}, parser_kwargs={"exit_on_error": False})
+    check_checkpoint_argument(argv)
+    with warnings.catch_warnings():  # `symbench fit ...` hands its own sys.argv over as args: not a mistake
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return SymbenchCLI(ForecastModule, ForecastDataModule, subclass_mode_data=True, args=list(argv),
+                           trainer_defaults={"callbacks": list(checkpoint_callbacks()), "num_sanity_val_steps": 0},
+                           save_config_kwargs={"overwrite": True}, parser_kwargs={"exit_on_error": False})
