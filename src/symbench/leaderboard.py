@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from symbench.plateau import under_trained
-from symbench.results import atomic_write_text, read_rows
+from symbench.results import FAILED_FILE, atomic_write_text, read_rows
 
 SPLIT_TITLES = {"orig": "Orig", "um": "UM", "mag": "Mag", "rot": "Rot", "rot_any": "Rot (any angle)",
                 "scale": "Scale", "test_future": "Future", "test_domain": "Domain"}
@@ -254,6 +254,17 @@ def _run_facts(prows, models) -> list[str]:
     return lines + [""]
 
 
+def _failed_section(failed: Sequence[dict[str, str]]) -> str:
+    """The runs recorded in ``failed_runs.csv`` (e.g. diverged), which have no rows in the tables above."""
+    if not failed:
+        return ""
+    lines = ["", f"## Failed runs ({FAILED_FILE}; not in the tables above)", "",
+             "| preset | model | seed | config | step | reason |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['preset']} | {r['model']} | {r['seed']} | {r['config_hash']} | {r['step']} | {r['reason']} |"
+              for r in failed]
+    return "\n".join(lines) + "\n"
+
+
 def render_csv(rows: Sequence[dict[str, str]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -269,8 +280,9 @@ def write_leaderboard(benchmark: str, results_dir: str | Path = "results",
     """Regenerate ``leaderboard.md`` and ``leaderboard.csv`` of ``benchmark`` from its ``runs.csv``."""
     bdir = Path(results_dir) / benchmark
     rows = read_rows(bdir / "runs.csv")
+    failed = read_rows(bdir / FAILED_FILE) if (bdir / FAILED_FILE).is_file() else []
     md, table = bdir / "leaderboard.md", bdir / "leaderboard.csv"
-    atomic_write_text(md, render_markdown(benchmark, rows, model_order))
+    atomic_write_text(md, render_markdown(benchmark, rows, model_order) + _failed_section(failed))
     atomic_write_text(table, render_csv(rows))
     return [md, table]
 

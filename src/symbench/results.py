@@ -2,7 +2,9 @@
 
 Appends take an exclusive lock on ``<file>.lock``, write the old content plus the new rows to a temporary file in
 the same directory and rename it over the original: concurrent writers (sweep workers) neither lose nor interleave
-rows, and a crash mid-write leaves the previous file intact.
+rows, and a crash mid-write leaves the previous file intact. An append first checks the file (a missing final
+newline is repaired, a row whose columns do not match the header is refused, naming its line) and refuses
+non-finite values: a run that diverged is recorded in ``failed_runs.csv`` beside ``runs.csv`` instead.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -20,6 +23,23 @@ ROW_FIELDS = [
     "benchmark", "dataset", "split", "model", "seed", "preset", "metric", "value", "horizon", "params",
     "train_seconds", "epochs", "best_epoch", "config_hash", "git_sha", "versions", "timestamp",
 ]
+# failed_runs.csv: one row per run that stopped without results (``reason``: e.g. "diverged: train/loss nan").
+FAILED_FIELDS = ["benchmark", "dataset", "model", "seed", "preset", "config_hash", "step", "reason", "git_sha",
+                 "timestamp"]
+FAILED_FILE = "failed_runs.csv"
+
+
+class RunsFailed(RuntimeError):
+    """Raised at the end of a command some of whose runs failed (e.g. diverged); the message names them."""
+
+
+class Diverged(RunsFailed):
+    """A run whose ``what`` (``train/loss`` or a validation metric) became ``value`` (nan/inf) at optimiser step
+    ``step`` (raised by :class:`symbench.divergence.StopOnDivergence`)."""
+
+    def __init__(self, what: str, value: float, step: int) -> None:
+        super().__init__(f"diverged: {what} = {value} at step {step}")
+        self.what, self.value, self.step = what, value, step
 
 
 @contextmanager
@@ -68,7 +88,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def append_rows(path: str | Path, rows: Iterable[dict[str, Any]], fields: Sequence[str] = ROW_FIELDS) -> int:
     """Append ``rows`` to the CSV at ``path`` (created with a header if missing). Returns the number appended.
-    ``fields``: the columns, the leaderboard's by default (a study such as the alpha sweep adds its own)."""
+    ``fields``: the columns, the leaderboard's by default (a study such as the alpha sweep adds its own). Rows with
+    other keys or a non-finite ``value``, and a file with another header or a malformed row, raise ``ValueError``
+    and leave the file untouched."""
     path = Path(path)
     rows = list(rows)
     fields = list(fields)
@@ -77,10 +99,16 @@ def append_rows(path: str | Path, rows: Iterable[dict[str, Any]], fields: Sequen
         missing = set(fields) - set(row)
         if extra or missing:
             raise ValueError(f"leaderboard row has unknown fields {sorted(extra)} / lacks {sorted(missing)}")
+        if "value" in row and not _finite(row["value"]):
+            raise ValueError(f"{path}: refusing to append the non-finite value {row['value']} "
+                             f"({', '.join(f'{k}={row[k]}' for k in ('model', 'seed', 'split', 'metric') if k in row)})")
     with _locked(path):
         old = path.read_text() if path.exists() else ""
         if old and old.splitlines()[0].split(",") != fields:
             raise ValueError(f"{path} has another header than {fields}; move it aside before appending")
+        _parse(path, old)  # a malformed row -> one line naming it
+        if old and not old.endswith("\n"):  # a hand edit without a final newline: do not glue the next row onto it
+            old += "\n"
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         if not old:
@@ -90,12 +118,54 @@ def append_rows(path: str | Path, rows: Iterable[dict[str, Any]], fields: Sequen
     return len(rows)
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _parse(path: Path, text: str) -> tuple[list[dict[str, str]], list[int]]:
+    """The rows of CSV ``text`` (read from ``path``) whose ``value`` is finite, and the line numbers of the rows
+    whose value is not (old files of diverged runs). A row with another number of columns than the header raises
+    ``ValueError`` naming ``path`` and its line."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    rows, skipped = [], []
+    if header is None:
+        return rows, skipped
+    for values in reader:
+        if not values:
+            continue
+        if len(values) != len(header):
+            raise ValueError(f"{path}:{reader.line_num}: {len(values)} columns where the header has {len(header)}; "
+                             f"fix or delete that line")
+        row = dict(zip(header, values))
+        if "value" in row and not _finite(row["value"]):
+            skipped.append(reader.line_num)
+            continue
+        rows.append(row)
+    return rows, skipped
+
+
 def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of the CSV at ``path``, without those whose ``value`` is not a finite number (see
+    :func:`nonfinite_lines`); a malformed row raises ``ValueError`` naming the file and line."""
+    return _read(path)[0]
+
+
+def nonfinite_lines(path: str | Path) -> list[int]:
+    """Line numbers of the rows of ``path`` whose ``value`` is not finite (written before divergence was caught);
+    :func:`read_rows` leaves them out."""
+    return _read(path)[1]
+
+
+def _read(path: str | Path) -> tuple[list[dict[str, str]], list[int]]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no leaderboard rows at {path}; run `symbench bench <benchmark>` first")
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        return _parse(path, f.read())
 
 
 def write_records(path: str | Path, records: Sequence[Any]) -> None:
