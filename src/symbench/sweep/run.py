@@ -126,13 +126,13 @@ def run_trial(queue: TrialQueue, trial: Trial, spec: SweepSpec, space: SearchSpa
     """Train one trial and tell the study its outcome (COMPLETE with the best val RMSE, PRUNED or FAIL)."""
     from optuna_integration import PyTorchLightningPruningCallback
 
-    params = space.suggest(trial, spec.sampler)
     root = trial.user_attrs.get(RETRY_OF, trial.number)  # a retry continues in its first attempt's directory
     run_dir = spec.directory() / f"trial{root}"
     label = f"trial {trial.number}" + (f" (retry of {root})" if root != trial.number else "")
-    print(f"[worker {os.getpid()}] {label}: {json.dumps(params)}", flush=True)
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    try:
+    try:  # from the first suggestion on: a bad range fails the trial instead of leaving it RUNNING
+        params = space.suggest(trial, spec.sampler)
+        print(f"[worker {os.getpid()}] {label}: {json.dumps(params)}", flush=True)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         cfg = resolve(spec.benchmark, spec.preset, spec.model, spec.seed, spec.root, to_overrides(params),
                       use_best=False)
         with Heartbeat(trial, spec.heartbeat):

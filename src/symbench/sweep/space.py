@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from symbench.config import REPO_ROOT, ConfigError, to_overrides
+from symbench.files import load_yaml
 
 SAMPLERS = ("grid", "tpe")
 PRUNERS = ("median", "none")
@@ -87,7 +86,10 @@ def load_space(benchmark: str, model: str, path: str | Path | None = None, prese
 
 
 def _parse(file: Path, preset: str | None = None) -> SearchSpace:
-    raw = yaml.safe_load(file.read_text()) or {}
+    raw = load_yaml(file) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: a sweep file is a mapping of benchmark, models, space, grid "
+                          f"(see sweeps/rbc/unet.yaml)")
     missing = [k for k in ("benchmark", "models", "space", "grid") if k not in raw]
     if missing:
         raise ConfigError(f"{file} lacks {', '.join(missing)}; see sweeps/rbc/unet.yaml for the layout")
@@ -106,6 +108,8 @@ def _parse(file: Path, preset: str | None = None) -> SearchSpace:
     if space.objective != "val/rmse":
         raise ConfigError(f"{file}: objective {space.objective!r} is not logged; use val/rmse")
     to_overrides(dict.fromkeys([*space.ranges, *space.grid]))  # raises on a key that names no argument
+    for key, rng in space.ranges.items():
+        check_range(file, key, rng)
     for key, values in space.grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{file}: grid entry {key!r} must be a non-empty list of values")
@@ -113,6 +117,28 @@ def _parse(file: Path, preset: str | None = None) -> SearchSpace:
         if isinstance(value, str) and _is_number(value):
             raise ConfigError(f"{file}: {key} value {value!r} is a string to YAML; write it with a dot, e.g. 1.0e-3")
     return space
+
+
+def check_range(file: Path, key: str, rng: Any) -> None:
+    """A ``space`` entry is a non-empty list (categorical) or ``{low, high[, log][, step]}`` with numbers
+    ``low < high`` (``low > 0`` when ``log``); anything else raises one line naming the file and key."""
+    if isinstance(rng, list):
+        if not rng:
+            raise ConfigError(f"{file}: space entry {key!r} is an empty list; give at least one value")
+        return
+    if not isinstance(rng, dict):
+        raise ConfigError(f"{file}: space entry {key!r} must be a list of values or {{low, high[, log, step]}}, "
+                          f"got {rng!r}")
+    missing = [b for b in ("low", "high") if b not in rng]
+    unknown = sorted(set(rng) - {"low", "high", "log", "step"})
+    if missing or unknown:
+        what = f"lacks {', '.join(missing)}" if missing else f"has unknown key(s) {', '.join(unknown)}"
+        raise ConfigError(f"{file}: space entry {key!r} {what}; write {{low: ..., high: ...[, log: true][, step: ...]}}")
+    bounds = [rng["low"], rng["high"], *([rng["step"]] if rng.get("step") is not None else [])]
+    if not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds):
+        raise ConfigError(f"{file}: space entry {key!r} needs numbers for low/high/step, got {rng!r}")
+    if not rng["low"] < rng["high"] or (rng.get("log") and rng["low"] <= 0):
+        raise ConfigError(f"{file}: space entry {key!r} needs low < high (and low > 0 with log), got {rng!r}")
 
 
 def _leaves(tree: dict[str, Any]) -> list[tuple[str, Any]]:
