@@ -55,6 +55,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from datamodules.netcdf3 import required_size
 from symbench.results import atomic_path
 
 G = 9.81  # m s-2
@@ -280,6 +281,7 @@ def _time_values(ds: xr.Dataset, names: OceanNames) -> np.ndarray | None:
 
 
 def _open_one(path: Path) -> xr.Dataset:
+    _check_size(path)
     kwargs = {"chunks": {}} if _HAS_DASK else {}
     try:
         try:
@@ -292,6 +294,18 @@ def _open_one(path: Path) -> xr.Dataset:
             return xr.open_dataset(path, cache=False, decode_times=False, **kwargs)
     except (OSError, ValueError) as e:
         raise OceanDataError(f"{path}: cannot open as NetCDF ({str(e).splitlines()[0] if str(e) else e!r})") from None
+
+
+def _check_size(path: Path) -> None:
+    """A classic NetCDF file shorter than its header says (a cut-short copy) is refused: its readers would fill
+    the missing values with zeros or garbage (:mod:`datamodules.netcdf3`)."""
+    try:
+        need = required_size(path)
+    except ValueError as err:
+        raise OceanDataError(str(err)) from None
+    if need is not None and path.stat().st_size < need:
+        raise OceanDataError(f"{path}: truncated classic NetCDF file ({path.stat().st_size} bytes where its header "
+                             f"describes {need}); copy or download it again")
 
 
 def open_ocean(paths: str | Path | Sequence[str | Path], names: OceanNames = CMEMS,

@@ -159,12 +159,18 @@ def read_piv(path: str | Path, fmt: str | None = None, frame: int = 0) -> PIVFie
         raise FileNotFoundError(f"{path}: no such PIV file")
     fmt = fmt if fmt is not None else detect_format(path)
     readers = {"davis": _read_davis, "tecplot": _read_tecplot, "openpiv": _read_openpiv,
-               "davis_txt": _read_davis_txt}
-    if fmt == "mat":
-        return _read_mat(path, frame)
+               "davis_txt": _read_davis_txt, "mat": lambda p: _read_mat(p, frame)}
     if fmt not in readers:
         raise ValueError(f"{path}: unknown PIV format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return readers[fmt](path)
+    try:
+        return readers[fmt](path)
+    except ImportError:
+        raise
+    except Exception as err:  # a library's own error about a damaged file: one line that names the file
+        if str(path) in str(err):
+            raise
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise ValueError(f"{path}: not a readable {fmt} PIV file ({first[:200]})") from None
 
 
 def read_piv_series(paths_or_dir: str | Path | Sequence[str | Path], fmt: str | None = None) -> PIVSeries:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from symbench.fields import FieldLayout
+from symbench.files import check_writable
 
 ARRAY_FILE = "trajectories.npy"
 META_FILE = "meta.json"
@@ -86,6 +87,7 @@ def generate_once(directory: str | Path, key: str, simulate: Callable[[], Any], 
     directory = Path(directory)
     if exists(directory) and read_meta(directory).get("key") == key:
         return directory
+    check_writable(directory.parent, "data directory")  # before simulating, not after
     result = simulate()
     return write_trajectories(directory, result.array, result.layout, key=key, diagnostics=result.diagnostics,
                               **meta)
