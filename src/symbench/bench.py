@@ -17,9 +17,10 @@ from typing import Any, Sequence
 import datamodules
 from symbench import __version__, models
 from symbench.config import REPO_ROOT, RunConfig, best_config, load_benchmark, resolve, seeds_of
+from symbench.files import check_writable, latest_checkpoint, load_checkpoint, run_lock
 from symbench.leaderboard import write_leaderboard
 from symbench.prediction_artifacts import PredictionArtifacts, artifact_path, read_meta
-from symbench.results import append_rows, read_rows
+from symbench.results import FAILED_FIELDS, FAILED_FILE, Diverged, RunsFailed, append_rows, read_rows
 
 
 def _git_sha() -> str:
@@ -86,6 +87,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
     from lightning.pytorch.loggers import CSVLogger
 
     from symbench import plateau, untrained
+    from symbench.divergence import StopOnDivergence
     from symbench.forecast import ForecastModule
     from symbench.last_checkpoint import checkpoint_callbacks
 
@@ -100,27 +102,28 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}
     stopping = [] if cfg.early_stopping_patience is None else [plateau.early_stopping(cfg.early_stopping_patience)]
-    trainer = L.Trainer(default_root_dir=run_dir, callbacks=[*stopping, ckpt, save_last, *callbacks],
+    callbacks = [StopOnDivergence(plateau.MONITOR), *stopping, ckpt, save_last, *callbacks]
+    trainer = L.Trainer(default_root_dir=run_dir, callbacks=callbacks,
                         logger=CSVLogger(run_dir, name="logs"),
                         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
                         **trainer_args)
     if not untrained.trainable(module):  # nothing to fit (a parameter-free baseline): test the module as it is
         path = untrained.write_checkpoint(module, run_dir / "checkpoints")
         return FittedRun(module, dm, trainer, str(path), float("nan"), 0.0, 0)
-    best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
-    saved = _load(last) if last.is_file() and best else None  # read once: the epoch and the best score
+    best = latest_checkpoint((run_dir / "checkpoints").glob("best-*.ckpt"))
+    saved = load_checkpoint(last) if last.is_file() and best else None  # read once: the epoch and the best score
     if saved is not None and (finished_training(saved, trainer.max_epochs) or plateau.stopped_early(saved)):
         print(f"    already trained to epoch {int(saved['epoch']) + 1} in {run_dir}; using its best checkpoint",
               flush=True)
         state = next(v for k, v in saved["callbacks"].items() if k.startswith("ModelCheckpoint"))
         score = state.get("best_model_score")
-        return FittedRun(module, dm, trainer, str(best[-1]), float("nan") if score is None else float(score), 0.0,
+        return FittedRun(module, dm, trainer, str(best), float("nan") if score is None else float(score), 0.0,
                          int(saved["epoch"]) + 1)
     resume = str(last) if last.is_file() else None  # an interrupted run of this configuration: continue it
     if resume:
         print(f"    resuming from {last}", flush=True)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
     score = ckpt.best_model_score
     return FittedRun(module, dm, trainer, ckpt.best_model_path, float("nan") if score is None else float(score),
                      time.perf_counter() - start, trainer.current_epoch)
@@ -130,9 +133,10 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
             artifacts: str | Path | None = None) -> list[dict[str, Any]]:
     """Train (:func:`fit_run`), test the best validation checkpoint on every split; return leaderboard rows.
     With ``artifacts`` (a path), the test pass also saves the prediction artifacts there (spectra, snapshots)."""
-    fitted = fit_run(cfg, run_directory(cfg, runs_dir), progress, callbacks=_artifact_callbacks(cfg, artifacts))
-    module, dm, trainer = fitted.module, fitted.datamodule, fitted.trainer
-    trainer.test(module, datamodule=dm, ckpt_path=fitted.best_path, verbose=False)
+    with run_lock(run_directory(cfg, runs_dir)):
+        fitted = fit_run(cfg, run_directory(cfg, runs_dir), progress, callbacks=_artifact_callbacks(cfg, artifacts))
+        module, dm, trainer = fitted.module, fitted.datamodule, fitted.trainer
+        trainer.test(module, datamodule=dm, ckpt_path=fitted.best_path, verbose=False, weights_only=True)
     best_epoch = int(torch_load_epoch(fitted.best_path))
     common = dict(
         benchmark=cfg.benchmark, dataset=dm.describe().get("dataset", cfg.dataset), model=cfg.model, seed=cfg.seed,
@@ -173,12 +177,12 @@ def write_artifacts(cfg: RunConfig, path: str | Path, runs_dir: str | Path = "ru
 
     from symbench.forecast import ForecastModule
 
-    best = sorted((run_directory(cfg, runs_dir) / "checkpoints").glob("best-*.ckpt"))
-    if not best:
+    best = latest_checkpoint((run_directory(cfg, runs_dir) / "checkpoints").glob("best-*.ckpt"))
+    if best is None:
         raise FileNotFoundError(f"no best checkpoint under {run_directory(cfg, runs_dir)}; run `symbench bench` first")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = datamodules.entry(cfg.dataset).datamodule_class()(**cfg.data)
-    module = ForecastModule.load_from_checkpoint(best[-1], map_location="cpu")
+    module = ForecastModule.load_from_checkpoint(best, map_location="cpu", weights_only=True)
     trainer = L.Trainer(default_root_dir=run_directory(cfg, runs_dir), callbacks=_artifact_callbacks(cfg, path),
                         logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                         enable_model_summary=False, **{"accelerator": "cpu", "devices": 1, **cfg.trainer})
@@ -186,16 +190,9 @@ def write_artifacts(cfg: RunConfig, path: str | Path, runs_dir: str | Path = "ru
     return Path(path)
 
 
-def _load(path: str | Path) -> dict[str, Any]:
-    """A Lightning checkpoint (our own files: full unpickling)."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def torch_load_epoch(path: str) -> int:
     """The epoch stored in a Lightning checkpoint."""
-    return int(_load(path)["epoch"])
+    return int(load_checkpoint(path)["epoch"])
 
 
 def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | None = None,
@@ -212,17 +209,24 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
     names = list(model_names) if model_names else models.available(name)
     seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
     configs = [resolve(name, preset, m, s, root, overrides, use_best) for m in names for s in seeds]  # check all
+    check_writable(Path(results_dir) / name, "--results")  # before any simulation or training
+    check_writable(runs_dir, "--runs")
     for m, best in ((m, best_config(name, m, preset)) for m in dict.fromkeys(c.model for c in configs) if use_best):
         if best:
             print(f"{m}: sweep's best configuration {best} (benchmarks/{name}/best/{m}.yaml; --no-best ignores it)",
                   flush=True)
     if configs[0].data.get("source", "generated") == "generated":  # reuses existing data with the same parameters
         datamodules.generate(configs[0].dataset, configs[0].data.get("preset", preset), root, progress=progress)
-    csv_path = Path(results_dir) / name / "runs.csv"
-    all_rows = []
+    csv_path, failed_path = Path(results_dir) / name / "runs.csv", Path(results_dir) / name / FAILED_FILE
+    all_rows, failures = [], []
     previous = read_rows(csv_path) if csv_path.exists() and not rerun else []
+    failed_before = read_rows(failed_path) if failed_path.exists() and not rerun else []
     for i, cfg in enumerate(configs, start=1):
         print(f"[{i}/{len(configs)}] {name} preset={preset} model={cfg.model} seed={cfg.seed}", flush=True)
+        if failed := _failure_of(cfg, failed_before):
+            print(f"    failed before ({failed['reason']}; {failed_path}); skipped (--rerun tries again)", flush=True)
+            failures.append(f"{cfg.model} seed {cfg.seed} ({failed['reason']})")
+            continue
         if is_finished(cfg, previous, runs_dir):
             print(f"    already in {csv_path} (same configuration); skipped (--rerun trains it again)", flush=True)
             art = artifact_path(results_dir, name, cfg.preset, cfg.model, cfg.seed)
@@ -232,12 +236,34 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
             continue
         if rerun:
             _set_aside(run_directory(cfg, runs_dir))
-        rows = run_one(cfg, runs_dir, progress, artifacts=artifact_path(results_dir, name, cfg.preset, cfg.model,
-                                                                        cfg.seed))
+        try:
+            rows = run_one(cfg, runs_dir, progress, artifacts=artifact_path(results_dir, name, cfg.preset, cfg.model,
+                                                                            cfg.seed))
+        except Diverged as err:  # recorded as failed, never as rows; the next run goes on
+            append_rows(failed_path, [_failure_row(cfg, err)], FAILED_FIELDS)
+            failures.append(f"{cfg.model} seed {cfg.seed} ({err})")
+            print(f"    {err}; recorded in {failed_path}; going on with the next run", flush=True)
+            continue
         append_rows(csv_path, rows)
         all_rows += rows
         rmse = ", ".join(f"{r['split']} RMSE {r['value']:.4f}" for r in rows if r["metric"] == "rmse")
         print(f"    appended {len(rows)} rows to {csv_path} ({rmse}; {rows[0]['train_seconds']} s training)", flush=True)
-    written = write_leaderboard(name, results_dir, model_order=models.available())
-    print("wrote " + ", ".join(str(p) for p in written))
+    if csv_path.exists():
+        written = write_leaderboard(name, results_dir, model_order=models.available())
+        print("wrote " + ", ".join(str(p) for p in written))
+    if failures:
+        raise RunsFailed(f"{len(failures)} run(s) of {name} failed: {'; '.join(failures)}; recorded in {failed_path} "
+                         f"(change the configuration, e.g. a lower learning rate, and rerun with --rerun)")
     return all_rows
+
+
+def _failure_of(cfg: RunConfig, failed: Sequence[dict[str, str]]) -> dict[str, str] | None:
+    """The ``failed_runs.csv`` row of ``cfg`` (same preset, model, seed and configuration hash), if any."""
+    key = (cfg.preset, cfg.model, str(cfg.seed), cfg.config_hash())
+    return next((r for r in failed if (r["preset"], r["model"], r["seed"], r["config_hash"]) == key), None)
+
+
+def _failure_row(cfg: RunConfig, err: Diverged) -> dict[str, Any]:
+    return dict(benchmark=cfg.benchmark, dataset=cfg.dataset, model=cfg.model, seed=cfg.seed, preset=cfg.preset,
+                config_hash=cfg.config_hash(), step=err.step, reason=str(err), git_sha=_git_sha(),
+                timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"))

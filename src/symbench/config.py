@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from symbench import models
+from symbench.files import load_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +69,11 @@ class RunConfig:
     early_stopping_patience: int | None = None  # None: train all max_epochs
 
     def config_hash(self) -> str:
+        """Twelve hex digits of the SHA-256 of everything but the seed and the data root (hashed as the default
+        ``data``: the same data spelled ``../data`` or ``data`` are one configuration; the dataset's content key in
+        every row tells data apart)."""
         payload = {k: v for k, v in self.__dict__.items() if k != "seed"}
+        payload["data"] = {**self.data, **({"root": "data"} if "root" in self.data else {})}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -78,7 +81,7 @@ def load_benchmark(name: str) -> dict[str, Any]:
     path = benchmarks_dir() / name / "benchmark.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown benchmark {name!r}; available benchmarks: {', '.join(available_benchmarks())}")
-    return yaml.safe_load(path.read_text())
+    return load_yaml(path)
 
 
 def per_model(section: dict[str, dict[str, Any]], model: str) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def best_config(name: str, model: str, preset: str) -> dict[str, Any]:
     path = benchmarks_dir() / name / "best" / f"{model}.yaml"
     if not path.is_file():
         return {}
-    doc = yaml.safe_load(path.read_text()) or {}
+    doc = load_yaml(path) or {}
     return dict(doc.get("overrides", {})) if doc.get("preset") == preset else {}
 
 
@@ -128,6 +131,10 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
             getattr(cfg, section).update(values)
     for section, values in (overrides or {}).items():
         getattr(cfg, section).update(values)
+    epochs = cfg.trainer.get("max_epochs")
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise ConfigError(f"max_epochs {epochs!r} for model {model!r}: a run trains at least one epoch "
+                          f"(--max-epochs N with N >= 1)")
     return cfg
 
 
