@@ -1,6 +1,9 @@
 """Leaderboard rows: atomic appends that lose nothing under concurrency, and tables generated from them."""
 
 import multiprocessing as mp
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,42 @@ def test_concurrent_appends_lose_no_row(tmp_path):
     got = {(r["model"], r["seed"]) for r in rows[1:]}
     assert got == {(f"w{w}", str(i)) for w in range(4) for i in range(200)}
     assert path.read_text().count("benchmark,") == 1  # one header
+
+
+def _bench_like_writer(path, worker, runs, log):
+    """A bench worker: one append of a run's 33 rows (5 splits x (rmse, ese) + per-step) per run, logged after."""
+    for run in range(runs):
+        append_rows(path, [row(model=f"w{worker}", seed=run, split=f"s{k}") for k in range(33)])
+        with open(log, "a") as f:
+            f.write(f"{run}\n")
+
+
+def test_four_writers_one_killed_lose_and_repeat_no_row(tmp_path):
+    """Four processes append whole runs to one runs.csv; one is SIGKILLed mid-way: every run of the others is there
+    once, the killed one's runs are complete and in order up to the kill, and the file parses."""
+    path = tmp_path / "rbc" / "runs.csv"
+    ctx = mp.get_context("fork")
+    logs = [tmp_path / f"w{w}.log" for w in range(4)]
+    procs = [ctx.Process(target=_bench_like_writer, args=(path, w, 40, logs[w])) for w in range(4)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 60
+    while not (logs[0].exists() and len(logs[0].read_text().split()) >= 5) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(procs[0].pid, signal.SIGKILL)
+    for p in procs:
+        p.join()
+    assert procs[0].exitcode == -signal.SIGKILL and [p.exitcode for p in procs[1:]] == [0, 0, 0]
+    rows = read_rows(path)  # raises on a glued or short line
+    keys = [(r["model"], r["seed"], r["split"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a row was appended twice"
+    for w in (1, 2, 3):
+        assert {k for k in keys if k[0] == f"w{w}"} == {(f"w{w}", str(i), f"s{k}") for i in range(40) for k in range(33)}
+    killed = [int(seed) for model, seed, _ in keys if model == "w0"]
+    runs = sorted(set(killed))
+    assert runs == list(range(len(runs))) and len(killed) == 33 * len(runs)  # whole runs, none skipped
+    logged = len(logs[0].read_text().split())
+    assert logged <= len(runs) <= logged + 1  # at most the run being logged when the kill came
 
 
 def test_bad_rows_and_foreign_header_leave_file_untouched(tmp_path):
