@@ -130,7 +130,7 @@ def _bench(ctx: Ctx, *extra: str, root: str | None = None, results: str = "resul
 
 def _benchmarks_copy(ctx: Ctx) -> Path:
     """A copy of benchmarks/rbc under SYMBENCH_BENCHMARKS, to be broken by the case."""
-    from symbench.bench import benchmarks_dir
+    from symbench.config import benchmarks_dir
 
     target = ctx.tmp / "benchmarks"
     shutil.copytree(benchmarks_dir() / "rbc", target / "rbc", ignore=shutil.ignore_patterns("best"))
@@ -219,7 +219,8 @@ def _respelled_root(ctx: Ctx) -> list[str]:
 
 
 def _second_run_locked(ctx: Ctx) -> list[str]:
-    from symbench.bench import resolve, run_directory
+    from symbench.bench import run_directory
+    from symbench.config import resolve
 
     cfg = resolve("rbc", "tiny", "unet", 5, ctx.fixture("tiny_root"), {"trainer": {"max_epochs": 1}})
     lock = run_lock(run_directory(cfg, ctx.tmp / "runs"))
