@@ -18,10 +18,10 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from symbench.config import ConfigError, load_benchmark
+from symbench.files import load_checkpoint
 
 R = TypeVar("R")
 
@@ -144,8 +144,9 @@ def fit_test_best(module: L.LightningModule, datamodule: L.LightningDataModule, 
                            check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, callbacks=[best],
                            enable_progress_bar=show_progress, enable_model_summary=False, deterministic=True)
         fit.fit(module, datamodule=datamodule)
-        best_step = int(torch.load(best.best_model_path, map_location="cpu", weights_only=False)["global_step"])
-        test = fit.test(module, datamodule=datamodule, ckpt_path=best.best_model_path, verbose=False)[0]
+        best_step = int(load_checkpoint(best.best_model_path)["global_step"])
+        test = fit.test(module, datamodule=datamodule, ckpt_path=best.best_model_path, verbose=False,
+                        weights_only=True)[0]
     return BestFit({k: float(v) for k, v in test.items()}, float(best.best_model_score), best_step)
 
 
