@@ -49,7 +49,7 @@ def is_study(name: str) -> bool:
     """Whether ``benchmarks/<name>/benchmark.yaml`` belongs to a paper study (top-level key ``study: true``): its
     presets size the study's own networks and are read by :mod:`symbench.studies`, never by ``bench``/``sweep``."""
     path = benchmarks_dir() / name / "benchmark.yaml"
-    return path.is_file() and bool((yaml.safe_load(path.read_text()) or {}).get("study", False))
+    return path.is_file() and bool((load_yaml(path) or {}).get("study", False))
 
 
 @dataclass
