@@ -11,6 +11,7 @@ import torch
 
 from datamodules.digits import DigitsSizes
 from symbench import cli
+from symbench.results import read_rows
 from symbench.studies.digits import run as bench
 from symbench.studies.digits import model as g
 
@@ -139,6 +140,9 @@ def test_run_digits_trains_appends_resumes_and_reports(fake_root, tmp_path, monk
     bench.run_digits("tiny", fake_root, results, tasks=["flipped"], groups=["O2"], sizes=TINY_SIZES,
                      training=TINY_TRAINING)
     assert len(bench.read_runs(bench.csv_path(results, "flipped", "tiny"))) == 6
+    rows = read_rows(results / "digits" / "runs.csv")  # every finished run once, in the runs.csv schema
+    assert sorted((r["model"], r["dataset"], r["split"]) for r in rows) == sorted(
+        (g, f"mnist-flipped-n{n}", s) for g in ("e", "D4", "O2") for n in (32, 64) for s in ("test", "val"))
     report = (results / "digits" / "digits_tiny.md").read_text()
     assert "## flipped digits" in report and "| O(2) |" in report
     assert (results / "digits" / "digits_tiny.png").stat().st_size > 1000

@@ -105,6 +105,9 @@ def test_cli_levels_at_tiny_writes_table_csv_and_plot(tiny_dir, tmp_path, capsys
     assert "| level | eps | E_data |" in md and "Spearman" in md and "`rgroup`" in md
     assert (out / "levels_tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*"))  # no temporary files left behind
+    runs = [r for r in csv.DictReader(open(out / "runs.csv")) if r["metric"] == "rmse"]  # the runs.csv schema
+    assert [(r["dataset"], r["model"], float(r["value"])) for r in runs] == [
+        (f"smoke-levels-{r['level']}", m, pytest.approx(float(r[f"{m}_rmse"]), rel=1e-5)) for r in rows for m in ("conv", "equiv", "rgroup")]
     assert "wrote" in capsys.readouterr().out
 
 

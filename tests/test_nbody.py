@@ -117,6 +117,10 @@ def test_run_nbody_tiny_writes_outputs(tmp_path):
     assert [int(r["n"]) for r in table] == [2, 3]
     assert all(float(r["ratio_gmean"]) > 0 for r in table)
     assert (out / "nbody_tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = list(csv.DictReader((out / "runs.csv").open()))  # the runs.csv schema: one row per (n, model, seed)
+    assert sorted((r["dataset"], r["model"], r["seed"]) for r in runs) == sorted(
+        (f"nbody-n{n}", m, s) for n in (2, 3) for m in ("GNN", "EGNN") for s in ("0", "1"))
+    assert {float(r["value"]) for r in runs if r["dataset"] == "nbody-n2" and r["model"] == "GNN"} == set(rows[0].mse["GNN"])
 
 
 def test_cli_nbody(tmp_path, capsys):

@@ -15,6 +15,7 @@ from datamodules.turb3d_sim import SHEARED_SUBGROUP
 from symbench.cli import main
 from symbench.models.budget import n_params
 from symbench.studies.sr3d.model import KINDS, VELOCITY, SRArch, Trilinear, build_sr, matched_width, periodic_trilinear
+from symbench.results import read_rows
 from symbench.studies.sr3d.run import csv_path, training_presets, read_runs, run_sr3d, weight_deviations
 from symbench.symmetry.octahedral import FULL_OCTAHEDRAL, act_on_fields, group_elements
 from symbench.studies.discovery.run import right_cosets
@@ -153,6 +154,8 @@ def test_tiny_benchmark_end_to_end_resumes(tmp_path, capsys):
     assert not math.isnan(by["r_equiv"].dev_other)
     assert run_sr3d("tiny", root, results, flows=("sheared",)) == []  # resumed: nothing left to do
     assert len(read_runs(csv_path(results, "tiny"))) == 4
+    mae = [r for r in read_rows(results / "sr3d" / "runs.csv") if r["metric"] == "mae" and r["split"] == "test"]
+    assert [(r["model"], float(r["value"])) for r in mae] == [(r.model, pytest.approx(r.test_mae)) for r in finished]
     report = csv_path(results, "tiny").with_suffix(".md").read_text()
     assert "| Model | Trilinear (sheared) | Conv (sheared) | Equiv (sheared) | R-Equiv (sheared) |" in report
     assert main(["sr3d", "--preset", "tiny", "--results", str(results), "--report-only"]) == 0

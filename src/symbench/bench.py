@@ -39,6 +39,12 @@ def _versions() -> str:
     return f"symbench={__version__};torch={torch.__version__};lightning={lightning.__version__}"
 
 
+def provenance() -> dict[str, str]:
+    """The provenance columns of a ``runs.csv`` row written now: ``git_sha``, ``versions``, ``timestamp`` (UTC)."""
+    return {"git_sha": _git_sha(), "versions": _versions(),
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def run_directory(cfg: RunConfig, runs_dir: str | Path = "runs") -> Path:
     """Where one (configuration, seed) trains: deterministic, so an interrupted run is found again."""
     return Path(runs_dir) / cfg.benchmark / cfg.preset / cfg.model / f"seed{cfg.seed}-{cfg.config_hash()}"
@@ -141,8 +147,7 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
     common = dict(
         benchmark=cfg.benchmark, dataset=dm.describe().get("dataset", cfg.dataset), model=cfg.model, seed=cfg.seed,
         preset=cfg.preset, params=module.n_parameters(), train_seconds=round(fitted.train_seconds, 1),
-        epochs=fitted.epochs, best_epoch=best_epoch, config_hash=cfg.config_hash(), git_sha=_git_sha(),
-        versions=_versions(), timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        epochs=fitted.epochs, best_epoch=best_epoch, config_hash=cfg.config_hash(), **provenance(),
     )
     rows = []
     for split, res in module.test_results.items():

@@ -181,7 +181,11 @@ def _leaderboard(args: argparse.Namespace) -> None:
     from symbench.plots import write_plots
     from symbench.results import nonfinite_lines
 
-    names = args.benchmark or sorted(p.parent.name for p in Path(args.results).glob("*/runs.csv"))
+    from symbench.config import is_study
+
+    # Default: the leaderboard benchmarks; a study's rows (results/nbody/runs.csv, ...) when named with --benchmark.
+    names = args.benchmark or sorted(p.parent.name for p in Path(args.results).glob("*/runs.csv")
+                                     if not is_study(p.parent.name))
     if not names:
         raise FileNotFoundError(f"no results/<benchmark>/runs.csv under {args.results}; run `symbench bench` first")
     for name in names:

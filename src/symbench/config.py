@@ -74,7 +74,12 @@ class RunConfig:
         every row tells data apart)."""
         payload = {k: v for k, v in self.__dict__.items() if k != "seed"}
         payload["data"] = {**self.data, **({"root": "data"} if "root" in self.data else {})}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return hash_config(payload)
+
+
+def hash_config(payload: dict[str, Any]) -> str:
+    """12 hex digits of the SHA-256 of ``payload`` as sorted-key JSON: the ``config_hash`` column of ``runs.csv``."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def load_benchmark(name: str) -> dict[str, Any]:

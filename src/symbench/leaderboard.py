@@ -240,14 +240,16 @@ def _run_facts(prows, models) -> list[str]:
     for model in models:
         mrows = [r for r in prows if r["model"] == model]
         by_seed = {r["seed"]: r for r in mrows}
-        secs = statistics.fmean(float(r["train_seconds"]) for r in by_seed.values())
+        timed = [float(r["train_seconds"]) for r in by_seed.values() if r["train_seconds"] != ""]
+        secs = f"{statistics.fmean(timed):.0f}" if timed else ""  # a study's row may have no training time
         best = ",".join(sorted({r["best_epoch"] for r in by_seed.values()}))
         epochs = ",".join(sorted({r["epochs"] for r in by_seed.values()}))
         latest = list(by_seed.values())[-1]  # a repeated seed: the last row wins, as in the tables
-        last = sorted(s for s, r in by_seed.items() if under_trained(int(r["epochs"]), int(r["best_epoch"])))
+        last = sorted(s for s, r in by_seed.items()
+                      if r["epochs"] != "" != r["best_epoch"] and under_trained(int(r["epochs"]), int(r["best_epoch"])))
         if last:
             flagged.append(f"{model} (seed {', '.join(last)})")
-        lines.append(f"| {model}{' ⚠' if last else ''} | {latest['params']} | {epochs} | {best} | {secs:.0f} |")
+        lines.append(f"| {model}{' ⚠' if last else ''} | {latest['params']} | {epochs} | {best} | {secs} |")
     if flagged:
         lines += ["", "⚠ may be under-trained: the best validation epoch was the last one trained ("
                   + "; ".join(flagged) + ")."]

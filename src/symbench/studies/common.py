@@ -14,14 +14,16 @@ import dataclasses
 import tempfile
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
 import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from symbench.config import ConfigError, load_benchmark
+from symbench.config import ConfigError, hash_config, load_benchmark
 from symbench.files import load_checkpoint
+from symbench.results import ROW_FIELDS, append_rows
 
 R = TypeVar("R")
 
@@ -80,6 +82,44 @@ def _value(hint: Any, value: Any, where: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+# Columns a study may leave out of its rows: empty (no epochs, no horizon) or filled now (provenance).
+_OPTIONAL = ("horizon", "train_seconds", "epochs", "best_epoch")
+
+
+def study_config_hash(*configs: Any) -> str:
+    """The ``config_hash`` of a study run: :func:`~symbench.config.hash_config` of its dataclass configurations
+    (training preset, data sizes, ...), so rows of the same sizes share it."""
+    return hash_config({"configs": [dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c for c in configs]})
+
+
+def study_rows(study: str, rows: Sequence[Mapping[str, Any]],
+               provenance: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """``rows`` completed to the ``runs.csv`` schema (:data:`symbench.results.ROW_FIELDS`): ``benchmark`` is the
+    study, :data:`_OPTIONAL` columns left out are empty, ``git_sha`` / ``versions`` / ``timestamp`` come from
+    ``provenance`` (default: now, :func:`symbench.bench.provenance`) unless a row has them. A row with a column
+    outside the schema raises ``ValueError`` naming it."""
+    from symbench.bench import provenance as now
+
+    prov = dict(provenance) if provenance is not None else now()
+    out = []
+    for row in rows:
+        unknown = sorted(set(row) - set(ROW_FIELDS))
+        if unknown:
+            raise ValueError(f"{study} row has columns outside runs.csv's: {', '.join(unknown)}")
+        out.append({**dict.fromkeys(_OPTIONAL, ""), **prov, **row, "benchmark": study})
+    return out
+
+
+def append_study_rows(results: str | Path, study: str, rows: Sequence[Mapping[str, Any]],
+                      provenance: Mapping[str, str] | None = None) -> Path:
+    """Append ``rows`` (:func:`study_rows`) to ``<results>/<study>/runs.csv``, the leaderboard's schema, so
+    ``symbench leaderboard --benchmark <study>`` and the interval / provenance tools read them. The one place a
+    study writes rows."""
+    path = Path(results) / study / "runs.csv"
+    append_rows(path, study_rows(study, rows, provenance))
+    return path
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:

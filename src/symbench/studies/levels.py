@@ -51,7 +51,9 @@ from symbench.fields import FieldLayout
 from symbench.forecast import ForecastModule
 from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
 from symbench.results import atomic_write_text
-from symbench.studies.common import add_experiment_arguments, make_trainer, study_presets, trainer_settings
+from symbench.studies.common import (
+    add_experiment_arguments, append_study_rows, make_trainer, study_config_hash, study_presets, trainer_settings,
+)
 from symbench.symmetry import rot90
 
 DEFAULT_MODELS = ("conv", "equiv", "rsteer")
@@ -351,6 +353,7 @@ def run_levels(preset: str = "cpu", root: str | Path = "data", results: str | Pa
     exact = [m for m in names if spec(m).family == "equivariant"]
     out = Path(results) / "levels"
     files = write_outputs(out, preset, rows, names, rho, cfg, exact, time.perf_counter() - start)
+    files.append(append_study_rows(results, "levels", study_rows(rows, preset, cfg, params)))
     result = LevelsResult(preset, rows, rho, files, time.perf_counter() - start)
     for path in files:
         print(f"wrote {path}")
@@ -389,6 +392,32 @@ def csv_rows(rows: Sequence[LevelRow], names: Sequence[str]) -> tuple[list[str],
                 rec[f"{m}_{key}"] = f"{r.models[m][key]:.6g}"
         out.append(rec)
     return header, out
+
+
+def study_rows(rows: Sequence[LevelRow], preset: str, cfg: LevelsTraining, data: Any) -> list[dict[str, Any]]:
+    """``runs.csv`` rows of ``rows`` (:func:`~symbench.studies.common.append_study_rows`): dataset
+    ``smoke-levels-<level>``, split ``test``; per model ``equiv_error`` (E_model), ``equiv_relative`` and ``rmse``
+    (one step, horizon 1); model ``data`` carries E_data as ``equiv_error``. ``data``: the smoke-levels preset."""
+    config_hash = study_config_hash(cfg, data)
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        common = {"dataset": f"smoke-levels-{r.level}", "seed": cfg.seed, "preset": preset, "split": "test",
+                  "horizon": 1, "config_hash": config_hash}
+        out.append({**common, "model": "data", "metric": "equiv_error", "value": r.data_error, "params": 0})
+        for m, v in r.models.items():
+            out += [{**common, "model": m, "metric": k, "value": v[k], "params": "", "train_seconds": v["train_seconds"]}
+                    for k in ("equiv_error", "equiv_relative", "rmse")]
+    return out
+
+
+def read_csv_rows(path: Path) -> list[LevelRow]:
+    """The :class:`LevelRow` s of a ``levels_<preset>.csv`` (:func:`csv_rows`), e.g. to convert committed results."""
+    with path.open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    names = [k.removesuffix("_equiv_error") for k in records[0] if k.endswith("_equiv_error") and k != "data_equiv_error"]
+    return [LevelRow(int(r["level"]), float(r["eps"]), float(r["data_equiv_error"]),
+                     {m: {k: float(r[f"{m}_{k}"]) for k in ("equiv_error", "equiv_relative", "rmse", "train_seconds")}
+                      for m in names}) for r in records]
 
 
 def markdown(preset: str, rows: Sequence[LevelRow], names: Sequence[str], rho: dict[str, float],

@@ -36,7 +36,8 @@ from symbench.models.budget import n_params
 from symbench.studies.digits.model import GROUPS, LABELS, GroupCNN, matched_fields, plain_target
 from symbench.results import atomic_write_text, read_records, write_records
 from symbench.studies.common import (
-    add_experiment_arguments, check_preset, fit_test_best, study_presets, trainer_settings,
+    add_experiment_arguments, append_study_rows, check_preset, fit_test_best, study_config_hash, study_presets,
+    trainer_settings,
 )
 
 MATCHING_GROUP = {"rotated": "SO2", "flipped": "O2"}
@@ -127,6 +128,17 @@ class DigitsRun:
     @property
     def key(self) -> tuple[str, str, int, int]:
         return self.task, self.group, self.n_train, self.seed
+
+
+def study_rows(runs: Sequence[DigitsRun], preset: str, sizes: DigitsSizes, cfg: DigitsTraining) -> list[dict[str, Any]]:
+    """``runs.csv`` rows of ``runs`` (:func:`~symbench.studies.common.append_study_rows`): dataset
+    ``mnist-<task>-n<n_train>`` (the training-set size is part of the data), model the group, metric ``error``
+    (misclassification rate) on the ``test`` and ``val`` splits."""
+    config_hash = study_config_hash(cfg, sizes)
+    return [{"dataset": f"mnist-{r.task}-n{r.n_train}", "model": r.group, "seed": r.seed, "preset": preset,
+             "split": split, "metric": "error", "value": value, "params": r.params, "train_seconds": r.seconds,
+             "config_hash": config_hash}
+            for r in runs for split, value in (("test", r.test_error), ("val", r.val_error))]
 
 
 def train_one(task: str, group: str, n_train: int, seed: int, data: DigitsDataModule, cfg: DigitsTraining,
@@ -311,6 +323,7 @@ def run_digits(preset: str, root: str | Path = "data", results: str | Path = "re
             runs.append(run)
             finished.append(run)
             write_runs(path, runs)
+            append_study_rows(results, "digits", study_rows([run], preset, sizes, cfg))
             print(f"[{task} {i}/{len(todo)}] {LABELS[group]} n={n} seed={seed}: test error "
                   f"{100 * run.test_error:.2f} % ({run.params} params, {run.seconds:.0f} s)", flush=True)
     write_report(preset, results, sizes, cfg, root, idx_dir)

@@ -16,6 +16,7 @@ Entry point: ``python -m symbench.studies.nbody.run --preset cpu [--root data] [
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -33,7 +34,8 @@ from symbench.models.budget import n_params
 from symbench.studies.nbody.model import EGNN, GNN
 from symbench.results import atomic_write_text
 from symbench.studies.common import (
-    add_experiment_arguments, check_preset, make_trainer, mean_std, study_presets, trainer_settings,
+    add_experiment_arguments, append_study_rows, check_preset, make_trainer, mean_std, study_config_hash,
+    study_presets, trainer_settings,
 )
 
 MODELS = {"GNN": GNN, "EGNN": EGNN}
@@ -131,6 +133,31 @@ def render_csv(rows: Sequence[NBodyRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def study_rows(rows: Sequence[NBodyRow], seeds: Sequence[int], preset: str, sim: NBodySim,
+               cfg: NBodyTraining) -> list[dict[str, Any]]:
+    """``runs.csv`` rows of ``rows`` (:func:`~symbench.studies.common.append_study_rows`): dataset ``nbody-n<n>``,
+    split ``test``, metric ``mse`` of the final positions, one row per model and seed (``seeds`` in run order)."""
+    config_hash = study_config_hash(sim, cfg)
+    return [{"dataset": f"nbody-n{r.n}", "model": model, "seed": seed, "preset": preset, "split": "test",
+             "metric": "mse", "value": value, "params": r.params[model], "config_hash": config_hash}
+            for r in rows for model in MODELS for seed, value in zip(seeds, r.mse[model], strict=True)]
+
+
+def read_report_rows(md: Path, csv_file: Path) -> list[NBodyRow]:
+    """The :class:`NBodyRow` s of a committed report: per-seed MSEs from the ``.md``'s "Per-seed test MSE" list
+    (4 significant digits, as printed) and parameter counts from the ``.csv`` (:func:`render_csv`)."""
+    params = {int(r["n"]): {"GNN": int(r["params_gnn"]), "EGNN": int(r["params_egnn"])}
+              for r in csv.DictReader(csv_file.open(newline=""))}
+    rows = []
+    for line in md.read_text().splitlines():
+        if line.startswith("- n = "):
+            head, _, pairs = line.removeprefix("- n = ").partition(": ")
+            values = [tuple(float(v) for v in p.split(" / ")) for p in pairs.split(", ")]
+            rows.append(NBodyRow(int(head), {"GNN": [g for g, _ in values], "EGNN": [e for _, e in values]},
+                                 params[int(head)]))
+    return rows
+
+
 def render_markdown(preset: str, rows: Sequence[NBodyRow], sim: NBodySim, cfg: NBodyTraining,
                     seconds: float) -> str:
     lines = [f"# N-body dynamics in R^n: GNN vs EGNN ({preset})", "",
@@ -206,6 +233,7 @@ def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "res
     atomic_write_text(out / f"nbody_{preset}.md", render_markdown(preset, rows, sim, cfg, seconds))
     atomic_write_text(out / f"nbody_{preset}.csv", render_csv(rows))
     plot(out / f"nbody_{preset}.png", preset, rows)
+    append_study_rows(results, "nbody", study_rows(rows, seeds, preset, sim, cfg))
     return rows
 
 

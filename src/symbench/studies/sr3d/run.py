@@ -44,7 +44,8 @@ from symbench.models.budget import n_params
 from symbench.studies.sr3d.model import KINDS, LABELS, VELOCITY, SRArch, SRNet, build_sr
 from symbench.results import atomic_write_text, read_records, write_records
 from symbench.studies.common import (
-    add_experiment_arguments, check_preset, fit_test_best, make_trainer, mean_std, study_presets,
+    add_experiment_arguments, append_study_rows, check_preset, fit_test_best, make_trainer, mean_std,
+    study_config_hash, study_presets,
     trainer_settings,
 )
 from symbench.symmetry.octahedral import act_on_fields, element_deviations, group_elements, indices_in
@@ -182,6 +183,21 @@ class SRRun:
     @property
     def key(self) -> tuple[str, str, int]:
         return self.flow, self.model, self.seed
+
+
+def study_rows(runs: Sequence[SRRun], preset: str, cfg: SRTraining) -> list[dict[str, Any]]:
+    """``runs.csv`` rows of ``runs`` (:func:`~symbench.studies.common.append_study_rows`): dataset
+    ``turb3d-<flow>``; ``test``: ``mae``, ``equiv_error`` and (R-Equiv) the weight deviations ``dev_sym`` /
+    ``dev_other``; ``val``: ``mae``. NaN entries (no weight deviations) give no row."""
+    config_hash = study_config_hash(cfg)
+    rows = []
+    for r in runs:
+        common = {"dataset": f"turb3d-{r.flow}", "model": r.model, "seed": r.seed, "preset": preset,
+                  "params": r.params, "train_seconds": r.seconds, "config_hash": config_hash}
+        metrics = [("test", "mae", r.test_mae), ("val", "mae", r.val_mae), ("test", "equiv_error", r.equiv_error),
+                   ("test", "dev_sym", r.dev_sym), ("test", "dev_other", r.dev_other)]
+        rows += [{**common, "split": s, "metric": m, "value": v} for s, m, v in metrics if not math.isnan(v)]
+    return rows
 
 
 def data_module(preset: str, root: str | Path, flow: str, cfg: SRTraining, seed: int) -> Turb3DSRDataModule:
@@ -327,6 +343,7 @@ def run_sr3d(preset: str, root: str | Path = "data", results: str | Path = "resu
         runs.append(run)
         finished.append(run)
         write_runs(path, runs)
+        append_study_rows(results, "sr3d", study_rows([run], preset, cfg))
         print(f"[sr3d {i}/{len(todo)}] {flow} {LABELS[kind]} seed={seed}: test MAE {run.test_mae:.4f} "
               f"({run.params} params, equivariance error {run.equiv_error:.2g}, {run.seconds:.0f} s)", flush=True)
     write_report(preset, results, cfg)

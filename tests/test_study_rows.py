@@ -1,0 +1,74 @@
+"""Studies write runs.csv rows through one function (studies.common.append_study_rows); the one-off conversion of the
+committed study results (scripts/convert_study_results.py) is checked on a tiny copy and reproduces the committed
+runs.csv files exactly, leaving the studies' own files (and so their .md reports) untouched."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scripts.convert_study_results import convert
+from symbench.results import ROW_FIELDS, read_rows
+from symbench.studies.common import append_study_rows
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+ROW = {"dataset": "d", "model": "m", "seed": 0, "preset": "tiny", "split": "test", "metric": "mse", "value": 0.5,
+       "params": 3, "config_hash": "abc"}
+PROV = {"git_sha": "0123456789ab", "versions": "v", "timestamp": "t"}
+
+
+def test_append_study_rows_completes_the_schema(tmp_path) -> None:
+    path = append_study_rows(tmp_path, "nbody", [ROW, {**ROW, "seed": 1, "horizon": 4}])
+    assert path == tmp_path / "nbody" / "runs.csv"
+    assert path.read_text().splitlines()[0].split(",") == ROW_FIELDS
+    first, second = read_rows(path)
+    assert first["benchmark"] == "nbody" and first["horizon"] == "" and second["horizon"] == "4"
+    assert len(first["git_sha"]) >= 7 and first["timestamp"][:2] == "20"  # provenance filled in now
+    with pytest.raises(ValueError, match="outside runs.csv's: n_train"):
+        append_study_rows(tmp_path, "nbody", [{**ROW, "n_train": 5}])
+    assert len(read_rows(path)) == 2  # nothing half-written
+
+
+def _tiny_copy(tmp_path: Path) -> Path:
+    """The committed cpu study results, each CSV cut to its header and first data lines."""
+    out = tmp_path / "results"
+    for name in ("nbody/nbody_cpu.md", "nbody/nbody_cpu.csv", "sr3d/sr3d_cpu.csv", "levels/levels_cpu.csv",
+                 "digits/digits_rotated_cpu.csv", "digits/digits_flipped_cpu.csv"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        text = (RESULTS / name).read_text()
+        (out / name).write_text(text if name.endswith(".md") or "nbody" in name else
+                                "".join(text.splitlines(keepends=True)[:3]))
+    return out
+
+
+def test_convert_a_tiny_example(tmp_path) -> None:
+    results = _tiny_copy(tmp_path)
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    paths = convert(results, "cpu", lambda source: PROV)
+    assert sorted(p.parent.name for p in paths) == ["digits", "levels", "nbody", "sr3d"]
+    assert all(p.read_bytes() == data for p, data in before.items())  # the studies' own files stay as they were
+    digits = read_rows(results / "digits" / "runs.csv")
+    assert len(digits) == 2 * 4  # two runs per task, a test and a val row each
+    assert digits[0] | PROV == digits[0] and digits[0]["dataset"] == "mnist-rotated-n250"
+    assert [(r["split"], r["value"]) for r in digits[:2]] == [("test", "0.5345"), ("val", "0.55")]
+    nbody = read_rows(results / "nbody" / "runs.csv")
+    assert len(nbody) == 5 * 2 * 3 and nbody[0]["value"] == "0.02978" and nbody[0]["params"] == "133498"
+    levels = read_rows(results / "levels" / "runs.csv")
+    assert [(r["model"], r["metric"], r["value"]) for r in levels[:2]] == [("data", "equiv_error", "7.3792e-10"),
+                                                                          ("conv", "equiv_error", "0.0113624")]
+    sr3d = read_rows(results / "sr3d" / "runs.csv")  # trilinear and conv: no weight deviations (NaN) -> no rows
+    assert sorted({r["metric"] for r in sr3d}) == ["equiv_error", "mae"] and len(sr3d) == 2 * 3
+    with pytest.raises(FileExistsError, match="runs once"):
+        convert(results, "cpu", lambda source: PROV)
+
+
+@pytest.mark.parametrize("study", ["nbody", "digits", "sr3d", "levels"])
+def test_committed_runs_are_the_conversion_of_the_committed_results(tmp_path, study: str) -> None:
+    committed = RESULTS / study / "runs.csv"
+    first = read_rows(committed)[0]
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS / study, results / study, ignore=shutil.ignore_patterns("runs.csv*", "*.png"))
+    convert(results, "cpu", lambda source: {k: first[k] for k in PROV})
+    assert (results / study / "runs.csv").read_text() == committed.read_text()
