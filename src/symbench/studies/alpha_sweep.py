@@ -21,7 +21,8 @@ from symbench import models
 from symbench.bench import is_finished, run_one
 from symbench.config import ConfigError, resolve, seeds_of
 from symbench.leaderboard import SPLIT_TITLES, aggregate
-from symbench.results import ROW_FIELDS, append_rows, atomic_write_text, read_rows
+from symbench.results import ROW_FIELDS, atomic_write_text, read_rows
+from symbench.studies.common import write_rows
 
 DEFAULT_ALPHAS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 SWEEP_FIELDS = [*ROW_FIELDS, "alpha"]
@@ -55,7 +56,7 @@ def run_alpha_sweep(benchmark: str, model: str, alphas: Sequence[float] = DEFAUL
             print(f"    already in {path}; skipped", flush=True)
             continue
         rows = [{**r, "alpha": alpha} for r in run_one(cfg, runs_dir, progress)]
-        append_rows(path, rows, SWEEP_FIELDS)
+        write_rows(path, rows, SWEEP_FIELDS)
         rmse = ", ".join(f"{r['split']} RMSE {r['value']:.4f}" for r in rows if r["metric"] == "rmse")
         print(f"    appended {len(rows)} rows to {path} ({rmse})", flush=True)
     return write_alpha_sweep(benchmark, model, preset, results_dir)

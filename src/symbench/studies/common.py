@@ -116,10 +116,16 @@ def append_study_rows(results: str | Path, study: str, rows: Sequence[Mapping[st
                       provenance: Mapping[str, str] | None = None) -> Path:
     """Append ``rows`` (:func:`study_rows`) to ``<results>/<study>/runs.csv``, the leaderboard's schema, so
     ``symbench leaderboard --benchmark <study>`` and the interval / provenance tools read them. The one place a
-    study writes rows."""
-    path = Path(results) / study / "runs.csv"
-    append_rows(path, study_rows(study, rows, provenance))
-    return path
+    study writes ``runs.csv`` rows (:func:`write_rows`)."""
+    return write_rows(Path(results) / study / "runs.csv", study_rows(study, rows, provenance))
+
+
+def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]], fields: Sequence[str] = ROW_FIELDS) -> Path:
+    """Append complete ``rows`` with columns ``fields`` to the CSV at ``path`` (:func:`symbench.results.append_rows`:
+    locked, atomic, rows of other columns refused). Every study's result rows go through here (the alpha sweep's
+    ``alpha_sweep.csv`` too), so a rule about who writes them (e.g. one process of several) sits in one place."""
+    append_rows(path, rows, fields)
+    return Path(path)
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
