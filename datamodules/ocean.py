@@ -299,4 +299,5 @@ class OceanDataModule(ForecastDataModule):
             del params["domain_lon_min"]
             params.update(train_regions=[list(b) for b in self.train_regions],
                           domain_regions=[list(b) for b in self.domain_regions])  # type: ignore[union-attr]
-        return {"dataset": f"ocean-{self.task}-{self.source}", "source_params": params}
+        return {"dataset": f"ocean-{self.task}-{self.source}", "data_key": store.data_key(self._files()),
+                "source_params": params}

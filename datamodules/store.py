@@ -81,6 +81,24 @@ def content_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(list(parts), sort_keys=True).encode()).hexdigest()[:10]
 
 
+def data_key(path: str | Path) -> str:
+    """The content key of the data at ``path``: the ``key`` of a generated dataset's ``meta.json``, else ten hex
+    digits of the SHA-256 over the file (or every file under the directory, by relative name and bytes): the same
+    data give the same key however the path is spelled."""
+    path = Path(path)
+    meta = path / META_FILE
+    if meta.is_file() and (key := json.loads(meta.read_text()).get("key")):
+        return str(key)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+        with f.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 (called in this iteration)
+                digest.update(block)
+    return digest.hexdigest()[:10]
+
+
 def generate_once(directory: str | Path, key: str, simulate: Callable[[], Any], **meta: Any) -> Path:
     """The dataset in ``directory`` if it was made with ``key``; otherwise ``simulate()`` (a result with ``array``,
     ``layout`` and ``diagnostics``) written atomically with ``key``, ``meta`` and the diagnostics."""

@@ -82,4 +82,6 @@ class StoredDataModule(ForecastDataModule):
 
     def describe(self) -> dict[str, Any]:
         self.load()
-        return {"dataset": f"{self.family()}-{self.source}", "source_params": self._meta.get("params", {})}
+        key = self._meta.get("key") if self.source == "generated" else store.data_key(self.path)  # type: ignore[arg-type]
+        return {"dataset": f"{self.family()}-{self.source}", "data_key": key or "",
+                "source_params": self._meta.get("params", {})}

@@ -34,7 +34,7 @@ def tiny_bench(tiny_root, tmp_path_factory):
     return out
 
 
-def test_bench_writes_rows_for_every_model_split_and_metric(tiny_bench):
+def test_bench_writes_rows_for_every_model_split_and_metric(tiny_bench, tiny_root):
     rows = read_rows(tiny_bench / "results" / "rbc" / "runs.csv")
     assert list(rows[0]) == ROW_FIELDS
     splits = {"orig", "um", "mag", "rot", "scale"}
@@ -47,6 +47,8 @@ def test_bench_writes_rows_for_every_model_split_and_metric(tiny_bench):
         for r in mine:
             assert math.isfinite(float(r["value"])) and float(r["value"]) >= 0
             assert int(r["params"]) > 0 and r["preset"] == "tiny" and r["git_sha"] and r["versions"]
+            data_dir = next((tiny_root / "rbc").iterdir()).name  # <preset>-<key>
+            assert len(r["code_rev"]) == 12 and r["data_key"] and data_dir.endswith(r["data_key"])
     for model in ("persistence", "linear"):  # tested, not trained, through the same path: every split and metric
         mine = [r for r in rows if r["model"] == model]
         assert {(r["split"], r["metric"]) for r in mine} >= {(s, m) for s in splits for m in ("rmse", "ese")}

@@ -15,7 +15,7 @@ LAYERS = {
     "symbench.fields": 0, "symbench.symmetry": 0, "symbench.layers": 0, "symbench.metrics": 0,
     "symbench.models": 1,
     "symbench.forecast": 2, "symbench.last_checkpoint": 2, "symbench.prediction_artifacts": 2,
-    "symbench.plateau": 2, "symbench.untrained": 2, "symbench.divergence": 2,
+    "symbench.plateau": 2, "symbench.untrained": 2, "symbench.divergence": 2, "symbench.provenance": 2,
     "symbench.config": 3,
     "symbench.bench": 4, "symbench.sweep": 4, "symbench.conformance": 4, "symbench.model_listing": 4,
     "symbench.leaderboard": 4, "symbench.plots": 4,

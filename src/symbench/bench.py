@@ -7,7 +7,6 @@ run's configuration (its presets, per-model sections and a sweep's best configur
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,20 +15,12 @@ from typing import Any, Sequence
 
 import datamodules
 from symbench import __version__, models
-from symbench.config import REPO_ROOT, RunConfig, best_config, load_benchmark, resolve, seeds_of
+from symbench.config import RunConfig, best_config, load_benchmark, resolve, seeds_of
 from symbench.files import check_writable, latest_checkpoint, load_checkpoint, run_lock
 from symbench.leaderboard import write_leaderboard
+from symbench.provenance import code_revision, git_describe
 from symbench.prediction_artifacts import PredictionArtifacts, artifact_path, read_meta
 from symbench.results import FAILED_FIELDS, FAILED_FILE, Diverged, RunsFailed, append_rows, read_rows
-
-
-def _git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _versions() -> str:
@@ -40,8 +31,9 @@ def _versions() -> str:
 
 
 def provenance() -> dict[str, str]:
-    """The provenance columns of a ``runs.csv`` row written now: ``git_sha``, ``versions``, ``timestamp`` (UTC)."""
-    return {"git_sha": _git_sha(), "versions": _versions(),
+    """The provenance columns of a ``runs.csv`` row written now: ``git_sha`` (``git describe --always --dirty``),
+    ``versions``, ``timestamp`` (UTC)."""
+    return {"git_sha": git_describe(), "versions": _versions(),
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -56,6 +48,13 @@ def is_finished(cfg: RunConfig, rows: Sequence[dict[str, str]], runs_dir: str | 
     key = (cfg.preset, cfg.model, str(cfg.seed), cfg.config_hash())
     has_rows = any((r["preset"], r["model"], r["seed"], r["config_hash"]) == key for r in rows)
     return has_rows and any((run_directory(cfg, runs_dir) / "checkpoints").glob("best-*.ckpt"))
+
+
+def is_stale(cfg: RunConfig, rows: Sequence[dict[str, str]]) -> bool:
+    """True when ``rows`` hold results of this (preset, model, seed) but none of the configuration HEAD resolves
+    now (its hash covers the code revision of the model and data module): they came from older code or settings."""
+    mine = [r for r in rows if (r["preset"], r["model"], r["seed"]) == (cfg.preset, cfg.model, str(cfg.seed))]
+    return bool(mine) and all(r["config_hash"] != cfg.config_hash() for r in mine)
 
 
 def _set_aside(run_dir: Path) -> None:
@@ -144,8 +143,10 @@ def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True
         module, dm, trainer = fitted.module, fitted.datamodule, fitted.trainer
         trainer.test(module, datamodule=dm, ckpt_path=fitted.best_path, verbose=False, weights_only=True)
     best_epoch = int(torch_load_epoch(fitted.best_path))
+    facts = dm.describe()
     common = dict(
-        benchmark=cfg.benchmark, dataset=dm.describe().get("dataset", cfg.dataset), model=cfg.model, seed=cfg.seed,
+        benchmark=cfg.benchmark, dataset=facts.get("dataset", cfg.dataset), data_key=facts.get("data_key", ""),
+        code_rev=code_revision(cfg.model, cfg.dataset), model=cfg.model, seed=cfg.seed,
         preset=cfg.preset, params=module.n_parameters(), train_seconds=round(fitted.train_seconds, 1),
         epochs=fitted.epochs, best_epoch=best_epoch, config_hash=cfg.config_hash(), **provenance(),
     )
@@ -203,12 +204,15 @@ def torch_load_epoch(path: str) -> int:
 def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | None = None,
                   seeds: Sequence[int] | None = None, root: str | Path = "data", results_dir: str | Path = "results",
                   runs_dir: str | Path = "runs", overrides: dict[str, dict[str, Any]] | None = None,
-                  progress: bool = True, rerun: bool = False, use_best: bool = True) -> list[dict[str, Any]]:
+                  progress: bool = True, rerun: bool = False, use_best: bool = True,
+                  rerun_stale: bool = False) -> list[dict[str, Any]]:
     """Run ``name`` at ``preset`` for every model and seed; rows are appended after each run (a crash keeps them).
 
     Resumable: a (model, seed) of a configuration that already has rows in ``runs.csv`` and a best checkpoint under
     ``runs_dir`` is skipped, and an interrupted one continues from its last checkpoint. ``rerun=True`` trains every
-    pair from scratch (an earlier run directory is renamed, not deleted) and appends new rows.
+    pair from scratch (an earlier run directory is renamed, not deleted) and appends new rows. ``rerun_stale=True``
+    trains only the pairs whose rows are all stale (:func:`is_stale`: from older code or settings) and skips the rest,
+    e.g. after a model fix on a clone whose ``runs.csv`` came from another machine.
     """
     load_benchmark(name)
     names = list(model_names) if model_names else models.available(name)
@@ -232,14 +236,17 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
             print(f"    failed before ({failed['reason']}; {failed_path}); skipped (--rerun tries again)", flush=True)
             failures.append(f"{cfg.model} seed {cfg.seed} ({failed['reason']})")
             continue
-        if is_finished(cfg, previous, runs_dir):
+        if rerun_stale and not is_stale(cfg, previous):
+            print(f"    no stale rows in {csv_path}; skipped (--rerun-stale retrains only those)", flush=True)
+            continue
+        if not rerun_stale and is_finished(cfg, previous, runs_dir):
             print(f"    already in {csv_path} (same configuration); skipped (--rerun trains it again)", flush=True)
             art = artifact_path(results_dir, name, cfg.preset, cfg.model, cfg.seed)
             if not has_artifacts(cfg, art):  # runs finished before artifacts existed: a test pass, no rows
                 print(f"    wrote {write_artifacts(cfg, art, runs_dir, progress)} (test pass of the best checkpoint; "
                       "no rows appended)", flush=True)
             continue
-        if rerun:
+        if rerun or rerun_stale:
             _set_aside(run_directory(cfg, runs_dir))
         try:
             rows = run_one(cfg, runs_dir, progress, artifacts=artifact_path(results_dir, name, cfg.preset, cfg.model,
@@ -270,5 +277,5 @@ def _failure_of(cfg: RunConfig, failed: Sequence[dict[str, str]]) -> dict[str, s
 
 def _failure_row(cfg: RunConfig, err: Diverged) -> dict[str, Any]:
     return dict(benchmark=cfg.benchmark, dataset=cfg.dataset, model=cfg.model, seed=cfg.seed, preset=cfg.preset,
-                config_hash=cfg.config_hash(), step=err.step, reason=str(err), git_sha=_git_sha(),
+                config_hash=cfg.config_hash(), step=err.step, reason=str(err), git_sha=git_describe(),
                 timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -72,6 +72,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     bench.add_argument("--no-progress", action="store_true")
     bench.add_argument("--rerun", action="store_true",
                        help="train (model, seed) pairs again even if runs.csv has rows of the same configuration")
+    bench.add_argument("--rerun-stale", action="store_true",
+                       help="train only the (model, seed) pairs whose rows in runs.csv all come from older code or "
+                            "settings (another configuration hash than HEAD's)")
 
     bench.add_argument("--no-best", action="store_true",
                        help="ignore benchmarks/<benchmark>/best/<model>.yaml written by `symbench sweep`")
@@ -136,7 +139,7 @@ def _bench(args: argparse.Namespace) -> None:
                                  "devices": _devices(args.devices)}.items() if v is not None}
     run_benchmark(args.benchmark, args.preset, args.models, args.seeds, args.root, args.results, args.runs,
                   overrides={"trainer": trainer}, progress=not args.no_progress, rerun=args.rerun,
-                  use_best=not args.no_best)
+                  use_best=not args.no_best, rerun_stale=args.rerun_stale)
 
 
 def _sweep(args: argparse.Namespace) -> None:

@@ -28,8 +28,7 @@ from typing import Any
 
 from symbench import models
 from symbench.files import load_yaml
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from symbench.provenance import REPO_ROOT, code_revision
 
 
 class ConfigError(ValueError):
@@ -71,9 +70,11 @@ class RunConfig:
     def config_hash(self) -> str:
         """Twelve hex digits of the SHA-256 of everything but the seed and the data root (hashed as the default
         ``data``: the same data spelled ``../data`` or ``data`` are one configuration; the dataset's content key in
-        every row tells data apart)."""
+        every row tells data apart), and of the code revision of the model and data module
+        (:func:`symbench.provenance.code_revision`)."""
         payload = {k: v for k, v in self.__dict__.items() if k != "seed"}
         payload["data"] = {**self.data, **({"root": "data"} if "root" in self.data else {})}
+        payload["code_rev"] = code_revision(self.model, self.dataset)
         return hash_config(payload)
 
 

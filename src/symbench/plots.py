@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from symbench.leaderboard import SMOKE_MODELS, SPLIT_TITLES, aggregate, ordered
+from symbench.leaderboard import SMOKE_MODELS, SPLIT_TITLES, aggregate, current_rows, ordered
 from symbench.prediction_artifacts import load_artifacts
 from symbench.results import atomic_write, read_rows
 
@@ -118,9 +118,9 @@ def new_figure(width: float, height: float) -> Any:
 # -- per-step RMSE -------------------------------------------------------------------------------------------------
 def rmse_per_step(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str], dict[int, tuple[float, float, int]]]:
     """(model, split) -> step -> (mean, std, n_seeds) of the ``rmse_step`` rows of one preset
-    (:func:`~symbench.leaderboard.aggregate`: last row wins for a repeated seed)."""
+    (:func:`~symbench.leaderboard.aggregate` of each model's newest code revision: last row wins for a repeated seed)."""
     out: dict[tuple[str, str], dict[int, tuple[float, float, int]]] = defaultdict(dict)
-    for (_, model, split, metric, horizon), cell in aggregate(rows).items():
+    for (_, model, split, metric, horizon), cell in aggregate(current_rows(rows)[0]).items():
         if metric == "rmse_step":
             out[(model, split)][int(horizon)] = (cell.mean, cell.std, cell.n)
     return {key: dict(sorted(steps.items())) for key, steps in out.items()}

@@ -21,8 +21,11 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 ROW_FIELDS = [
     "benchmark", "dataset", "split", "model", "seed", "preset", "metric", "value", "horizon", "params",
-    "train_seconds", "epochs", "best_epoch", "config_hash", "git_sha", "versions", "timestamp",
+    "train_seconds", "epochs", "best_epoch", "config_hash", "git_sha", "versions", "timestamp", "data_key", "code_rev",
 ]
+# Columns added after rows were first committed: a file with the header before them reads them as empty, and an
+# append to it rewrites the file under the new header (its rows keep their values, the new columns empty).
+ADDED_FIELDS = ("data_key", "code_rev")
 # failed_runs.csv: one row per run that stopped without results (``reason``: e.g. "diverged: train/loss nan").
 FAILED_FIELDS = ["benchmark", "dataset", "model", "seed", "preset", "config_hash", "step", "reason", "git_sha",
                  "timestamp"]
@@ -104,9 +107,9 @@ def append_rows(path: str | Path, rows: Iterable[dict[str, Any]], fields: Sequen
                              f"({', '.join(f'{k}={row[k]}' for k in ('model', 'seed', 'split', 'metric') if k in row)})")
     with _locked(path):
         old = path.read_text() if path.exists() else ""
-        if old and old.splitlines()[0].split(",") != fields:
-            raise ValueError(f"{path} has another header than {fields}; move it aside before appending")
         _parse(path, old)  # a malformed row -> one line naming it
+        if old and old.splitlines()[0].split(",") != fields:
+            old = _upgraded(path, old, fields)
         if old and not old.endswith("\n"):  # a hand edit without a final newline: do not glue the next row onto it
             old += "\n"
         buf = io.StringIO()
@@ -116,6 +119,30 @@ def append_rows(path: str | Path, rows: Iterable[dict[str, Any]], fields: Sequen
         writer.writerows(rows)
         atomic_write_text(path, old + buf.getvalue())
     return len(rows)
+
+
+def _older_header(header: Sequence[str], fields: Sequence[str]) -> bool:
+    """True when ``header`` is ``fields`` without some of :data:`ADDED_FIELDS` (a file written before them)."""
+    return list(header) == [f for f in fields if f in header] and set(fields) - set(header) <= set(ADDED_FIELDS)
+
+
+def _upgraded(path: Path, old: str, fields: Sequence[str]) -> str:
+    """The content of ``path`` under the header ``fields`` (missing added columns empty); refuses any other header."""
+    reader = csv.DictReader(io.StringIO(old))
+    if not _older_header(reader.fieldnames or [], fields):
+        raise ValueError(f"{path} has another header than {list(fields)}; move it aside before appending")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(reader)
+    return buf.getvalue()
+
+
+def _with_added(row: dict[str, str]) -> dict[str, str]:
+    """A leaderboard row (a study's too, with more columns) written before :data:`ADDED_FIELDS`: them as empty."""
+    if set(ROW_FIELDS) - set(ADDED_FIELDS) <= set(row) and not set(ADDED_FIELDS) <= set(row):
+        return {**row, **{k: "" for k in ADDED_FIELDS if k not in row}}
+    return row
 
 
 def _finite(value: Any) -> bool:
@@ -150,8 +177,9 @@ def _parse(path: Path, text: str) -> tuple[list[dict[str, str]], list[int]]:
 
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     """The rows of the CSV at ``path``, without those whose ``value`` is not a finite number (see
-    :func:`nonfinite_lines`); a malformed row raises ``ValueError`` naming the file and line."""
-    return _read(path)[0]
+    :func:`nonfinite_lines`); a malformed row raises ``ValueError`` naming the file and line. Leaderboard rows
+    written before :data:`ADDED_FIELDS` read them as empty."""
+    return [_with_added(r) for r in _read(path)[0]]
 
 
 def nonfinite_lines(path: str | Path) -> list[int]:

@@ -84,8 +84,9 @@ def _value(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-# Columns a study may leave out of its rows: empty (no epochs, no horizon) or filled now (provenance).
-_OPTIONAL = ("horizon", "train_seconds", "epochs", "best_epoch")
+# Columns a study may leave out of its rows: empty (no epochs, no horizon; no registry model and dataset to take a
+# data key or code revision from) or filled now (provenance).
+_OPTIONAL = ("horizon", "train_seconds", "epochs", "best_epoch", "data_key", "code_rev")
 
 
 def study_config_hash(*configs: Any) -> str:
