@@ -299,5 +299,6 @@ class OceanDataModule(ForecastDataModule):
             del params["domain_lon_min"]
             params.update(train_regions=[list(b) for b in self.train_regions],
                           domain_regions=[list(b) for b in self.domain_regions])  # type: ignore[union-attr]
-        return {"dataset": f"ocean-{self.task}-{self.source}", "data_key": store.data_key(self._files()),
+        key = self.data_dir.name.rpartition("-")[2] if self.source == "generated" else store.data_key(self._files())
+        return {"dataset": f"ocean-{self.task}-{self.source}", "data_key": key,  # generated: the key in its name
                 "source_params": params}

@@ -12,6 +12,7 @@ killed writer leaves either the old dataset or nothing, never half a dataset.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -83,16 +84,19 @@ def content_key(*parts: Any) -> str:
 
 def data_key(path: str | Path) -> str:
     """The content key of the data at ``path``: the ``key`` of a generated dataset's ``meta.json``, else ten hex
-    digits of the SHA-256 over the file (or every file under the directory, by relative name and bytes): the same
-    data give the same key however the path is spelled."""
+    digits of the SHA-256 over the file (every file under a directory, every file a glob matches) by relative name
+    and bytes: the same data give the same key however the path is spelled."""
     path = Path(path)
     meta = path / META_FILE
     if meta.is_file() and (key := json.loads(meta.read_text()).get("key")):
         return str(key)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if path.is_dir():
+        files = [(str(f.relative_to(path)), f) for f in sorted(path.rglob("*")) if f.is_file()]
+    else:
+        files = [(Path(f).name, Path(f)) for f in sorted(glob.glob(str(path)))] or [(path.name, path)]
     digest = hashlib.sha256()
-    for f in files:
-        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+    for name, f in files:
+        digest.update(name.encode() + b"\0")
         with f.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 (called in this iteration)
                 digest.update(block)

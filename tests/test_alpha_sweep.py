@@ -37,7 +37,7 @@ def test_alpha_cells_mean_and_std_over_seeds_and_bold_minimum():
     cells = sweep_cells(rows, "m", "cpu")
     assert cells["test_future"][0.0].mean == 2.0 and cells["test_future"][0.0].std == pytest.approx(2**0.5)
     md = render_alpha_sweep("b", "m", "cpu", cells)
-    assert "| Future | 2.000 ± 1.414 | **0.500 ± 0.000** |" in md
+    assert "| Future | 2.000 ± 1.414 [-10.706, 14.706] | **0.500 ± 0.000 [0.500, 0.500]** |" in md  # 95 % t interval
 
 
 @pytest.mark.parametrize("model, alphas, message", [("rgroup_x", (0.0,), "not part of benchmark"),

@@ -73,6 +73,7 @@ def test_the_data_key_is_the_generator_key_or_a_content_hash_however_the_path_is
     user.mkdir()
     (user / "a.npy").write_bytes(b"123")
     key = store.data_key(user)
+    assert store.data_key(f"{user}/*.npy") == key  # a glob over the same files
     (tmp_path / "x").mkdir()
     monkeypatch.chdir(tmp_path)
     assert store.data_key("mine") == store.data_key("./mine/") == store.data_key(tmp_path / "x" / ".." / "mine") == key
