@@ -86,22 +86,26 @@ def test_the_data_key_is_the_generator_key_or_a_content_hash_however_the_path_is
 OLD_FIELDS = [f for f in ROW_FIELDS if f not in ("data_key", "code_rev")]
 
 
+def _values(tag: str, fields: list[str]) -> dict[str, str]:
+    return {k: "0.5" if k == "value" else f"{tag}-{k}" for k in fields}
+
+
 def test_an_old_header_reads_the_new_columns_as_empty_and_an_append_keeps_its_rows(tmp_path):
     path = tmp_path / "runs.csv"
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=OLD_FIELDS, lineterminator="\n")
         writer.writeheader()
-        writer.writerow({k: f"old-{k}" for k in OLD_FIELDS})
+        writer.writerow(_values("old", OLD_FIELDS))
     old = read_rows(path)
     assert old[0]["data_key"] == old[0]["code_rev"] == "" and old[0]["model"] == "old-model"
-    append_rows(path, [{k: f"new-{k}" for k in ROW_FIELDS}])
+    append_rows(path, [_values("new", ROW_FIELDS)])
     rows = read_rows(path)
     assert path.read_text().splitlines()[0] == ",".join(ROW_FIELDS)
-    assert rows[0] == {**{k: f"old-{k}" for k in OLD_FIELDS}, "data_key": "", "code_rev": ""}
-    assert rows[1] == {k: f"new-{k}" for k in ROW_FIELDS}
+    assert rows[0] == {**_values("old", OLD_FIELDS), "data_key": "", "code_rev": ""}
+    assert rows[1] == _values("new", ROW_FIELDS)
     path.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="another header"):
-        append_rows(path, [{k: "x" for k in ROW_FIELDS}])
+        append_rows(path, [_values("x", ROW_FIELDS)])
 
 
 def _row(model: str, seed: int, value: float, rev: str, config: str = "c0") -> dict[str, str]:
