@@ -17,8 +17,9 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+from symbench.config import benchmarks_dir, load_benchmark
 from symbench.plateau import under_trained
 from symbench.results import FAILED_FILE, atomic_write_text, read_rows
 
@@ -222,22 +223,22 @@ def _orderings_table(prows, cells, preset, models) -> list[str]:
 ICML_RELAXED_COLUMNS = (("Conv", "conv"), ("Lift", "lift"), ("RGroup", "rgroup"), ("E2CNN", "equiv"),
                         ("Lift-rot", "lift_rot"), ("RSteer", "rsteer"), ("SESN", "sesn"), ("Rpp", "rpp"),
                         ("RSteer-scale", "rsteer_scale"), ("RSteerTR", "rsteer_tr"), ("RSteerTS", "rsteer_ts"))
-PAPER_LAYOUTS: dict[str, tuple[str, dict[str, tuple[float, ...]]]] = {
-    "jetflow": ("ICML 2022 Table 2 (NASA multi-stream jet PIV)",
-                {"test_future": (0.22, 0.17, 0.15, 0.21, 0.18, 0.17, 0.15, 0.16, 0.14, 0.14, 0.14),
-                 "test_domain": (0.23, 0.18, 0.16, 0.27, 0.21, 0.16, 0.16, 0.16, 0.15, 0.15, 0.15)}),
-    "ocean-relaxed": ("ICML 2022 Table 4 (NEMO Pacific currents)",
-                      {"test_future": (0.52, 0.52, 0.51, 0.51, 0.56, 0.51, 0.51, 0.50, 0.50, 0.50, 0.50),
-                       "test_domain": (0.46, 0.46, 0.45, 0.45, 0.53, 0.45, 0.45, 0.42, 0.42, 0.42, 0.42)}),
-}
+
+
+def paper_values(benchmark: str) -> dict[str, Any] | None:
+    """The paper's reference numbers of ``benchmark`` (the ``paper`` section of its ``benchmark.yaml``: ``layout``,
+    ``title``, ``rmse: {split: {registry model: value}}``), or None where it has none."""
+    path = benchmarks_dir() / benchmark / "benchmark.yaml"
+    return (load_benchmark(benchmark).get("paper") or None) if path.is_file() else None
 
 
 def _paper_layout_table(benchmark, prows, cells, preset) -> list[str]:
     """The RMSE table in the layout of the paper table ``benchmark`` reproduces (one column per paper model, in
     its order; a model without rows is shown as missing, not dropped), followed by the paper's numbers."""
-    if benchmark not in PAPER_LAYOUTS:
+    ref = paper_values(benchmark)
+    if ref is None or ref.get("layout") != "leaderboard":
         return []
-    title, paper = PAPER_LAYOUTS[benchmark]
+    title, paper = ref["title"], ref["rmse"]
     lines = [f"{title} layout: RMSE over the horizon (bold: lowest in the row), then the paper's values on its own "
              "data (not the same data, so only orderings compare):", "",
              "| split | " + " | ".join(t for t, _ in ICML_RELAXED_COLUMNS) + " |",
@@ -246,7 +247,8 @@ def _paper_layout_table(benchmark, prows, cells, preset) -> list[str]:
         row = [_horizon_cell(cells, prows, preset, model, split, "rmse") for _, model in ICML_RELAXED_COLUMNS]
         lines.append(f"| {SPLIT_TITLES[split]} | " + " | ".join(_bold_lowest(row, "missing")) + " |")
     for split, values in paper.items():
-        lines.append(f"| paper {SPLIT_TITLES[split]} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+        lines.append(f"| paper {SPLIT_TITLES[split]} | " + " | ".join(f"{values[m]:.2f}" for _, m in ICML_RELAXED_COLUMNS)
+                     + " |")
     return lines + [""]
 
 
@@ -307,16 +309,7 @@ def write_leaderboard(benchmark: str, results_dir: str | Path = "results",
     return [md, table]
 
 
-# ICML 2022 Table 1 (Wang, Walters & Yu): 20-step RMSE, mean over 3 runs, for reference next to our numbers.
-# Columns MLP, Conv, Equiv, Rpp, Combo, CLCNN, Lift, RGroup, RSteer; None where the paper has no entry.
-PAPER_TABLE1: dict[str, dict[str, tuple[float | None, ...]]] = {
-    "translation": {"test_future": (1.56, 0.94, None, 0.92, 1.02, 0.92, 0.87, 0.71, None),
-                    "test_domain": (1.79, 0.68, None, 0.93, 0.98, 0.89, 0.70, 0.62, None)},
-    "rotation": {"test_future": (1.38, 1.21, 1.05, 0.96, 1.07, 0.96, 0.82, 0.82, 0.80),
-                 "test_domain": (1.34, 1.10, 0.76, 0.83, 0.82, 0.84, 0.68, 0.73, 0.67)},
-    "scaling": {"test_future": (2.40, 0.83, 0.75, 0.81, 0.78, 1.03, 0.85, 0.76, 0.70),
-                "test_domain": (1.81, 0.95, 0.87, 0.86, 0.85, 0.83, 0.77, 0.86, 0.73)},
-}
+# ICML 2022 Table 1 (Wang, Walters & Yu) columns; the paper's numbers are in benchmarks/smoke-*/benchmark.yaml.
 TABLE1_MODELS = ("mlp", "conv", "equiv", "rpp", "combo", "clcnn", "lift", "rgroup", "rsteer")
 # The other smoke models (ICML 2022 Table 2's combinations and SESN); in Table 1 the scaling RSteer is rsteer_scale.
 SMOKE_MODELS = TABLE1_MODELS + ("rsteer_tr", "sesn", "rsteer_scale", "rsteer_ts")
@@ -349,10 +342,11 @@ def render_table1(rows_by_symmetry: dict[str, Sequence[dict[str, str]]], preset:
             lines.append(f"| {symmetry} | {SPLIT_TITLES[split]} | " + " | ".join(_bold_lowest(row, "")) + " |")
     lines += ["", "The paper's Table 1 (ICML 2022; 64x64, < 1e7 parameters, 3 runs):", "",
               "| symmetry | split | " + " | ".join(TABLE1_MODELS) + " |", "|" + "---|" * (len(TABLE1_MODELS) + 2)]
-    for symmetry, splits in PAPER_TABLE1.items():
-        for split, values in splits.items():
+    for symmetry, benchmark in FAMILY_TABLES["smoke"].items():
+        for split, values in (paper_values(benchmark) or {}).get("rmse", {}).items():
+            cells = [values.get(TABLE1_COLUMN_MODEL.get((symmetry, m), m)) for m in TABLE1_MODELS]
             lines.append(f"| {symmetry} | {SPLIT_TITLES[split]} | "
-                         + " | ".join("—" if v is None else f"{v:.2f}" for v in values) + " |")
+                         + " | ".join("—" if v is None else f"{v:.2f}" for v in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
