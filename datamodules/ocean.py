@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from datamodules import fetch, ocean_io, store
+from datamodules import fetch, ocean_io, ocean_masks, store, user_files
 from datamodules.base import ForecastDataModule
 from symbench.fields import FieldLayout
 
@@ -138,8 +138,8 @@ class OceanDataModule(ForecastDataModule):
         preset: str = "cpu",
         root: str = "data",
         source: Source = "generated",
-        path: str | None = None,
-        names: str = "CMEMS",
+        path: str | list[str] | None = None,
+        names: str | dict[str, str | None] = "CMEMS",
         task: str = "velocity",
         region: Sequence[float] | None = None,
         depth_index: int = 0,
@@ -164,8 +164,7 @@ class OceanDataModule(ForecastDataModule):
             raise ValueError(f"unknown ocean preset {preset!r}; available presets: {', '.join(PRESETS)}")
         if source == "netcdf" and path is None:
             raise ValueError("source='netcdf' needs --data.path pointing at NetCDF files (a directory, a glob or a file)")
-        if names not in SCHEMAS:
-            raise ValueError(f"unknown ocean schema {names!r}; choose one of {', '.join(SCHEMAS)}")
+        self.schema = user_files.schema(names, SCHEMAS)
         if task not in TASKS:
             raise ValueError(f"unknown ocean task {task!r}; choose velocity or temperature")
         if region is not None and len(region) != 4:
@@ -188,6 +187,8 @@ class OceanDataModule(ForecastDataModule):
             tile_stride=base.tile_stride if tile_stride is None else int(tile_stride),
             max_land_fraction=base.max_land_fraction if max_land_fraction is None else float(max_land_fraction),
             domain_lon_min=base.domain_lon_min if domain_lon_min is None else float(domain_lon_min))
+        # a user's files: the held-out longitudes default to the east of the file's own tiles (_auto_domain)
+        self.auto_domain = source == "netcdf" and domain_lon_min is None
         if not 0 <= self.tiling.max_land_fraction < 1:
             raise ValueError(f"max_land_fraction must be in [0, 1), got {self.tiling.max_land_fraction}")
         self.preset, self.root, self.source, self.path = preset, root, source, path
@@ -198,6 +199,7 @@ class OceanDataModule(ForecastDataModule):
         self.tile_region: list[int] = []  # index into train_regions + domain_regions (0 with one region)
         self.tile_lon: list[tuple[float, float]] = []
         self._domain: list[int] = []
+        self._why = ""  # the tile counts of the last region read (for errors)
 
     @property
     def data_dir(self) -> Path:
@@ -215,28 +217,40 @@ class OceanDataModule(ForecastDataModule):
 
     def _tile(self, ds, region: ocean_io.Region | None) -> tuple[list[np.ndarray], list[np.ndarray],
                                                                    list[tuple[int, int]], list[tuple[float, float]]]:
-        """One region read (lazily: only its cells) and cut into tiles: ``(tiles (T, C, s, s), their land-free masks
-        (s, s), tile origins, each tile's (west, east) longitude)``."""
-        names = SCHEMAS[self.names]
-        array, mask, coords = ocean_io.read_fields(ds, names, region, TASKS[self.task][0], self.depth_index)
-        land_free = mask if mask.ndim == 2 else mask.all(axis=0)
+        """One region read (lazily: only its cells) and cut into tiles: ``(tiles (T, C, s, s), their usable masks
+        (s, s), tile origins, each tile's (west, east) longitude)``. All-missing frames are dropped with a warning;
+        tiles are chosen by their land (invalid in every frame), the masks exclude every point invalid in any frame
+        (:mod:`datamodules.ocean_masks`)."""
+        array, mask, coords = ocean_io.read_fields(ds, self.schema, region, TASKS[self.task][0], self.depth_index)
+        valid = ocean_masks.validity(mask, array.shape[0], coords.time)
+        where = "the file" if region is None else f"region {[region.lat_min, region.lat_max, region.lon_min, region.lon_max]}"
+        if valid.dropped:
+            shown = ", ".join(valid.dropped[:10]) + (", ..." if len(valid.dropped) > 10 else "")
+            warnings.warn(f"ocean: dropped {len(valid.dropped)} frame(s) with no valid value in {where}: {shown}",
+                          stacklevel=3)
+            array = array[valid.keep]
         size = self.tiling.tile
-        if region is not None and min(land_free.shape) < size:
-            raise ValueError(f"region {[region.lat_min, region.lat_max, region.lon_min, region.lon_max]} is "
-                             f"{land_free.shape[0]}x{land_free.shape[1]} cells, smaller than a {size}x{size} tile")
-        origins = ocean_io.tiles(array, land_free, size, self.tiling.tile_stride, self.tiling.max_land_fraction)
+        if min(valid.sea.shape) < size:
+            raise ValueError(f"{where} is {valid.sea.shape[0]}x{valid.sea.shape[1]} cells, smaller than a {size}x{size} "
+                             "tile")
+        origins = ocean_io.tiles(array, valid.sea, size, self.tiling.tile_stride, self.tiling.max_land_fraction)
+        self._why = ocean_masks.why_no_tiles(valid.sea, size, self.tiling.tile_stride, self.tiling.max_land_fraction,
+                                             len(valid.dropped), len(origins))
         lon = np.asarray(coords.lon)
         lon = lon if lon.ndim == 1 else lon.mean(axis=0)  # curvilinear: the mean longitude of each column
         lon = np.unwrap(lon, period=360.0)  # columns run eastwards: keep a dateline crossing monotone
         spans = [(float(lon[c]), float(lon[c + size - 1])) for _, c in origins]
         tiles = [array[:, :, r:r + size, c:c + size] for r, c in origins]
-        masks = [land_free[r:r + size, c:c + size] for r, c in origins]
+        masks = [valid.usable[r:r + size, c:c + size] for r, c in origins]
         return tiles, masks, origins, spans
 
     def _read(self) -> tuple[np.ndarray, np.ndarray, FieldLayout]:
         if self._cache is None:
             variables, layout = TASKS[self.task]
-            ds = ocean_io.open_ocean(self._files(), SCHEMAS[self.names], list(variables))
+            if self.source == "netcdf":  # variables may lie in separate files
+                ds = user_files.open_by_variable(self.path, self.schema, list(variables))  # type: ignore[arg-type]
+            else:
+                ds = ocean_io.open_ocean(self._files(), self.schema, list(variables))
             if self.train_regions is None:
                 tiles, masks, origins, spans = self._tile(ds, self.region)
                 keep, self._domain = self._split_by_longitude(spans)
@@ -249,9 +263,8 @@ class OceanDataModule(ForecastDataModule):
                     region_tiles, region_masks, origins, spans = self._tile(ds, ocean_io.Region(*box))
                     if not origins:
                         size = self.tiling.tile
-                        raise ValueError(f"region {list(box)} holds no {size}x{size} tile with at most "
-                                         f"{self.tiling.max_land_fraction:.0%} land; lower tile or raise "
-                                         "max_land_fraction")
+                        raise ValueError(f"region {list(box)} holds no {size}x{size} tile ({self._why}); lower "
+                                         "tile or raise max_land_fraction")
                     tiles += region_tiles
                     masks += region_masks
                     self.origins += origins
@@ -265,12 +278,14 @@ class OceanDataModule(ForecastDataModule):
     def _split_by_longitude(self, spans: list[tuple[float, float]]) -> tuple[list[int], list[int]]:
         """Tiles west of ``domain_lon_min`` (training) then east of it (``test_domain``); straddling ones dropped.
         Returns the kept tile indices and the positions of the domain tiles among them."""
+        if self.auto_domain:
+            self.tiling = replace(self.tiling, domain_lon_min=self._auto_domain(spans))
         t = self.tiling
         west = [i for i, (_, east) in enumerate(spans) if east < t.domain_lon_min]
         east = [i for i, (first, _) in enumerate(spans) if first >= t.domain_lon_min]
         if not west:
             raise ValueError(f"no {t.tile}x{t.tile} tile with at most {t.max_land_fraction:.0%} land lies west of "
-                             f"{t.domain_lon_min} E for training; lower tile or domain_lon_min, or raise "
+                             f"{t.domain_lon_min} E for training ({self._why}); lower tile or domain_lon_min, or raise "
                              "max_land_fraction")
         if "test_domain" in self.test_splits and not east:
             raise ValueError(f"no tile lies east of domain_lon_min={t.domain_lon_min} for the test_domain split")
@@ -279,6 +294,18 @@ class OceanDataModule(ForecastDataModule):
             warnings.warn(f"ocean: dropped {dropped} tile(s) straddling {t.domain_lon_min} E (between the training "
                           "and the test_domain regions)", stacklevel=3)
         return west + east, list(range(len(west), len(west) + len(east)))
+
+    def _auto_domain(self, spans: list[tuple[float, float]]) -> float:
+        """The held-out longitude of a user's file: the western edge of the eastern quarter of the tile columns (the
+        file's own extent, whatever its region); +inf (no held-out tiles) without a ``test_domain`` split."""
+        if "test_domain" not in self.test_splits:
+            return float("inf")
+        columns = sorted({first for first, _ in spans})
+        if len(columns) < 2:
+            raise ValueError(f"the file holds {len(columns)} column(s) of usable {self.tiling.tile}x{self.tiling.tile} "
+                             f"tiles ({self._why}); test_domain needs two (lower --data.tile, or set "
+                             "--data.domain_lon_min)")
+        return float(columns[min(len(columns) - 1, max(1, round(0.75 * len(columns))))])
 
     def load(self) -> tuple[np.ndarray, FieldLayout]:
         tiles, _, layout = self._read()

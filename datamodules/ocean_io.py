@@ -64,7 +64,9 @@ R_EARTH = 6371.0e3  # m, mean radius
 ROLES = ("u", "v", "temperature", "ssh")
 VELOCITY_UNITS = {"m/s": 1.0, "m s-1": 1.0, "m.s-1": 1.0, "m s**-1": 1.0, "m s^-1": 1.0, "meter/s": 1.0,
                   "meters/s": 1.0, "meter second-1": 1.0, "m/sec": 1.0, "cm/s": 0.01, "cm s-1": 0.01,
-                  "cm.s-1": 0.01, "centimeter/s": 0.01, "centimeters/s": 0.01, "cm/sec": 0.01}
+                  "cm.s-1": 0.01, "centimeter/s": 0.01, "centimeters/s": 0.01, "cm/sec": 0.01,
+                  "meters per second": 1.0, "metres per second": 1.0, "metre/s": 1.0, "metres/s": 1.0,
+                  "mm/s": 0.001, "mm s-1": 0.001, "km/h": 1 / 3.6, "knots": 0.514444, "kt": 0.514444}
 INT16_FILL = -32767
 FLOAT_FILL = 1.0e20
 _HAS_DASK = importlib.util.find_spec("dask") is not None
@@ -280,7 +282,9 @@ def _time_values(ds: xr.Dataset, names: OceanNames) -> np.ndarray | None:
     return np.arange(ds.sizes[names.time])
 
 
-def _open_one(path: Path) -> xr.Dataset:
+def open_file(path: Path) -> xr.Dataset:
+    """Lazily open one NetCDF file (raw time numbers when its time units do not decode); :class:`OceanDataError`
+    naming the file when it is not NetCDF or is damaged."""
     _check_size(path)
     kwargs = {"chunks": {}} if _HAS_DASK else {}
     try:
@@ -321,7 +325,7 @@ def open_ocean(paths: str | Path | Sequence[str | Path], names: OceanNames = CME
         raise OceanDataError("open_ocean needs at least one variable")
     opened = []
     for path in files:
-        ds = _open_one(path)
+        ds = open_file(path)
         for name in wanted:
             _check_variable(ds, name, names, path)
         coords = [n for n in (names.lat, names.lon) if n not in ds.coords]
@@ -435,8 +439,10 @@ def _select(ds: xr.Dataset, names: OceanNames, region: Region | None) -> _Select
     return _Selection(rows, (cols,), flip, box_in, box_lat, box_lon, convention, True)
 
 
-def _velocity_factor(units: str, name: str) -> float:
+def _velocity_factor(units: str, name: str, source: str = "") -> float:
+    """The factor to m/s of a velocity's ``units`` (case and spacing ignored); 1 with a warning when absent."""
     if not units:
+        warnings.warn(f"{source}: velocity variable {name!r} has no units attribute; taken as m/s", stacklevel=3)
         return 1.0
     key = " ".join(units.strip().lower().split())
     if key not in VELOCITY_UNITS:
@@ -526,7 +532,7 @@ def read_fields(ds: xr.Dataset, names: OceanNames, region: Region | None = None,
         unit = str(var.attrs.get("units", ""))
         role = key if key in ROLES else names.role(name)
         if role in ("u", "v"):
-            values = values * _velocity_factor(unit, name)
+            values = values * _velocity_factor(unit, name, source)
             unit = "m s-1"
         channels.append(values)
         units.append(unit)

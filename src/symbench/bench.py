@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import datamodules
 from symbench import __version__, models
 from symbench.config import RunConfig, best_config, load_benchmark, resolve, seeds_of
+from symbench.data_options import board_name
 from symbench.files import check_writable, latest_checkpoint, load_checkpoint, run_lock
 from symbench.leaderboard import write_leaderboard
 from symbench.provenance import code_revision, git_describe
@@ -226,7 +227,11 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
                   flush=True)
     if configs[0].data.get("source", "generated") == "generated":  # reuses existing data with the same parameters
         datamodules.generate(configs[0].dataset, configs[0].data.get("preset", preset), root, progress=progress)
-    csv_path, failed_path = Path(results_dir) / name / "runs.csv", Path(results_dir) / name / FAILED_FILE
+    board = board_name(name, configs[0].data)  # a user's files: a leaderboard of their own
+    if board != name:
+        print(f"{name} on the files at {configs[0].data['path']}: dataset id {board[len(name) + 1:]}, rows in "
+              f"{Path(results_dir) / board}", flush=True)
+    csv_path, failed_path = Path(results_dir) / board / "runs.csv", Path(results_dir) / board / FAILED_FILE
     all_rows, failures = [], []
     previous = read_rows(csv_path) if csv_path.exists() and not rerun else []
     failed_before = read_rows(failed_path) if failed_path.exists() and not rerun else []
@@ -241,7 +246,7 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
             continue
         if not rerun_stale and is_finished(cfg, previous, runs_dir):
             print(f"    already in {csv_path} (same configuration); skipped (--rerun trains it again)", flush=True)
-            art = artifact_path(results_dir, name, cfg.preset, cfg.model, cfg.seed)
+            art = artifact_path(results_dir, board, cfg.preset, cfg.model, cfg.seed)
             if not has_artifacts(cfg, art):  # runs finished before artifacts existed: a test pass, no rows
                 print(f"    wrote {write_artifacts(cfg, art, runs_dir, progress)} (test pass of the best checkpoint; "
                       "no rows appended)", flush=True)
@@ -249,7 +254,7 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
         if rerun or rerun_stale:
             _set_aside(run_directory(cfg, runs_dir))
         try:
-            rows = run_one(cfg, runs_dir, progress, artifacts=artifact_path(results_dir, name, cfg.preset, cfg.model,
+            rows = run_one(cfg, runs_dir, progress, artifacts=artifact_path(results_dir, board, cfg.preset, cfg.model,
                                                                             cfg.seed))
         except Diverged as err:  # recorded as failed, never as rows; the next run goes on
             append_rows(failed_path, [_failure_row(cfg, err)], FAILED_FIELDS)
@@ -261,7 +266,7 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
         rmse = ", ".join(f"{r['split']} RMSE {r['value']:.4f}" for r in rows if r["metric"] == "rmse")
         print(f"    appended {len(rows)} rows to {csv_path} ({rmse}; {rows[0]['train_seconds']} s training)", flush=True)
     if csv_path.exists():
-        written = write_leaderboard(name, results_dir, model_order=models.available())
+        written = write_leaderboard(board, results_dir, model_order=models.available())
         print("wrote " + ", ".join(str(p) for p in written))
     if failures:
         raise RunsFailed(f"{len(failures)} run(s) of {name} failed: {'; '.join(failures)}; recorded in {failed_path} "

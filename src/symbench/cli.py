@@ -2,7 +2,7 @@
 
     symbench data generate <dataset> --preset P [--root DIR]
     symbench fit|test|validate [LightningCLI arguments: -c config.yaml, --model.lr 1e-3, --data.preset tiny, ...]
-    symbench bench <benchmark> --preset P [--models M ...] [--seeds S ...]
+    symbench bench <benchmark> --preset P [--models M ...] [--seeds S ...] [--data.KEY VALUE ...]
     symbench sweep <benchmark> --model M [--sampler grid|tpe] [--trials N] [--storage URL] [--workers N]
     symbench leaderboard [--benchmark B ...]
     symbench models [--benchmark B] [--preset P]
@@ -134,11 +134,15 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _bench(args: argparse.Namespace) -> None:
     from symbench.bench import run_benchmark
+    from symbench.config import load_benchmark
+    from symbench.data_options import check_data_options, parse_data_options
 
     trainer = {k: v for k, v in {"max_epochs": args.max_epochs, "accelerator": args.accelerator,
                                  "devices": _devices(args.devices)}.items() if v is not None}
+    data = parse_data_options(args.data_tokens)
+    check_data_options(load_benchmark(args.benchmark)["dataset"], data)
     run_benchmark(args.benchmark, args.preset, args.models, args.seeds, args.root, args.results, args.runs,
-                  overrides={"trainer": trainer}, progress=not args.no_progress, rerun=args.rerun,
+                  overrides={"trainer": trainer, "data": data}, progress=not args.no_progress, rerun=args.rerun,
                   use_best=not args.no_best, rerun_stale=args.rerun_stale)
 
 
@@ -241,7 +245,13 @@ def _dispatch(argv: list[str]) -> int:
 
         run_lightning_cli(argv)
         return 0
+    data_tokens: list[str] = []
+    if argv[:1] == ["bench"] or argv[:2] == ["data", "export"]:  # --data.KEY VALUE: datamodule options
+        from symbench.data_options import split_data_tokens
+
+        argv, data_tokens = split_data_tokens(argv)
     args = _parser(argv[0] if argv else None).parse_args(argv)
+    args.data_tokens = data_tokens
     handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
                 "models": _models, "check-model": _check_model}
     studies = {study.command: study for study in STUDIES}
