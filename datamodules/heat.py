@@ -68,10 +68,10 @@ class HeatDataModule(StoredDataModule):
         source: Source = "generated",
         path: str | None = None,
         fields: Sequence[str] = ("temperature",),
+        test_splits: Sequence[str] = ("orig", "mag", "rot", "scale"),
         **kwargs: Any,
     ):
-        kwargs.setdefault("test_splits", ("orig", "mag", "rot", "scale"))
-        super().__init__(preset, root, source, path, fields, **kwargs)
+        super().__init__(preset, root, source, path, fields, test_splits=test_splits, **kwargs)
 
     @property
     def data_dir(self) -> Path:

@@ -73,12 +73,13 @@ class JetFlowDataModule(StoredDataModule):
         min_valid_fraction: float = 0.9,
         piv_format: str | None = None,
         cache: bool = True,
+        test_splits: Sequence[str] = ("test_future", "test_domain"),
+        split_fractions: Sequence[float] = (0.5, 0.25, 0.25),
+        rollout_steps: int = 20,
         **kwargs: Any,
     ):
-        kwargs.setdefault("test_splits", ("test_future", "test_domain"))
-        kwargs.setdefault("split_fractions", (0.5, 0.25, 0.25))
-        kwargs.setdefault("rollout_steps", 20)
-        super().__init__(preset, root, source, path, fields, **kwargs)
+        super().__init__(preset, root, source, path, fields, test_splits=test_splits, split_fractions=split_fractions,
+                         rollout_steps=rollout_steps, **kwargs)
         self.station_shape = None if station_shape is None else _pair(station_shape, "station_shape", minimum=1)
         self.stations = None if stations is None else _pair(stations, "stations", minimum=1)
         self.station_offset = None if station_offset is None else _pair(station_offset, "station_offset", minimum=0)

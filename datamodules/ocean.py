@@ -150,10 +150,10 @@ class OceanDataModule(ForecastDataModule):
         regions: str | None = None,
         train_regions: Sequence[Sequence[float]] | None = None,
         domain_regions: Sequence[Sequence[float]] | None = None,
+        test_splits: Sequence[str] = ("test_future", "test_domain"),
         **kwargs: Any,
     ):
-        kwargs.setdefault("test_splits", ("test_future", "test_domain"))
-        super().__init__(**kwargs)
+        super().__init__(test_splits=test_splits, **kwargs)
         if source not in ("generated", "ostia", "netcdf"):
             raise ValueError(f"unknown ocean source {source!r}; choose generated, ostia or netcdf")
         if source == "ostia":

@@ -34,10 +34,10 @@ class RBCDataModule(StoredDataModule):
         source: Source = "generated",
         path: str | None = None,
         fields: Sequence[str] = ("velocity",),
+        test_splits: Sequence[str] = ("orig", "um", "mag", "rot", "scale"),
         **kwargs: Any,
     ):
-        kwargs.setdefault("test_splits", ("orig", "um", "mag", "rot", "scale"))
-        super().__init__(preset, root, source, path, fields, **kwargs)
+        super().__init__(preset, root, source, path, fields, test_splits=test_splits, **kwargs)
 
     @property
     def data_dir(self) -> Path:

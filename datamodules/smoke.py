@@ -40,14 +40,15 @@ class SmokeDataModule(StoredDataModule):
         path: str | None = None,
         fields: Sequence[str] = ("velocity",),
         domain_sims: Sequence[int] | None = None,
+        test_splits: Sequence[str] = ("test_future", "test_domain"),
+        split_fractions: Sequence[float] = (0.5, 0.25, 0.25),
+        rollout_steps: int = 20,
         **kwargs: Any,
     ):
-        kwargs.setdefault("test_splits", ("test_future", "test_domain"))
-        kwargs.setdefault("split_fractions", (0.5, 0.25, 0.25))
-        kwargs.setdefault("rollout_steps", 20)
         if symmetry not in smoke_sim.SYMMETRIES:
             raise ValueError(f"unknown smoke symmetry {symmetry!r}; choose one of {', '.join(smoke_sim.SYMMETRIES)}")
-        super().__init__(preset, root, source, path, fields, **kwargs)
+        super().__init__(preset, root, source, path, fields, test_splits=test_splits, split_fractions=split_fractions,
+                         rollout_steps=rollout_steps, **kwargs)
         self.symmetry = symmetry
         self._domain_override = None if domain_sims is None else [int(i) for i in domain_sims]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
 
 from datamodules.ocean import OceanDataModule
 from symbench import cli
@@ -88,6 +89,16 @@ def test_bench_on_a_users_netcdf_writes_its_own_leaderboard(storm, tmp_path):
     assert not (tmp_path / "results" / "ocean").exists()
     moved = shutil.copytree(folder, tmp_path / "elsewhere")  # the id is the content's, not the place's
     assert board_name("ocean", {"source": "netcdf", "path": str(moved), "names": NAMES}) == board
+
+    # The run's resolved configuration lies beside its checkpoints; `symbench fit -c` repeats the run with it.
+    (config,) = (tmp_path / "runs").glob("ocean/tiny/unet/seed0-*/config.yaml")
+    saved = yaml.safe_load(config.read_text())
+    assert saved["data"]["init_args"]["names"] == yaml.safe_load(NAMES) and saved["seed_everything"] == 0
+    assert saved["data"]["init_args"]["path"] == str(folder) and saved["model"]["model"] == "unet"
+    again = tmp_path / "again"
+    assert cli.main(["fit", "-c", str(config), "--trainer.default_root_dir", str(again),
+                     "--trainer.enable_progress_bar", "false", "--trainer.logger", "false"]) == 0
+    assert list(again.rglob("best-epoch=0.ckpt"))
 
 
 def test_bad_files_give_one_line_naming_the_file(storm, tmp_path, capsys):

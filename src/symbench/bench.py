@@ -21,7 +21,7 @@ from symbench.files import check_writable, latest_checkpoint, load_checkpoint, r
 from symbench.leaderboard import write_leaderboard
 from symbench.provenance import code_revision, git_describe
 from symbench.prediction_artifacts import PredictionArtifacts, artifact_path, read_meta
-from symbench.results import FAILED_FIELDS, FAILED_FILE, Diverged, RunsFailed, append_rows, read_rows
+from symbench.run_config_file import write_lightning_config
 
 
 def _versions() -> str:
@@ -104,6 +104,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
                             in_frames=dm.in_frames, train_steps=dm.train_steps, rollout_steps=dm.rollout_steps,
                             test_splits=dm.test_splits, **cfg.module)
     run_dir = Path(run_dir)
+    write_lightning_config(cfg, run_dir / "config.yaml")  # `symbench fit -c` repeats this run
     ckpt, save_last = checkpoint_callbacks(run_dir / "checkpoints")
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}

@@ -17,6 +17,8 @@ from symbench.files import load_checkpoint
 from symbench.forecast import ForecastModule
 from symbench.last_checkpoint import checkpoint_callbacks
 
+DEFAULT_DATA = "datamodules.rbc.RBCDataModule"
+
 
 class SymbenchCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
@@ -24,7 +26,6 @@ class SymbenchCLI(LightningCLI):
             parser.link_arguments(f"data.{src}", f"model.{dst}", apply_on="instantiate")
         for name in ("in_frames", "train_steps", "rollout_steps"):
             parser.link_arguments(f"data.init_args.{name}", f"model.{name}")
-        parser.set_defaults({"data": {"class_path": "datamodules.rbc.RBCDataModule"}})
         if "weights_only" in {a.dest for a in parser._actions}:  # our checkpoints hold plain types only
             parser.set_defaults({"weights_only": True})
 
@@ -39,8 +40,20 @@ def check_checkpoint_argument(argv: Sequence[str]) -> None:
             load_checkpoint(value)
 
 
+def with_default_data(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--data DEFAULT_DATA`` after the subcommand when it names no datamodule class and no config
+    file. Not a parser default: when a later ``--data``/config names another class, jsonargparse keeps the default
+    class's init_args that the new class shares (its test splits, fractions, horizon) instead of the new class's own
+    defaults."""
+    argv = list(argv)
+    names_class = any(a in ("--data", "--data.class_path", "-c", "--config")
+                      or a.startswith(("--data=", "--data.class_path=", "--config=")) for a in argv)
+    return argv if names_class or not argv else [argv[0], "--data", DEFAULT_DATA, *argv[1:]]
+
+
 def run_lightning_cli(argv: Sequence[str]) -> SymbenchCLI:
     check_checkpoint_argument(argv)
+    argv = with_default_data(argv)
     with warnings.catch_warnings():  # `symbench fit ...` hands its own sys.argv over as args: not a mistake
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         return SymbenchCLI(ForecastModule, ForecastDataModule, subclass_mode_data=True, args=list(argv),
