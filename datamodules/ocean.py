@@ -13,13 +13,20 @@ Sources (one benchmark, the same reader):
 * ``ostia`` (real sea-surface temperature, the ``temperature`` task): the Met Office OSTIA analysis that
   iris-sample-data ships (:data:`datamodules.fetch.OSTIA_SST`): 54 monthly mean maps, 2006-04 .. 2010-09, of the
   equatorial band 5 S .. 5 N (18 x 432 cells at 5/9 x 5/6 degree, 26 % land), read as the ``OSTIA`` schema;
-* ``netcdf``: a user's files (``path``: a directory of ``*.nc``, a glob or one file) in any schema of
-  :mod:`datamodules.ocean_io` (``names``: ``CMEMS`` default, ``DUACS``, ``NEMO``, ``POP``, ``HADISST``, ``OSTIA``),
-  lazily opened and cut to ``region = [lat_min, lat_max, lon_min, lon_max]``.
+* ``netcdf``: a user's files (``path``: files, globs or directories of any NetCDF suffix, or a list of them;
+  :mod:`datamodules.user_files`) in any schema of :mod:`datamodules.ocean_io` (``names``: ``CMEMS`` default,
+  ``DUACS``, ``NEMO``, ``POP``, ``HADISST``, ``OSTIA``) or under the user's own names (``names`` a mapping,
+  ``{u: UWND, v: VWND, time: TIME, lat: LAT, lon: LON}``); u and v may lie in separate files (merged by variable on
+  one grid and time axis); lazily opened and cut to ``region = [lat_min, lat_max, lon_min, lon_max]`` (default: the
+  files' whole extent, with the held-out ``test_domain`` longitudes the eastern quarter of its tile columns unless
+  ``domain_lon_min`` is given). ``currents = "geostrophic"`` derives u and v from the sea-level variable instead
+  (:mod:`datamodules.ocean_geostrophic`, ``geostrophic_order`` 4 by default).
 
 Tiles: ``tile x tile`` squares every ``tile_stride`` cells whose land fraction is at most ``max_land_fraction``
-(:func:`~datamodules.ocean_io.tiles`); a cell is land if it is invalid on any day. Each tile is one trajectory and
-carries its land mask (:meth:`OceanDataModule.load_mask`): the loss and the metrics skip land, no NaN reaches a model.
+(:func:`~datamodules.ocean_io.tiles`); a cell is land only if it is invalid on every day, and days with no valid
+value at all are dropped with a warning naming them (:mod:`datamodules.ocean_masks`). Each tile is one trajectory
+and carries its mask (:meth:`OceanDataModule.load_mask`): the loss and the metrics skip land and every point invalid
+on some day; no NaN reaches a model.
 ``test_domain``: the tiles lying entirely east of ``domain_lon_min`` (the held-out region); tiles straddling that
 longitude are dropped so that no training tile overlaps a test tile. Or, for data covering several oceans, separate
 boxes (each read lazily on its own): ``train_regions`` and ``domain_regions``, or a named set ``regions`` --
@@ -43,7 +50,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from datamodules import fetch, ocean_io, ocean_masks, store, user_files
+from datamodules import fetch, ocean_geostrophic, ocean_io, ocean_masks, store, user_files
 from datamodules.base import ForecastDataModule
 from symbench.fields import FieldLayout
 
@@ -150,6 +157,8 @@ class OceanDataModule(ForecastDataModule):
         regions: str | None = None,
         train_regions: Sequence[Sequence[float]] | None = None,
         domain_regions: Sequence[Sequence[float]] | None = None,
+        currents: str | None = None,
+        geostrophic_order: int = 4,
         test_splits: Sequence[str] = ("test_future", "test_domain"),
         **kwargs: Any,
     ):
@@ -165,6 +174,12 @@ class OceanDataModule(ForecastDataModule):
         if source == "netcdf" and path is None:
             raise ValueError("source='netcdf' needs --data.path pointing at NetCDF files (a directory, a glob or a file)")
         self.schema = user_files.schema(names, SCHEMAS)
+        if currents not in (None, "geostrophic"):
+            raise ValueError(f"unknown currents {currents!r}; choose geostrophic (from the sea-level variable) or "
+                             "leave it out (the files' u and v)")
+        if currents is not None and task != "velocity":
+            raise ValueError("--data.currents geostrophic derives velocities: it needs --data.task velocity")
+        self.currents, self.geostrophic_order = currents, int(geostrophic_order)
         if task not in TASKS:
             raise ValueError(f"unknown ocean task {task!r}; choose velocity or temperature")
         if region is not None and len(region) != 4:
@@ -221,7 +236,10 @@ class OceanDataModule(ForecastDataModule):
         (s, s), tile origins, each tile's (west, east) longitude)``. All-missing frames are dropped with a warning;
         tiles are chosen by their land (invalid in every frame), the masks exclude every point invalid in any frame
         (:mod:`datamodules.ocean_masks`)."""
-        array, mask, coords = ocean_io.read_fields(ds, self.schema, region, TASKS[self.task][0], self.depth_index)
+        if self.currents == "geostrophic":
+            array, mask, coords = ocean_geostrophic.read_geostrophic(ds, self.schema, region, self.geostrophic_order)
+        else:
+            array, mask, coords = ocean_io.read_fields(ds, self.schema, region, TASKS[self.task][0], self.depth_index)
         valid = ocean_masks.validity(mask, array.shape[0], coords.time)
         where = "the file" if region is None else f"region {[region.lat_min, region.lat_max, region.lon_min, region.lon_max]}"
         if valid.dropped:
@@ -247,6 +265,7 @@ class OceanDataModule(ForecastDataModule):
     def _read(self) -> tuple[np.ndarray, np.ndarray, FieldLayout]:
         if self._cache is None:
             variables, layout = TASKS[self.task]
+            variables = ("ssh",) if self.currents == "geostrophic" else variables
             if self.source == "netcdf":  # variables may lie in separate files
                 ds = user_files.open_by_variable(self.path, self.schema, list(variables))  # type: ignore[arg-type]
             else:
