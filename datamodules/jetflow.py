@@ -5,8 +5,10 @@ vertical stations), each station a ``62 x 23`` sub-region whose time series is o
 (from :mod:`datamodules.jetflow_sim`, or a user's own PIV files) is cut into a grid of stations:
 
 * **reading** -- every run (a folder of PIV files, one file per frame, in file-name order) goes through
-  :func:`datamodules.piv_io.read_piv_series`, exactly as a measurement would: ``(T, 2, H, W)`` in m/s, rows towards
-  -y, invalid vectors zero. Runs must share the grid; longer runs are cut to the shortest (with a warning). The
+  :func:`datamodules.piv_io.read_piv_series`, exactly as a measurement would, then to SI units
+  (:mod:`datamodules.piv_units`: pixels per dT converted when the files carry the scale and dT, the time axis
+  filled, ``frame_interval`` seconds between frames if given): ``(T, 2, H, W)`` in m/s, rows towards -y, invalid
+  vectors zero. Runs must share the grid; longer runs are cut to the shortest (with a warning). The
   parsed runs are cached as ``.npz`` under ``<root>/jetflow/piv-cache/`` (keyed by the files' names, sizes and
   modification times), since parsing text PIV files is the slow part at the paper's size;
 * **stations** -- ``station_shape = (H_s, W_s)`` (default: the generated dataset's own, else the paper's
@@ -39,7 +41,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from datamodules import jetflow_sim, piv_io, store
+from datamodules import jetflow_sim, piv_io, piv_units, store
 from datamodules.stored import StoredDataModule, select_fields
 from symbench.fields import FieldLayout
 from symbench.results import atomic_write
@@ -48,7 +50,7 @@ Source = Literal["generated", "piv"]
 LAYOUT = FieldLayout.of("velocity:vector")
 PAPER_STATION = (23, 62)  # (H, W): the paper's 62 x 23 sub-regions
 PIV_SUFFIXES = {".dat", ".vec", ".txt", ".csv", ".mat", ".vc7", ".im7"}  # the files piv_io reads from a folder
-CACHE_REVISION = 1
+CACHE_REVISION = 2  # 2: SI units and filled time axes (datamodules.piv_units)
 
 
 class JetFlowDataModule(StoredDataModule):
@@ -72,6 +74,7 @@ class JetFlowDataModule(StoredDataModule):
         domain_seed: int = 0,
         min_valid_fraction: float = 0.9,
         piv_format: str | None = None,
+        frame_interval: float | None = None,
         cache: bool = True,
         test_splits: Sequence[str] = ("test_future", "test_domain"),
         split_fractions: Sequence[float] = (0.5, 0.25, 0.25),
@@ -90,6 +93,7 @@ class JetFlowDataModule(StoredDataModule):
         self._domain_override = None if domain_stations is None else sorted({int(s) for s in domain_stations})
         self.domain_fraction, self.domain_seed = domain_fraction, domain_seed
         self.min_valid_fraction, self.piv_format, self.cache = min_valid_fraction, piv_format, cache
+        self.frame_interval = None if frame_interval is None else float(frame_interval)
         self.valid_mask: np.ndarray | None = None  # bool (n_traj, T, H_s, W_s), set by load()
         self.trajectory_stations: list[tuple[int, int]] = []  # (run, station) of every trajectory
         self.station_boxes: list[tuple[slice, slice]] = []  # (rows, cols) of every station in the field
@@ -141,29 +145,39 @@ class JetFlowDataModule(StoredDataModule):
                           f"all are cut to the shortest ({frames})", stacklevel=2)
         velocity = np.stack([s["velocity"][:frames] for s in series])
         mask = np.stack([s["mask"][:frames] for s in series])
-        return velocity, mask, {"x": first["x"], "y": first["y"], "units": [str(u) for u in first["units"]]}
+        steps = np.diff(first["times"])
+        step = float(steps.mean()) if steps.size and np.isfinite(steps).all() else None
+        return velocity, mask, {"x": first["x"], "y": first["y"], "units": [str(u) for u in first["units"]],
+                                "time_step": step}
 
     def _read_run(self, directory: Path) -> dict[str, np.ndarray]:
         cache = self._cache_file(directory) if self.cache else None
         if cache is not None and cache.is_file():
             with np.load(cache, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        s = piv_io.read_piv_series(directory, self.piv_format)
+                run = {k: z[k] for k in z.files}
+        else:
+            run = self._parse_run(directory)
+            if cache is not None:
+                atomic_write(cache, lambda f: np.savez(f, **run))
+        for note in run["notes"]:  # said on every read, cached or not
+            warnings.warn(f"jetflow: {note}", stacklevel=3)
+        return run
+
+    def _parse_run(self, directory: Path) -> dict[str, np.ndarray]:
+        s, notes = piv_units.to_physical(piv_io.read_piv_series(directory, self.piv_format), self.frame_interval)
         times = s.times[np.isfinite(s.times)]
         if times.size == len(s.times) and np.any(np.diff(times) <= 0):
             raise ValueError(f"{directory}: the files' times do not increase with their names; name the files so "
                              "that they sort in time order")
-        run = {"velocity": s.velocity, "mask": s.mask, "x": s.x, "y": s.y, "times": s.times,
-               "units": np.array(s.units)}
-        if cache is not None:
-            atomic_write(cache, lambda f: np.savez(f, **run))
-        return run
+        return {"velocity": s.velocity, "mask": s.mask, "x": s.x, "y": s.y, "times": s.times,
+                "units": np.array(s.units), "notes": np.array(notes, dtype=str)}
 
     def _cache_file(self, directory: Path) -> Path:
         """``<root>/jetflow/piv-cache/<key>.npz``: the key covers the folder, its files' names, sizes and
         modification times, the format and the reader revision."""
         files = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(directory) if e.is_file())
-        key = store.content_key(str(directory.resolve()), files, self.piv_format, CACHE_REVISION)
+        key = store.content_key(str(directory.resolve()), files, self.piv_format, self.frame_interval,
+                                CACHE_REVISION)
         return Path(self.root) / "jetflow" / "piv-cache" / f"{key}.npz"
 
     # -- stations --------------------------------------------------------------------------------------------------
@@ -213,7 +227,7 @@ class JetFlowDataModule(StoredDataModule):
             self.valid_mask, self.trajectory_stations = np.stack(masks), labels
             self._meta = {**self._meta, "grid": {"x": [float(grid["x"][0]), float(grid["x"][-1])],
                                                  "y": [float(grid["y"][0]), float(grid["y"][-1])],
-                                                 "units": grid["units"]}}
+                                                 "units": grid["units"], "time_step": grid["time_step"]}}
             self._cache = select_fields(np.ascontiguousarray(np.stack(arrays)), LAYOUT, self.field_names)
         return self._cache
 

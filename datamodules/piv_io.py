@@ -81,7 +81,9 @@ class PIVField:
 
     ``x`` (W,) increasing, ``y`` (H,) decreasing (row 0 = largest y); ``u``, ``v`` float32 (H, W), the x and y
     components; ``mask`` bool (H, W), True = valid; ``units`` = (length, velocity), "" when the file does not say;
-    ``time`` in seconds when the file records it."""
+    ``time`` in seconds when the file records it; ``aux``: the file's own metadata (Tecplot ``DATASETAUXDATA``
+    pairs, e.g. TSI Insight's ``MicrosecondsPerDeltaT`` and ``MicrometersPerPixelX``), converted by
+    :mod:`datamodules.piv_units`."""
 
     x: np.ndarray
     y: np.ndarray
@@ -91,6 +93,7 @@ class PIVField:
     units: tuple[str, str] = ("", "")
     time: float | None = None
     source: str = ""
+    aux: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = self.source or "PIV field"
@@ -133,7 +136,8 @@ class PIVField:
 @dataclass
 class PIVSeries:
     """Fields of several files on one grid, in file-name order: ``velocity`` float32 (T, 2, H, W), ``mask`` bool
-    (T, H, W), ``times`` float64 (T,) in seconds (NaN where a file records none)."""
+    (T, H, W), ``times`` float64 (T,) in seconds (NaN where a file records none); ``aux``: the first file's
+    metadata."""
 
     velocity: np.ndarray
     mask: np.ndarray
@@ -142,6 +146,7 @@ class PIVSeries:
     units: tuple[str, str]
     times: np.ndarray
     paths: list[Path] = field(default_factory=list)
+    aux: dict[str, str] = field(default_factory=dict)
 
     @property
     def common_mask(self) -> np.ndarray:
@@ -190,7 +195,7 @@ def read_piv_series(paths_or_dir: str | Path | Sequence[str | Path], fmt: str | 
             raise ValueError(f"{p}: units {f.units} differ from {paths[0].name}'s {first.units}")
     times = np.array([np.nan if f.time is None else f.time for f in fields], dtype=np.float64)
     return PIVSeries(np.stack([f.velocity for f in fields]), np.stack([f.mask for f in fields]), first.x.copy(),
-                     first.y.copy(), first.units, times, list(paths))
+                     first.y.copy(), first.units, times, list(paths), dict(first.aux))
 
 
 def write_tecplot(path: str | Path, field: PIVField) -> Path:
@@ -426,8 +431,10 @@ def _read_tecplot(path: Path) -> PIVField:
     if zone.get("I") and zone.get("J") and zone["I"] * zone["J"] != table.shape[0]:
         raise ValueError(f"{path}: ZONE I={zone['I']}, J={zone['J']} but {table.shape[0]} data rows")
     cols = _columns(names, table, path)
-    return _from_points(cols["x"], cols["y"], cols["u"], cols["v"], cols["valid"], cols["units"],
-                        zone.get("SOLUTIONTIME"), path)
+    piv = _from_points(cols["x"], cols["y"], cols["u"], cols["v"], cols["valid"], cols["units"],
+                       zone.get("SOLUTIONTIME"), path)
+    piv.aux = dict(re.findall(r'\bDATASETAUXDATA\s+(\w+)\s*=\s*"([^"]*)"', header, re.IGNORECASE))
+    return piv
 
 
 def _tecplot_variables(header: str, path: Path) -> list[str]:

@@ -16,6 +16,7 @@ import yaml
 from datamodules.ocean import OceanDataModule
 from symbench import cli
 from symbench.data_options import board_name, parse_data_options
+from symbench.fields import FieldLayout
 
 NAMES = "{u: UWND, v: VWND, time: TIME, lat: FNOCY, lon: FNOCX}"
 LAT, LON = np.linspace(40.0, 9.0, 32), np.linspace(100.0, 147.0, 48)  # rows north -> south, 100..147 E
@@ -124,3 +125,157 @@ def test_bad_files_give_one_line_naming_the_file(storm, tmp_path, capsys):
     assert cli.main(["bench", "ocean", "--data.colour", "red"]) == 2
     assert "OceanDataModule has no option --data.colour" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------------------------------ PIV series
+
+PIV_GRID = (32, 48)  # rows, columns of vectors
+DT_US, UM_PER_PX = 50.0, 20.0  # Insight's MicrosecondsPerDeltaT and MicrometersPerPixelX/Y
+
+
+def write_insight(path: Path, u: np.ndarray, v: np.ndarray, chc: np.ndarray, scale: bool = True) -> Path:
+    """One TSI Insight ``.vec`` field in pixel units: the one-line Tecplot header with its DATASETAUXDATA (dT and
+    the pixel size only when ``scale``), then ``X, Y, U, V, CHC`` rows, x fastest from the smallest y."""
+    h, w = u.shape
+    aux = ['Application="PIV"', 'SourceImageWidth="768"', 'SourceImageHeight="512"']
+    if scale:
+        aux += [f'MicrosecondsPerDeltaT="{DT_US:f}"', 'LengthUnit="mm"', f'MicrometersPerPixelX="{UM_PER_PX:f}"',
+                f'MicrometersPerPixelY="{UM_PER_PX:f}"']
+    header = (f'TITLE="D:\\jet\\{path.stem}.vec" VARIABLES="X pixel", "Y pixel", "U pixel", "V pixel", "CHC", '
+              + " ".join(f"DATASETAUXDATA {a}" for a in aux) + f" ZONE I={w}, J={h}, F=POINT,")
+    rows = [f"{8 + 16 * j:.6f}, {8 + 16 * i:.6f}, {u[h - 1 - i, j]:.6f}, {v[h - 1 - i, j]:.6f}, {chc[h - 1 - i, j]:d}"
+            for i in range(h) for j in range(w)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def insight(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """32 frames of an Insight series (displacements in pixels, row 0 on top); one vector flagged (CHC -1)."""
+    folder = tmp_path_factory.mktemp("insight")
+    rng = np.random.default_rng(1)
+    u, v = rng.normal(size=(2, 32, *PIV_GRID)).astype(np.float32).round(4)
+    for k in range(32):
+        chc = np.ones(PIV_GRID, dtype=int)
+        chc[5, 5] = -1 if k == 7 else 1
+        write_insight(folder / f"Run000001.T{k:03d}.D000.P000.H000.L.vec", u[k], v[k], chc)
+    return folder, np.stack([u, v], axis=1)
+
+
+def test_an_insight_series_in_pixels_becomes_si(insight, tmp_path):
+    """Pixels per dT -> m/s (x dT and the pixel size of the header), coordinates in m, times k dT; a series without
+    the scale stays in pixels and says so."""
+    from datamodules.jetflow import JetFlowDataModule
+
+    folder, displacement = insight
+    dm = JetFlowDataModule(source="piv", path=str(folder), root=str(tmp_path), station_shape=[16, 24])
+    tiles, _ = dm.load()
+    (rows, cols), first = dm.station_boxes[1], dm.trajectory_stations.index((0, 1))  # clear of the flag
+    assert np.allclose(tiles[first], displacement[:, :, rows, cols] * UM_PER_PX / DT_US, atol=1e-6)
+    grid = dm.describe()["stations"]["grid"]
+    assert grid["units"] == ["m", "m/s"] and grid["time_step"] == pytest.approx(DT_US * 1e-6)
+    assert grid["x"] == pytest.approx([8 * UM_PER_PX * 1e-6, (8 + 16 * 47) * UM_PER_PX * 1e-6])
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for k in range(2):
+        write_insight(bare / f"f{k}.vec", displacement[k, 0], displacement[k, 1], np.ones(PIV_GRID, int), False)
+    with pytest.warns(UserWarning, match="velocities stay in pixels per dT"):
+        JetFlowDataModule(source="piv", path=str(bare), root=str(tmp_path), station_shape=[16, 24]).read_runs()
+
+
+def test_bench_on_a_users_piv_series(insight, tmp_path):
+    folder, _ = insight
+    assert cli.main(["bench", "jetflow", "--preset", "tiny", "--models", "conv", "--root", str(tmp_path / "data"),
+                     "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"), "--no-progress",
+                     "--data.source", "piv", "--data.path", str(folder)]) == 0
+    (csv_path,) = (tmp_path / "results").glob("jetflow-*/runs.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert {(r["model"], r["split"]) for r in rows if r["metric"] == "rmse"} == {
+        ("conv", "test_future"), ("conv", "test_domain")}
+
+
+# ------------------------------------------------------------------------------------------------- The Well HDF5
+
+def write_the_well(path: Path, velocity: np.ndarray, buoyancy: np.ndarray, dt: float = 0.25) -> Path:
+    """A Rayleigh-Benard file in The Well's layout (PolymathicAI/the_well docs/data_format.md), written with h5py:
+    ``velocity`` (B, T, nx, ny, 2) in ``t1_fields``, ``buoyancy`` (B, T, nx, ny) in ``t0_fields``, y upwards."""
+    import h5py
+
+    b, t, nx, ny = buoyancy.shape
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"dataset_name": "rayleigh_benard", "grid_type": "cartesian", "n_spatial_dims": 2,
+                        "n_trajectories": b, "simulation_parameters": ["Rayleigh", "Prandtl"], "Rayleigh": 1e8,
+                        "Prandtl": 1.0})
+        dims = f.create_group("dimensions")
+        dims.attrs["spatial_dims"] = ["x", "y"]
+        dims.create_dataset("time", data=(np.arange(t) * dt).astype(np.float32)).attrs["sample_varying"] = False
+        for name, n, length in (("x", nx, 4.0), ("y", ny, 1.0)):
+            ds = dims.create_dataset(name, data=((np.arange(n) + 0.5) * length / n).astype(np.float32))
+            ds.attrs.update({"sample_varying": False, "time_varying": False})
+        bcs = f.create_group("boundary_conditions")
+        for name, dim, kind, n in (("x_periodic", "x", "PERIODIC", nx), ("y_wall", "y", "WALL", ny)):
+            g = bcs.create_group(name)
+            g.attrs.update({"associated_dims": [dim], "associated_fields": [], "bc_type": kind,
+                            "sample_varying": False, "time_varying": False})
+            mask = np.zeros(n, bool)
+            mask[[0, -1]] = True
+            g.create_dataset("mask", data=mask)
+        f.create_group("scalars").attrs["field_names"] = []
+        for group, name, data in (("t0_fields", "buoyancy", buoyancy), ("t1_fields", "velocity", velocity)):
+            g = f.create_group(group)
+            g.attrs["field_names"] = [name]
+            ds = g.create_dataset(name, data=data.astype(np.float32))
+            ds.attrs.update({"dim_varying": [True, True], "sample_varying": True, "time_varying": True})
+        f.create_group("t2_fields").attrs["field_names"] = []
+    return path
+
+
+@pytest.fixture(scope="module")
+def well(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    folder = tmp_path_factory.mktemp("the_well")
+    rng = np.random.default_rng(2)
+    velocity = rng.normal(size=(2, 1, 30, 128, 32, 2)).astype(np.float32)  # files, B, T, nx, ny, (vx, vy)
+    for k in range(2):
+        write_the_well(folder / f"rayleigh_benard_Rayleigh_1e8_Prandtl_{k}.hdf5", velocity[k],
+                       velocity[k, ..., 0] ** 2)
+    return folder, velocity
+
+
+def test_the_well_file_becomes_square_tiles(well):
+    """Tile k of simulation b: x columns 32k..32k+31, rows the y axis from the top, 2x2 cells averaged to the tiny
+    preset's 16; the time step and parameters are the file's."""
+    from datamodules.rbc import RBCDataModule
+
+    folder, velocity = well
+    dm = RBCDataModule(preset="tiny", source="the_well", path=str(folder / "rayleigh_benard_*.hdf5"))
+    tiles, layout = dm.load()
+    assert tiles.shape == (8, 30, 2, 16, 16) and layout == FieldLayout.of("velocity:vector")
+    for traj, (file, k) in ((0, (0, 0)), (6, (1, 2))):
+        frames = np.moveaxis(velocity[file, 0], -1, 1).swapaxes(-1, -2)[:, :, ::-1]  # (T, 2, y from the top, x)
+        block = frames[..., 32 * k:32 * (k + 1)].reshape(30, 2, 16, 2, 16, 2).mean(axis=(3, 5))
+        assert np.allclose(tiles[traj], block, atol=1e-6)
+    params = dm.describe()["source_params"]
+    assert params["time_step"] == pytest.approx(0.25) and params["parameters"] == {"Rayleigh": 1e8, "Prandtl": 1.0}
+    assert params["boundary_conditions"] == {"x": "periodic", "y": "wall"} and params["files"] == 2
+    both = RBCDataModule(preset="tiny", source="the_well", path=str(folder), fields=["velocity", "buoyancy"])
+    assert both.load()[1] == FieldLayout.of("velocity:vector", "buoyancy:scalar")
+
+
+def test_bench_rbc_on_the_well_files(well, tmp_path, capsys):
+    folder, _ = well
+    common = ["--preset", "tiny", "--models", "resnet", "--max-epochs", "1", "--root", str(tmp_path / "data"),
+              "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"), "--no-progress"]
+    assert cli.main(["bench", "rbc", *common, "--data.source", "the_well",
+                     "--data.path", str(folder / "rayleigh_benard_*.hdf5"), "--data.test_splits", "[orig, rot]"]) == 0
+    (csv_path,) = (tmp_path / "results").glob("rbc-*/runs.csv")  # 30 frames: too short for the scale split
+    splits = {r["split"] for r in csv.DictReader(csv_path.open()) if r["metric"] == "rmse"}
+    assert splits == {"orig", "rot"}
+    text = tmp_path / "rayleigh_benard_notes.hdf5"
+    text.write_text("not HDF5")
+    cut = tmp_path / "rayleigh_benard_cut.hdf5"
+    cut.write_bytes(next(folder.glob("*.hdf5")).read_bytes()[:4096])
+    for bad, message in ((text, "rayleigh_benard_notes.hdf5: not a readable HDF5 file"),
+                         (cut, "rayleigh_benard_cut.hdf5: not a readable HDF5 file")):
+        assert cli.main(["bench", "rbc", *common, "--data.source", "the_well", "--data.path", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
