@@ -21,6 +21,7 @@ from symbench.files import check_writable, latest_checkpoint, load_checkpoint, r
 from symbench.leaderboard import write_leaderboard
 from symbench.provenance import code_revision, git_describe
 from symbench.prediction_artifacts import PredictionArtifacts, artifact_path, read_meta
+from symbench.results import FAILED_FIELDS, FAILED_FILE, Diverged, RunsFailed, append_rows, read_rows
 from symbench.run_config_file import write_lightning_config
 
 

@@ -1,6 +1,7 @@
 """The ``symbench`` command line. Each subcommand does one thing and prints what it wrote where.
 
     symbench data generate <dataset> --preset P [--root DIR]
+    symbench data export <dataset> --format netcdf [--preset P] [--root DIR] [--out FILE] [--data.KEY VALUE ...]
     symbench fit|test|validate [LightningCLI arguments: -c config.yaml, --model.lr 1e-3, --data.preset tiny, ...]
     symbench bench <benchmark> --preset P [--models M ...] [--seeds S ...] [--data.KEY VALUE ...]
     symbench sweep <benchmark> --model M [--sampler grid|tpe] [--trials N] [--storage URL] [--workers N]
@@ -56,6 +57,12 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     gen.add_argument("--preset", default="cpu")
     gen.add_argument("--root", default="data", help="data root directory (default: data)")
     gen.add_argument("--no-progress", action="store_true")
+    exp = data_sub.add_parser("export", help="a self-describing NetCDF copy of a stored dataset (CF attributes)")
+    exp.add_argument("dataset")
+    exp.add_argument("--format", default="netcdf", help="netcdf (zarr: not a dependency; see the message)")
+    exp.add_argument("--preset", default="cpu")
+    exp.add_argument("--root", default="data", help="data root directory (default: data)")
+    exp.add_argument("--out", help="output file (default: <dataset>-<preset>.nc); datamodule options: --data.KEY VALUE")
 
     bench = sub.add_parser("bench", help="train every model on every seed, test on every split, append rows")
     bench.add_argument("benchmark")
@@ -212,6 +219,14 @@ def _leaderboard(args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     import datamodules
 
+    if args.data_command == "export":
+        from symbench.data_options import check_data_options, parse_data_options
+        from symbench.export import export
+
+        options = {"preset": args.preset, "root": args.root, **parse_data_options(args.data_tokens)}
+        check_data_options(args.dataset, options)
+        print(f"wrote {export(args.dataset, options, args.format, args.out)}")
+        return
     path = datamodules.generate(args.dataset, args.preset, args.root, progress=not args.no_progress)
     print(f"dataset {args.dataset} (preset {args.preset}) at {path}")
 
