@@ -17,6 +17,7 @@ LAYERS = {
     "symbench.forecast": 2, "symbench.last_checkpoint": 2, "symbench.prediction_artifacts": 2,
     "symbench.plateau": 2, "symbench.untrained": 2, "symbench.divergence": 2, "symbench.provenance": 2,
     "symbench.config": 3,
+    "symbench.run_config_file": 4, "symbench.data_options": 4, "symbench.export": 4,
     "symbench.bench": 4, "symbench.sweep": 4, "symbench.conformance": 4, "symbench.model_listing": 4,
     "symbench.leaderboard": 4, "symbench.plots": 4,
     "symbench.studies": 5,
