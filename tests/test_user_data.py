@@ -42,7 +42,7 @@ def storm(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     land = (np.arange(len(LAT))[:, None] < 6) & (np.arange(len(LON))[None] < 6)
     u[:, land], v[:, land] = np.nan, np.nan
     u[MISSING_DAY], v[MISSING_DAY] = np.nan, np.nan
-    u[3, 20, 20] = np.nan  # one missing point on one day: not land
+    u[3, 20:28, 36:44] = np.nan  # a quarter of a tile missing on one day (a cloud): not land
     write_wind(folder / "wind_u.cdf", "UWND", u, None)
     write_wind(folder / "wind_v.nc4", "VWND", 100 * v, "CM/S")
     return folder, u, v
@@ -50,8 +50,8 @@ def storm(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
 
 def test_names_paths_and_units_of_a_users_files(storm):
     """The mapping and the two files give u and v exactly (v converted from cm/s); land is the corner only (the
-    all-fill day is dropped and named, the one missing point is excluded from the masks); the held-out longitudes
-    default to the file's own east."""
+    all-fill day is dropped and named; the points missing on one day are not land but are excluded from the masks);
+    the held-out longitudes default to the file's own east."""
     folder, u, v = storm
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -64,13 +64,14 @@ def test_names_paths_and_units_of_a_users_files(storm):
     assert not any("'VWND' has no units" in m for m in messages)
     days = np.delete(np.arange(len(TIMES)), MISSING_DAY)
     assert tiles.shape == (6, 30, 2, 16, 16)
-    (r, c) = dm.origins[-1]
-    assert np.allclose(tiles[-1, :, 0], u[days][:, r:r + 16, c:c + 16], atol=1e-6)
-    assert np.allclose(tiles[-1, :, 1], v[days][:, r:r + 16, c:c + 16], atol=1e-5)
+    (r, c) = dm.origins[1]  # a tile without land or cloud
+    assert np.allclose(tiles[1, :, 0], u[days][:, r:r + 16, c:c + 16], atol=1e-6)
+    assert np.allclose(tiles[1, :, 1], v[days][:, r:r + 16, c:c + 16], atol=1e-5)
     masks = dm.load_mask()
     assert int((~masks[0]).sum()) == 36  # the 6x6 land corner of the first tile, the all-fill day not counted
     assert dm.origins == [(0, 0), (0, 16), (16, 0), (16, 16), (0, 32), (16, 32)]  # west, then east
-    assert [m.all() for m in masks] == [False, True, True, False, True, True]  # land; (20, 20) missing on day 3
+    assert [m.all() for m in masks] == [False, True, True, True, True, False]  # land; the cloud of day 3
+    assert int((~masks[5]).sum()) == 64  # kept (not 25 % land), its clouded points out of the loss and metrics
     assert dm.tiling.domain_lon_min == pytest.approx(LON[32]) and dm.domain_trajectories() == [4, 5]
 
 
