@@ -48,6 +48,17 @@ def storm(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     return folder, u, v
 
 
+def test_data_options_from_the_command_line():
+    """YAML values (mappings, numbers, lists), text paths, several values as a list; anything else is one line."""
+    options = parse_data_options(["--data.path", "2021", "on.nc", "--data.names", NAMES, "--data.region", "-30", "0",
+                                  "-180", "-150", "--data.tile=8"])
+    assert options == {"path": ["2021", "on.nc"], "names": yaml.safe_load(NAMES), "region": [-30, 0, -180, -150],
+                       "tile": 8}
+    for bad, message in ((["tiny"], "unrecognized argument 'tiny'"), (["--data.tile"], "--data.tile needs a value")):
+        with pytest.raises(ValueError, match=message):
+            parse_data_options(bad)
+
+
 def test_names_paths_and_units_of_a_users_files(storm):
     """The mapping and the two files give u and v exactly (v converted from cm/s); land is the corner only (the
     all-fill day is dropped and named; the points missing on one day are not land but are excluded from the masks);

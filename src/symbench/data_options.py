@@ -2,7 +2,8 @@
 leaderboard a user's own files get.
 
 Each value is read as YAML (``3`` -> int, ``'{u: UWND, v: VWND}'`` -> a mapping, ``[a, b]`` -> a list), text that is
-not YAML stays text (``*.nc``); several values after one key form a list (``--data.path a.nc b.nc``). Keys must be
+not YAML stays text (``*.nc``), ``path`` values are always text; several values after one key form a list
+(``--data.path a.nc b.nc``). Keys must be
 arguments of the benchmark's datamodule.
 
 A run on a user's files (a ``path`` option) writes its rows to its own leaderboard, ``<results>/<benchmark>-<id>/``,
@@ -21,6 +22,7 @@ import datamodules
 from datamodules.base import ForecastDataModule
 from datamodules.user_files import dataset_id, describe_names
 
+TEXT_OPTIONS = ("path",)  # taken as text, never as YAML (a file may be called 2021 or on)
 # The options that change what is read from a user's files (and so the dataset id).
 CONTENT_OPTIONS = ("source", "names", "task", "currents", "fields", "piv_format", "depth_index")
 
@@ -43,7 +45,8 @@ def parse_data_options(tokens: Sequence[str]) -> dict[str, Any]:
         if key is not None:
             if not values:
                 raise ValueError(f"--data.{key} needs a value")
-            options[key] = _value(values[0]) if len(values) == 1 else [_value(v) for v in values]
+            read = str if key in TEXT_OPTIONS else _value
+            options[key] = read(values[0]) if len(values) == 1 else [read(v) for v in values]
 
     for token in tokens:
         if token.startswith("--data."):
