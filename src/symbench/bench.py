@@ -221,7 +221,8 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
     names = list(model_names) if model_names else models.available(name)
     seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
     configs = [resolve(name, preset, m, s, root, overrides, use_best) for m in names for s in seeds]  # check all
-    check_writable(Path(results_dir) / name, "--results")  # before any simulation or training
+    board = board_name(name, configs[0].data)  # a user's files: a leaderboard of their own
+    check_writable(Path(results_dir) / board, "--results")  # before any simulation or training
     check_writable(runs_dir, "--runs")
     for m, best in ((m, best_config(name, m, preset)) for m in dict.fromkeys(c.model for c in configs) if use_best):
         if best:
@@ -229,7 +230,6 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
                   flush=True)
     if configs[0].data.get("source", "generated") == "generated":  # reuses existing data with the same parameters
         datamodules.generate(configs[0].dataset, configs[0].data.get("preset", preset), root, progress=progress)
-    board = board_name(name, configs[0].data)  # a user's files: a leaderboard of their own
     if board != name:
         print(f"{name} on the files at {configs[0].data['path']}: dataset id {board[len(name) + 1:]}, rows in "
               f"{Path(results_dir) / board}", flush=True)
