@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -82,10 +82,12 @@ def content_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(list(parts), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def data_key(path: str | Path) -> str:
+def data_key(path: str | Path | Sequence[str | Path]) -> str:
     """The content key of the data at ``path``: the ``key`` of a generated dataset's ``meta.json``, else ten hex
     digits of the SHA-256 over the file (every file under a directory, every file a glob matches) by relative name
-    and bytes: the same data give the same key however the path is spelled."""
+    and bytes: the same data give the same key however the path is spelled. Several paths: the key of their keys."""
+    if not isinstance(path, (str, Path)):
+        return content_key(*[data_key(p) for p in path])
     path = Path(path)
     meta = path / META_FILE
     if meta.is_file() and (key := json.loads(meta.read_text()).get("key")):

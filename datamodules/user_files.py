@@ -8,14 +8,13 @@
 * :func:`open_by_variable` -- u and v (or any variables) in different files: each variable's files are joined along
   time, then the variables are merged on their common grid and time axis; a one-line error names the files whose
   grids or times do not match.
-* :func:`dataset_id` -- the id of a user's dataset: a hash of the files' bytes (in path order) and of the options that
-  choose what is read from them, so the same content under another name or place gets the same id.
+* :func:`dataset_id` -- the id of a user's dataset: a hash of the files' names and bytes and of the options that
+  choose what is read from them, so the same files in another place get the same id.
 """
 
 from __future__ import annotations
 
 import glob as globlib
-import hashlib
 import json
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import xarray as xr
 import yaml
 
-from datamodules import ocean_io
+from datamodules import ocean_io, store
 from datamodules.ocean_io import OceanDataError, OceanNames
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf", ".nc3")
@@ -154,20 +153,9 @@ def _check_same_axes(a: xr.Dataset, b: xr.Dataset, names: OceanNames, path_a: Pa
                              f"({count[0]} steps); variables in separate files must share one time axis")
 
 
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def dataset_id(paths: PathSpec, *choices: Any, suffixes: Sequence[str] | None = None, length: int = 10) -> str:
-    """``length`` hex digits of SHA-256 over the files' digests (in path order) and ``choices`` (names, task,
-    ...): the same bytes read the same way give the same id wherever they lie."""
-    h = hashlib.sha256()
-    for path in expand(paths, suffixes, what="data"):
-        h.update(file_digest(path).encode())
-    h.update(json.dumps(list(choices), sort_keys=True, default=str).encode())
-    return h.hexdigest()[:length]
+def dataset_id(paths: PathSpec, *choices: Any) -> str:
+    """The id of a user's dataset: :func:`datamodules.store.content_key` of the files' content key
+    (:func:`datamodules.store.data_key`: names relative to the path and bytes) and of ``choices`` (names, task, ...):
+    the same files read the same way give the same id wherever they lie. Checks first that ``paths`` name files."""
+    expand(paths, what="data")
+    return store.content_key(store.data_key(paths), *choices)

@@ -84,6 +84,7 @@ def test_names_paths_and_units_of_a_users_files(storm):
     assert [m.all() for m in masks] == [False, True, True, True, True, False]  # land; the cloud of day 3
     assert int((~masks[5]).sum()) == 64  # kept (not 25 % land), its clouded points out of the loss and metrics
     assert dm.tiling.domain_lon_min == pytest.approx(LON[32]) and dm.domain_trajectories() == [4, 5]
+    assert len(dm.describe()["data_key"]) == 10  # the content key of the two files
 
 
 def test_bench_on_a_users_netcdf_writes_its_own_leaderboard(storm, tmp_path):

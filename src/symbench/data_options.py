@@ -7,8 +7,9 @@ not YAML stays text (``*.nc``), ``path`` values are always text; several values 
 arguments of the benchmark's datamodule.
 
 A run on a user's files (a ``path`` option) writes its rows to its own leaderboard, ``<results>/<benchmark>-<id>/``,
-where ``id`` is :func:`datamodules.user_files.dataset_id` of the files' bytes and of the options that choose what is
-read from them: the same data give the same board wherever they lie, other data never mix with the preset's rows.
+where ``id`` is :func:`datamodules.user_files.dataset_id` of the files (names and bytes) and of the options that choose
+what is read from them: the same data give the same board wherever they lie, other data never mix with the preset's
+rows.
 """
 
 from __future__ import annotations
