@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -39,7 +39,10 @@ class ForecastDataModule(L.LightningDataModule):
 
     DDP: validation and test loaders shard the windows without padding (:meth:`_eval_sampler`), so every window is
     evaluated exactly once over all ranks and the metrics' summed states equal a single process's. Training keeps
-    Lightning's padded, shuffled ``DistributedSampler``.
+    Lightning's padded, shuffled ``DistributedSampler``. A rank may get no window of one test split (the module
+    then adds zeros to that split's sums) but must get some window of its stage: a stage whose largest split has
+    fewer windows than there are ranks is refused with one line on every rank (Lightning would skip the loop on the
+    empty ranks and leave the others waiting in their reductions).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class ForecastDataModule(L.LightningDataModule):
         augment_copies: int = 2,
     ):
         super().__init__()
+        self.allow_zero_length_dataloader_with_multiple_devices = True  # an empty shard of one split (see above)
         check_augment(augment)
         if coarsen < 1:
             raise ValueError(f"coarsen must be an integer >= 1, got {coarsen}")
@@ -168,30 +172,59 @@ class ForecastDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                           num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0)
 
-    def _eval_sampler(self, dataset: Any) -> UnrepeatedDistributedSampler | None:
-        """Under DDP, rank ``r`` of ``n`` gets windows ``r, r + n, ...`` and none twice (Lightning's default
-        ``DistributedSampler`` pads by repeating windows, and leaves this subclass of it alone); ``None``
-        (sequential) in a single process."""
+    def _sampler_kwargs(self) -> dict[str, int] | None:
+        """``num_replicas`` and ``rank`` under DDP, else ``None``."""
         kwargs = getattr(getattr(self.trainer, "strategy", None), "distributed_sampler_kwargs", None)
         if kwargs is None and dist.is_available() and dist.is_initialized():
             kwargs = {"num_replicas": dist.get_world_size(), "rank": dist.get_rank()}
-        if not kwargs or kwargs["num_replicas"] <= 1:
-            return None
-        return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)
+        return kwargs if kwargs and kwargs["num_replicas"] > 1 else None
+
+    def _eval_sampler(self, dataset: Any) -> ShardSampler | None:
+        """Under DDP, a :class:`ShardSampler`; ``None`` (sequential) in a single process."""
+        kwargs = self._sampler_kwargs()
+        return None if kwargs is None else ShardSampler(dataset, **kwargs)
+
+    def _check_every_rank_evaluates(self, stage: str, names: Sequence[str]) -> None:
+        """One-line ``ValueError`` (raised on every rank alike) when some rank would get no window of ``stage``."""
+        kwargs = self._sampler_kwargs()
+        most = max(len(self.datasets[n]) for n in names)
+        if kwargs is not None and most < kwargs["num_replicas"]:
+            raise ValueError(f"the {stage} data have {most} window(s) ({', '.join(names)}), fewer than the "
+                             f"{kwargs['num_replicas']} DDP processes: use at most {most} device(s), or a smaller "
+                             "eval_stride / more data")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["train"], self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
+        self._check_every_rank_evaluates("validation", ["val"])
         return self._loader(self.datasets["val"], self.eval_batch_size)
 
     def test_dataloader(self) -> list[DataLoader]:
+        self._check_every_rank_evaluates("test", self.test_splits)
         return [self._loader(self.datasets[name], self.eval_batch_size) for name in self.test_splits]
 
     def example(self) -> tuple[Tensor, Tensor]:
         """One validation window (for shape checks and equivariance probes)."""
         self.setup()
         return self.datasets["val"][0]
+
+
+class ShardSampler(DistributedSampler):
+    """Rank ``r`` of ``n`` gets windows ``r, r + n, ...``: none twice and none left out, possibly none at all
+    (Lightning's default ``DistributedSampler`` pads by repeating windows, its ``UnrepeatedDistributedSampler``
+    refuses an empty shard; Lightning leaves a ``DistributedSampler`` subclass alone)."""
+
+    def __init__(self, dataset: Any, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.indices = range(rank, len(dataset), num_replicas)
+        self.num_samples = self.total_size = len(self.indices)
+
+    def __iter__(self) -> Any:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def coarsen_grid(array: Tensor, factor: int) -> Tensor:

@@ -255,3 +255,31 @@ def test_tpe_workers_propose_different_points():
     spec = SweepSpec("rbc", "unet", sampler="tpe", trials=2, seed=0)
     first = [optuna.create_study(sampler=_sampler(spec, w)).ask().suggest_float("x", 0, 1) for w in (0, 1, 0)]
     assert first[0] != first[1] and first[0] == first[2]  # distinct per worker, reproducible per worker
+
+
+def test_a_sweep_worker_gives_the_command_lines_device_options_to_every_trials_trainer(sandbox, monkeypatch, capsys):
+    """`symbench sweep --accelerator cpu --precision bf16` -> the worker's JSON spec -> each trial's Trainer (the
+    training itself replaced: the Trainer is made and its value told); more than one device per worker is refused."""
+    from dataclasses import asdict
+
+    from symbench.bench import FittedRun, make_trainer
+    from symbench.sweep import run as sweep_run
+
+    specs: list[SweepSpec] = []
+    monkeypatch.setattr(sweep_run, "run_sweep", lambda spec, workers: specs.append(spec.resolved()))
+    argv = _sweep(sandbox, sandbox / "data", "--accelerator", "cpu", "--precision", "bf16", "--pruner", "none")
+    assert cli.main(argv) == 0 and specs[0].trainer == {"accelerator": "cpu", "devices": 1, "precision": "bf16"}
+    trainers = []
+
+    def fit_run(cfg, run_dir, progress=True, callbacks=(), resume=True):
+        trainers.append(make_trainer(cfg, logger=False, enable_checkpointing=False, enable_progress_bar=False))
+        return FittedRun(None, None, trainers[-1], "", 1.0 / len(trainers), 0.0, 1)
+
+    monkeypatch.setattr(sweep_run, "fit_run", fit_run)
+    open_study(specs[0], create=True)
+    assert sweep_run._main(["--worker", json.dumps(asdict(specs[0]))]) == 0
+    assert len(trainers) == 4  # the grid's points
+    assert all(type(t.accelerator).__name__ == "CPUAccelerator" and t.precision == "bf16-mixed" for t in trainers)
+    assert all(t.num_devices == 1 for t in trainers)
+    assert cli.main(_sweep(sandbox, sandbox / "data", "--devices", "2")) == 2
+    assert "a sweep trains each trial in one process" in capsys.readouterr().err

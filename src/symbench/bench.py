@@ -3,10 +3,16 @@ append leaderboard rows and regenerate the leaderboard.
 
 A benchmark is a YAML file ``benchmarks/<name>/benchmark.yaml``; :mod:`symbench.config` reads it and resolves one
 run's configuration (its presets, per-model sections and a sweep's best configuration).
+
+Devices (:mod:`symbench.hardware`): the Trainer section's ``accelerator`` (default ``auto``: a GPU when one is
+visible), ``devices`` (default 1), ``num_nodes``, ``strategy`` and ``precision``; ``batch_size`` is the global batch.
+Under DDP every process runs this same program and takes the same decisions (skip, resume) from files that only
+rank 0 writes, and only between the runs' collectives: rows, leaderboards, artifacts, set-aside directories, locks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import datamodules
-from symbench import __version__, models
+from symbench import __version__, hardware, models
 from symbench.config import RunConfig, best_config, load_benchmark, resolve, seeds_of
 from symbench.data_options import board_name
 from symbench.files import check_writable, latest_checkpoint, load_checkpoint, run_lock
@@ -60,8 +66,9 @@ def is_stale(cfg: RunConfig, rows: Sequence[dict[str, str]]) -> bool:
 
 
 def _set_aside(run_dir: Path) -> None:
-    """Rename an earlier run directory of this configuration so that a rerun starts fresh and loses nothing."""
-    if run_dir.exists():
+    """Rename an earlier run directory of this configuration so that a rerun starts fresh and loses nothing (rank 0
+    only, before any Trainer exists; the other ranks of a rerun never look for a checkpoint to resume)."""
+    if run_dir.exists() and hardware.is_rank_zero():
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         run_dir.rename(run_dir.with_name(f"{run_dir.name}.replaced-{stamp}"))
         print(f"    earlier run moved to {run_dir.name}.replaced-{stamp}", flush=True)
@@ -86,8 +93,29 @@ def finished_training(last: dict[str, Any], max_epochs: int | None) -> bool:
     return max_epochs is not None and max_epochs >= 0 and int(last["epoch"]) >= max_epochs - 1
 
 
-def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callbacks: Sequence[Any] = ()) -> FittedRun:
-    """Train ``cfg`` in ``run_dir`` (continuing from its ``last.ckpt`` when an earlier attempt was interrupted) and
+def datamodule_args(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg.data`` with the global ``batch_size`` / ``eval_batch_size`` divided over the DDP processes."""
+    hw, data = cfg.hardware(), dict(cfg.data)
+    if "batch_size" in data:
+        data["batch_size"] = hw.per_device_batch(int(data["batch_size"]))
+    if data.get("eval_batch_size"):
+        data["eval_batch_size"] = hardware.eval_batch(int(data["eval_batch_size"]), hw)
+    return data
+
+
+def make_trainer(cfg: RunConfig, **kwargs: Any) -> Any:
+    """A Lightning Trainer of ``cfg.trainer`` (device defaults filled in) and ``kwargs``; sets the float32
+    precision (TF32 only with ``cfg.tf32``)."""
+    import lightning as L
+
+    hardware.set_float32_precision(cfg.tf32)
+    return L.Trainer(**kwargs, **hardware.trainer_args(cfg.trainer, cfg.hardware()))
+
+
+def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callbacks: Sequence[Any] = (),
+            resume: bool = True) -> FittedRun:
+    """Train ``cfg`` in ``run_dir`` (continuing from its ``last.ckpt`` when an earlier attempt was interrupted,
+    unless ``resume`` is False) and
     keep the checkpoint of the best validation rollout RMSE. ``callbacks`` are added to the Trainer's (e.g. a
     sweep's pruning callback)."""
     import lightning as L
@@ -99,7 +127,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
     from symbench.last_checkpoint import checkpoint_callbacks
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = datamodules.entry(cfg.dataset).datamodule_class()(**cfg.data)
+    dm = datamodules.entry(cfg.dataset).datamodule_class()(**datamodule_args(cfg))
     dm.setup("fit")
     module = ForecastModule(model=cfg.model, model_hparams=cfg.model_hparams, fields=dm.fields,
                             in_frames=dm.in_frames, train_steps=dm.train_steps, rollout_steps=dm.rollout_steps,
@@ -108,17 +136,14 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
     write_lightning_config(cfg, run_dir / "config.yaml")  # `symbench fit -c` repeats this run
     ckpt, save_last = checkpoint_callbacks(run_dir / "checkpoints")
     last = run_dir / "checkpoints" / "last.ckpt"
-    trainer_args = {"accelerator": "cpu", "devices": 1, **cfg.trainer}
     stopping = [] if cfg.early_stopping_patience is None else [plateau.early_stopping(cfg.early_stopping_patience)]
     callbacks = [StopOnDivergence(plateau.MONITOR), *stopping, ckpt, save_last, *callbacks]
-    trainer = L.Trainer(default_root_dir=run_dir, callbacks=callbacks,
-                        logger=CSVLogger(run_dir, name="logs"),
-                        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-                        **trainer_args)
+    trainer = make_trainer(cfg, default_root_dir=run_dir, callbacks=callbacks, logger=CSVLogger(run_dir, name="logs"),
+                           enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0)
     if not untrained.trainable(module):  # nothing to fit (a parameter-free baseline): test the module as it is
         path = untrained.write_checkpoint(module, run_dir / "checkpoints")
         return FittedRun(module, dm, trainer, str(path), float("nan"), 0.0, 0)
-    best = latest_checkpoint((run_dir / "checkpoints").glob("best-*.ckpt"))
+    best = latest_checkpoint((run_dir / "checkpoints").glob("best-*.ckpt")) if resume else None
     saved = load_checkpoint(last) if last.is_file() and best else None  # read once: the epoch and the best score
     if saved is not None and (finished_training(saved, trainer.max_epochs) or plateau.stopped_early(saved)):
         print(f"    already trained to epoch {int(saved['epoch']) + 1} in {run_dir}; using its best checkpoint",
@@ -127,22 +152,25 @@ def fit_run(cfg: RunConfig, run_dir: str | Path, progress: bool = True, callback
         score = state.get("best_model_score")
         return FittedRun(module, dm, trainer, str(best), float("nan") if score is None else float(score), 0.0,
                          int(saved["epoch"]) + 1)
-    resume = str(last) if last.is_file() else None  # an interrupted run of this configuration: continue it
-    if resume:
+    previous = str(last) if resume and last.is_file() else None  # an interrupted run of this configuration
+    if previous:
         print(f"    resuming from {last}", flush=True)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+    trainer.fit(module, datamodule=dm, ckpt_path=previous, weights_only=True)
     score = ckpt.best_model_score
     return FittedRun(module, dm, trainer, ckpt.best_model_path, float("nan") if score is None else float(score),
                      time.perf_counter() - start, trainer.current_epoch)
 
 
 def run_one(cfg: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
-            artifacts: str | Path | None = None) -> list[dict[str, Any]]:
-    """Train (:func:`fit_run`), test the best validation checkpoint on every split; return leaderboard rows.
-    With ``artifacts`` (a path), the test pass also saves the prediction artifacts there (spectra, snapshots)."""
-    with run_lock(run_directory(cfg, runs_dir)):
-        fitted = fit_run(cfg, run_directory(cfg, runs_dir), progress, callbacks=_artifact_callbacks(cfg, artifacts))
+            artifacts: str | Path | None = None, resume: bool = True) -> list[dict[str, Any]]:
+    """Train (:func:`fit_run`), test the best validation checkpoint on every split; return leaderboard rows (on
+    every DDP rank; the metrics are synced). With ``artifacts`` (a path), the test pass also saves the prediction
+    artifacts there (spectra, snapshots; rank 0). Rank 0 alone holds the run directory's lock."""
+    lock = run_lock(run_directory(cfg, runs_dir)) if hardware.is_rank_zero() else contextlib.nullcontext()
+    with lock:
+        fitted = fit_run(cfg, run_directory(cfg, runs_dir), progress, callbacks=_artifact_callbacks(cfg, artifacts),
+                         resume=resume)
         module, dm, trainer = fitted.module, fitted.datamodule, fitted.trainer
         trainer.test(module, datamodule=dm, ckpt_path=fitted.best_path, verbose=False, weights_only=True)
     best_epoch = int(torch_load_epoch(fitted.best_path))
@@ -190,11 +218,11 @@ def write_artifacts(cfg: RunConfig, path: str | Path, runs_dir: str | Path = "ru
     if best is None:
         raise FileNotFoundError(f"no best checkpoint under {run_directory(cfg, runs_dir)}; run `symbench bench` first")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = datamodules.entry(cfg.dataset).datamodule_class()(**cfg.data)
+    dm = datamodules.entry(cfg.dataset).datamodule_class()(**datamodule_args(cfg))
     module = ForecastModule.load_from_checkpoint(best, map_location="cpu", weights_only=True)
-    trainer = L.Trainer(default_root_dir=run_directory(cfg, runs_dir), callbacks=_artifact_callbacks(cfg, path),
-                        logger=False, enable_checkpointing=False, enable_progress_bar=progress,
-                        enable_model_summary=False, **{"accelerator": "cpu", "devices": 1, **cfg.trainer})
+    trainer = make_trainer(cfg, default_root_dir=run_directory(cfg, runs_dir), callbacks=_artifact_callbacks(cfg, path),
+                           logger=False, enable_checkpointing=False, enable_progress_bar=progress,
+                           enable_model_summary=False)
     trainer.test(module, datamodule=dm, verbose=False)
     return Path(path)
 
@@ -208,7 +236,7 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
                   seeds: Sequence[int] | None = None, root: str | Path = "data", results_dir: str | Path = "results",
                   runs_dir: str | Path = "runs", overrides: dict[str, dict[str, Any]] | None = None,
                   progress: bool = True, rerun: bool = False, use_best: bool = True,
-                  rerun_stale: bool = False) -> list[dict[str, Any]]:
+                  rerun_stale: bool = False, tf32: bool = False) -> list[dict[str, Any]]:
     """Run ``name`` at ``preset`` for every model and seed; rows are appended after each run (a crash keeps them).
 
     Resumable: a (model, seed) of a configuration that already has rows in ``runs.csv`` and a best checkpoint under
@@ -216,19 +244,25 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
     pair from scratch (an earlier run directory is renamed, not deleted) and appends new rows. ``rerun_stale=True``
     trains only the pairs whose rows are all stale (:func:`is_stale`: from older code or settings) and skips the rest,
     e.g. after a model fix on a clone whose ``runs.csv`` came from another machine.
+    Under DDP only global rank 0 generates data and writes rows, tables and directories (``--rerun`` renames
+    every earlier run directory before the first Trainer starts).
     """
     load_benchmark(name)
     names = list(model_names) if model_names else models.available(name)
     seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
-    configs = [resolve(name, preset, m, s, root, overrides, use_best) for m in names for s in seeds]  # check all
+    configs = [resolve(name, preset, m, s, root, overrides, use_best, tf32) for m in names for s in seeds]
+    for cfg in configs:  # check all: impossible devices or a global batch that does not divide -> one line
+        datamodule_args(cfg)
+    writer = hardware.is_rank_zero()
+    say = print if writer else (lambda *args, **kwargs: None)
     board = board_name(name, configs[0].data)  # a user's files: a leaderboard of their own
     check_writable(Path(results_dir) / board, "--results")  # before any simulation or training
     check_writable(runs_dir, "--runs")
     for m, best in ((m, best_config(name, m, preset)) for m in dict.fromkeys(c.model for c in configs) if use_best):
         if best:
-            print(f"{m}: sweep's best configuration {best} (benchmarks/{name}/best/{m}.yaml; --no-best ignores it)",
+            say(f"{m}: sweep's best configuration {best} (benchmarks/{name}/best/{m}.yaml; --no-best ignores it)",
                   flush=True)
-    if configs[0].data.get("source", "generated") == "generated":  # reuses existing data with the same parameters
+    if configs[0].data.get("source", "generated") == "generated" and writer:  # reuses data of the same parameters
         datamodules.generate(configs[0].dataset, configs[0].data.get("preset", preset), root, progress=progress)
     if board != name:
         print(f"{name} on the files at {configs[0].data['path']}: dataset id {board[len(name) + 1:]}, rows in "
@@ -237,37 +271,42 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
     all_rows, failures = [], []
     previous = read_rows(csv_path) if csv_path.exists() and not rerun else []
     failed_before = read_rows(failed_path) if failed_path.exists() and not rerun else []
+    for cfg in configs if rerun else ():
+        _set_aside(run_directory(cfg, runs_dir))
     for i, cfg in enumerate(configs, start=1):
-        print(f"[{i}/{len(configs)}] {name} preset={preset} model={cfg.model} seed={cfg.seed}", flush=True)
+        say(f"[{i}/{len(configs)}] {name} preset={preset} model={cfg.model} seed={cfg.seed}", flush=True)
         if failed := _failure_of(cfg, failed_before):
-            print(f"    failed before ({failed['reason']}; {failed_path}); skipped (--rerun tries again)", flush=True)
+            say(f"    failed before ({failed['reason']}; {failed_path}); skipped (--rerun tries again)", flush=True)
             failures.append(f"{cfg.model} seed {cfg.seed} ({failed['reason']})")
             continue
         if rerun_stale and not is_stale(cfg, previous):
-            print(f"    no stale rows in {csv_path}; skipped (--rerun-stale retrains only those)", flush=True)
+            say(f"    no stale rows in {csv_path}; skipped (--rerun-stale retrains only those)", flush=True)
             continue
         if not rerun_stale and is_finished(cfg, previous, runs_dir):
-            print(f"    already in {csv_path} (same configuration); skipped (--rerun trains it again)", flush=True)
+            say(f"    already in {csv_path} (same configuration); skipped (--rerun trains it again)", flush=True)
             art = artifact_path(results_dir, board, cfg.preset, cfg.model, cfg.seed)
             if not has_artifacts(cfg, art):  # runs finished before artifacts existed: a test pass, no rows
-                print(f"    wrote {write_artifacts(cfg, art, runs_dir, progress)} (test pass of the best checkpoint; "
-                      "no rows appended)", flush=True)
+                written = write_artifacts(cfg, art, runs_dir, progress)
+                say(f"    wrote {written} (test pass of the best checkpoint; no rows appended)", flush=True)
             continue
-        if rerun or rerun_stale:
+        if rerun_stale:
             _set_aside(run_directory(cfg, runs_dir))
         try:
-            rows = run_one(cfg, runs_dir, progress, artifacts=artifact_path(results_dir, board, cfg.preset, cfg.model,
-                                                                            cfg.seed))
+            art = artifact_path(results_dir, board, cfg.preset, cfg.model, cfg.seed)
+            rows = run_one(cfg, runs_dir, progress, artifacts=art, resume=not (rerun or rerun_stale))
         except Diverged as err:  # recorded as failed, never as rows; the next run goes on
-            append_rows(failed_path, [_failure_row(cfg, err)], FAILED_FIELDS)
+            if writer:
+                append_rows(failed_path, [_failure_row(cfg, err)], FAILED_FIELDS)
             failures.append(f"{cfg.model} seed {cfg.seed} ({err})")
-            print(f"    {err}; recorded in {failed_path}; going on with the next run", flush=True)
+            say(f"    {err}; recorded in {failed_path}; going on with the next run", flush=True)
+            continue
+        all_rows += rows
+        if not writer:
             continue
         append_rows(csv_path, rows)
-        all_rows += rows
         rmse = ", ".join(f"{r['split']} RMSE {r['value']:.4f}" for r in rows if r["metric"] == "rmse")
         print(f"    appended {len(rows)} rows to {csv_path} ({rmse}; {rows[0]['train_seconds']} s training)", flush=True)
-    if csv_path.exists():
+    if csv_path.exists() and writer:
         written = write_leaderboard(board, results_dir, model_order=models.available())
         print("wrote " + ", ".join(str(p) for p in written))
     if failures:

@@ -74,8 +74,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     bench.add_argument("--results", default="results", help="results directory (runs.csv, leaderboard)")
     bench.add_argument("--runs", default="runs", help="checkpoints and logs directory")
     bench.add_argument("--max-epochs", type=int, help="override the preset's number of epochs")
-    bench.add_argument("--accelerator", help="override the Trainer accelerator (cpu, gpu, auto)")
-    bench.add_argument("--devices", help="override the Trainer devices (e.g. 1, 4, auto)")
+    _device_options(bench)
     bench.add_argument("--no-progress", action="store_true")
     bench.add_argument("--rerun", action="store_true",
                        help="train (model, seed) pairs again even if runs.csv has rows of the same configuration")
@@ -104,6 +103,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     sweep.add_argument("--root", default="data", help="data root directory")
     sweep.add_argument("--runs", default="runs", help="checkpoints, logs and the default journal")
     sweep.add_argument("--no-progress", action="store_true")
+    _device_options(sweep)  # one device per worker: a sweep runs its trials in parallel
 
     listing = sub.add_parser("models", help="list every model (registry and installed plug-ins): family, "
                                             "parameters at a preset, benchmarks, source")
@@ -139,34 +139,41 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    """The Trainer's hardware options of every study (``--accelerator``, ``--devices``, ``--num-nodes``,
+    ``--strategy``, ``--precision``) and ``--tf32``."""
+    from symbench.studies.common import add_trainer_arguments
+
+    add_trainer_arguments(parser)
+    parser.add_argument("--tf32", action="store_true",
+                        help="allow TF32 matrix products and cuDNN convolutions on CUDA (default: full float32)")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from symbench.bench import run_benchmark
     from symbench.config import load_benchmark
     from symbench.data_options import check_data_options, parse_data_options
+    from symbench.studies.common import trainer_settings
 
-    trainer = {k: v for k, v in {"max_epochs": args.max_epochs, "accelerator": args.accelerator,
-                                 "devices": _devices(args.devices)}.items() if v is not None}
+    trainer = {**({"max_epochs": args.max_epochs} if args.max_epochs is not None else {}), **trainer_settings(args)}
     data = parse_data_options(args.data_tokens)
     check_data_options(load_benchmark(args.benchmark)["dataset"], data)
     run_benchmark(args.benchmark, args.preset, args.models, args.seeds, args.root, args.results, args.runs,
                   overrides={"trainer": trainer, "data": data}, progress=not args.no_progress, rerun=args.rerun,
-                  use_best=not args.no_best, rerun_stale=args.rerun_stale)
+                  use_best=not args.no_best, rerun_stale=args.rerun_stale, tf32=args.tf32)
 
 
 def _sweep(args: argparse.Namespace) -> None:
     from symbench import models
+    from symbench.studies.common import trainer_settings
     from symbench.sweep.run import SweepSpec, run_sweep
 
     model = models.canonical(args.model)  # unknown model -> one line; outside symbench: name@version
     spec = SweepSpec(benchmark=args.benchmark, model=model, preset=args.preset, sampler=args.sampler,
                      trials=args.trials, storage=args.storage, study=args.study, root=args.root, runs=args.runs,
                      space=args.space, pruner=args.pruner, heartbeat=args.heartbeat, grace=args.grace,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, trainer=trainer_settings(args), tf32=args.tf32)
     run_sweep(spec, workers=args.workers)
-
-
-def _devices(value: str | None) -> int | str | None:
-    return int(value) if value is not None and value.isdigit() else value
 
 
 def _models(args: argparse.Namespace) -> None:

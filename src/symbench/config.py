@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from symbench import models
+from symbench import hardware, models
 from symbench.files import load_yaml
 from symbench.provenance import REPO_ROOT, code_revision
 
@@ -66,15 +66,24 @@ class RunConfig:
     model_hparams: dict[str, Any]
     trainer: dict[str, Any] = field(default_factory=dict)
     early_stopping_patience: int | None = None  # None: train all max_epochs
+    tf32: bool = False  # TF32 matrix products / convolutions on CUDA (off: full float32)
+
+    def hardware(self) -> hardware.Hardware:
+        """The resolved device options (one-line ``ValueError`` for impossible ones)."""
+        return hardware.resolve(self.trainer, self.tf32)
 
     def config_hash(self) -> str:
         """Twelve hex digits of the SHA-256 of everything but the seed and the data root (hashed as the default
         ``data``: the same data spelled ``../data`` or ``data`` are one configuration; the dataset's content key in
         every row tells data apart), and of the code revision of the model and data module
-        (:func:`symbench.provenance.code_revision`)."""
-        payload = {k: v for k, v in self.__dict__.items() if k != "seed"}
+        (:func:`symbench.provenance.code_revision`). Device options count as resolved (:meth:`hardware`), and only
+        where they differ from one CPU process in float32, so single-CPU hashes are those of earlier versions."""
+        payload = {k: v for k, v in self.__dict__.items() if k not in ("seed", "tf32")}
         payload["data"] = {**self.data, **({"root": "data"} if "root" in self.data else {})}
         payload["code_rev"] = code_revision(self.model, self.dataset)
+        payload["trainer"] = {k: v for k, v in self.trainer.items() if k not in hardware.DEVICE_KEYS}
+        if device := self.hardware().hashed():  # resolved device options, where not one float32 CPU process
+            payload["hardware"] = device
         return hash_config(payload)
 
 
@@ -111,7 +120,7 @@ def best_config(name: str, model: str, preset: str) -> dict[str, Any]:
 
 
 def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "data",
-            overrides: dict[str, dict[str, Any]] | None = None, use_best: bool = True) -> RunConfig:
+            overrides: dict[str, dict[str, Any]] | None = None, use_best: bool = True, tf32: bool = False) -> RunConfig:
     """The run configuration of ``model`` at ``preset``: the preset's sections, then (``use_best``) the sweep's best
     configuration for this model and preset, then ``overrides`` (data/module/model_hparams/trainer sections)."""
     bench = load_benchmark(name)
@@ -130,7 +139,7 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
         module={**p.get("module", {}), **per_model(p.get("model_module", {}), key)},
         model_hparams=per_model(p.get("model_hparams", {}), key),
         trainer=trainer,
-        early_stopping_patience=_patience(p.get("early_stopping_patience"), name, preset),
+        early_stopping_patience=_patience(p.get("early_stopping_patience"), name, preset), tf32=tf32,
     )
     if use_best and (best := best_config(name, model, preset)):
         for section, values in to_overrides(best).items():

@@ -14,7 +14,11 @@ there), the loss is the MSE over valid points, and RMSE / ESE / thermal energy c
 DDP exactness: every metric keeps summed states (``dist_reduce_fx="sum"``) that are synced before ``compute``, the
 datamodule's evaluation loaders shard the windows without padding (each counted once), and the equivariance probe's
 group element of a window depends only on its dataset index, not on the batch or rank that evaluates it. So
-``validate`` / ``test`` on N ranks log the single-process values up to float summation order.
+``validate`` / ``test`` on N ranks log the single-process values up to float summation order. A rank whose shard of
+a split is empty still computes (syncs) that split's metrics, contributing zero sums: whether a split or probe has
+results is decided over all ranks, so every rank reaches every reduction.
+
+Precision: equivariance probes run in full float32 (no autocast, no TF32), whatever the Trainer's precision.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from torch import Tensor, nn
 
 from symbench import models, symmetry
 from symbench.fields import FieldLayout
+from symbench.hardware import full_float32
 from symbench.metrics import EnergySpectrumError, EquivarianceError, RolloutRMSE, ThermalEnergyL1, equivariance_pair
 
 # Groups whose one-step equivariance error is measured on the ``orig`` test split (ICLR 2021 sec. 5.1, Table 1).
@@ -180,21 +185,22 @@ class ForecastModule(L.LightningModule):
         if len(index) != history.shape[0]:
             raise RuntimeError(f"batch of {history.shape[0]} windows but the sampler gave {len(index)} indices")
         idx = torch.as_tensor(index)
-        for name, metric in self.test_equivariance.items():
-            g = symmetry.map_params(self._probe_elements[name], lambda t: t[idx].to(history.device))
-            metric.update(*equivariance_pair(self.net, history, lambda x: g.act(x, self.layout)))  # noqa: B023 (called now)
+        with full_float32(history.device.type):
+            for name, metric in self.test_equivariance.items():
+                g = symmetry.map_params(self._probe_elements[name], lambda t: t[idx].to(history.device))
+                metric.update(*equivariance_pair(self.net, history, lambda x: g.act(x, self.layout)))  # noqa: B023
 
     def on_test_epoch_end(self) -> None:
         self.test_results: dict[str, dict[str, Any]] = {}
         for split, rmse, ese in zip(self.test_splits, self.test_rmse, self.test_ese):
-            if not rmse.update_called:
+            if not self._updated_on_some_rank(rmse):
                 continue
             r = rmse.compute()
             res = {"rmse": r["horizon"].item(), "rmse_step": r["per_step"].tolist()}
             self.log(f"test/{split}/rmse", r["horizon"], add_dataloader_idx=False)
             for step, value in enumerate(r["per_step"], start=1):
                 self.log(f"test/{split}/rmse_step{step}", value, add_dataloader_idx=False)
-            if self.layout.n_vectors and ese.update_called:
+            if self.layout.n_vectors and self._updated_on_some_rank(ese):
                 res["ese"] = ese.compute().item()
                 self.log(f"test/{split}/ese", res["ese"], add_dataloader_idx=False)
             if self.test_energy:
@@ -204,7 +210,7 @@ class ForecastModule(L.LightningModule):
                 energy.reset()
             if split == "orig":
                 for name, metric in self.test_equivariance.items():
-                    if metric.update_called:
+                    if self._updated_on_some_rank(metric):
                         ee = metric.compute()
                         res[f"eqerr_{name}"], res[f"eqrel_{name}"] = ee["rmse"].item(), ee["relative"].item()
                         for key in (f"eqerr_{name}", f"eqrel_{name}"):
@@ -213,6 +219,13 @@ class ForecastModule(L.LightningModule):
             self.test_results[split] = res
             rmse.reset()
             ese.reset()
+
+    def _updated_on_some_rank(self, metric: Any) -> bool:
+        """Whether ``metric`` was updated on any DDP rank (the same answer on every rank)."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return bool(metric.update_called)
+        return bool(trainer.strategy.reduce_boolean_decision(bool(metric.update_called), all=False))
 
     # -- optimisation ----------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

@@ -22,7 +22,8 @@ of the data (the velocity):
 plus ``splits`` (the split names) and ``meta`` (a JSON string: model, seed, preset, config hash, ... as given, and
 the field's name). All values are in the normalised units of the metrics. The file is one compressed ``.npz``
 written atomically (temporary file in the same directory, then ``os.replace``), on global rank 0; under DDP the
-spectrum sums and sample counts are summed over the ranks first, and the snapshot is rank 0's first sample.
+spectrum sums and sample counts are summed over the ranks first (a rank with no window of a split adds zeros, so
+every rank takes part in every reduction), and the snapshot is rank 0's first sample.
 """
 
 from __future__ import annotations
@@ -171,10 +172,18 @@ class PredictionArtifacts(Callback):
         self.written = save_npz_atomic(self.path, self.arrays())
 
     def _reduce_over_ranks(self, trainer: Any, pl_module: Any) -> None:
-        for split in self._splits:
-            acc = self._sums.get(split)
-            if acc is None:
+        if self._slice is None:
+            return
+        loaders = trainer.test_dataloaders
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        for split, loader in zip(self._splits, loaders):
+            if len(loader.dataset) == 0:  # empty on every rank
                 continue
+            if split not in self._sums:  # this rank's shard is empty: zero sums of the split's shapes
+                zero = loader.dataset[0][1][None, :, self._slice].double().zero_()  # one zero sample: zero spectra
+                self._accumulate(split, zero, zero)
+                self._sums[split].n_samples.zero_()
+            acc = self._sums[split]
             for name in ("spectrum_pred", "spectrum_target", "tke_pred", "tke_target", "n_samples"):
                 value = getattr(acc, name)
                 if value is not None:

@@ -9,6 +9,10 @@ A trial is one :func:`symbench.bench.fit_run` of the benchmark's run configurati
 value is the best validation rollout RMSE, reported every epoch to Optuna's Lightning pruning callback. Workers
 keep a heartbeat on their trial (:mod:`symbench.sweep.queue`); a trial whose worker was killed is failed and
 retried, and the retry continues from the killed trial's last checkpoint.
+
+Devices: a sweep runs in parallel over trials, so each trial is one process on one device (``--accelerator``,
+``--precision`` and ``--tf32`` reach every worker's Trainer; ``--devices`` / ``--num-nodes`` other than 1 are refused
+with one line). Sweeps on many machines share one study through a database ``--storage`` (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import optuna
 import yaml
 from optuna.trial import Trial, TrialState
 
+from symbench import hardware
 from symbench.bench import fit_run
 from symbench.config import ConfigError, benchmarks_dir, resolve, seeds_of, to_overrides
 from symbench.results import atomic_write_text
@@ -58,12 +63,20 @@ class SweepSpec:
     max_retry: int = 3
     seed: int | None = None  # None: the preset's first seed
     progress: bool = True
+    trainer: dict[str, Any] | None = None  # device options of every trial's Trainer (accelerator, precision, ...)
+    tf32: bool = False
 
     def resolved(self) -> "SweepSpec":
         """Defaults filled in from the sweep file and the benchmark; bad input raises one-line errors."""
         space = load_space(self.benchmark, self.model, self.space, self.preset)
-        resolve(self.benchmark, self.preset, self.model, 0, self.root)  # unknown preset / model -> one line
+        cfg = resolve(self.benchmark, self.preset, self.model, 0, self.root,  # unknown preset / model -> one line
+                      {"trainer": {"devices": 1, **(self.trainer or {})}}, tf32=self.tf32)
+        if cfg.hardware().world_size != 1:
+            raise ConfigError(f"a sweep trains each trial in one process; --devices {cfg.trainer['devices']} x "
+                              f"--num-nodes {cfg.trainer.get('num_nodes', 1)} given: use --workers N (one GPU each) "
+                              "and more machines sharing the --storage")
         spec = SweepSpec(**asdict(self))
+        spec.trainer = {k: v for k, v in cfg.trainer.items() if k in hardware.DEVICE_KEYS}
         spec.space = str(space.path)
         spec.sampler = spec.sampler or space.sampler
         check_choice("sampler", spec.sampler, SAMPLERS)
@@ -133,8 +146,10 @@ def run_trial(queue: TrialQueue, trial: Trial, spec: SweepSpec, space: SearchSpa
         params = space.suggest(trial, spec.sampler)
         print(f"[worker {os.getpid()}] {label}: {json.dumps(params)}", flush=True)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        cfg = resolve(spec.benchmark, spec.preset, spec.model, spec.seed, spec.root, to_overrides(params),
-                      use_best=False)
+        overrides = to_overrides(params)
+        overrides["trainer"] = {**overrides.get("trainer", {}), **(spec.trainer or {})}
+        cfg = resolve(spec.benchmark, spec.preset, spec.model, spec.seed, spec.root, overrides, use_best=False,
+                      tf32=spec.tf32)
         with Heartbeat(trial, spec.heartbeat):
             pruning = PyTorchLightningPruningCallback(trial, monitor=space.objective)
             fitted = fit_run(cfg, run_dir, progress=False, callbacks=[pruning])
