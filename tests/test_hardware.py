@@ -79,6 +79,11 @@ def test_float32_precision_is_set_explicitly_and_probes_run_without_tf32_or_auto
     finally:
         hardware.set_float32_precision(False)
     assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    from symbench.studies.common import make_trainer
+
+    hardware.set_float32_precision(True)
+    make_trainer(None, logger=False, enable_progress_bar=False, enable_model_summary=False)  # every study's Trainer
+    assert not torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "highest"
 
 
 @pytest.mark.parametrize("env, zero", [({}, True), ({"LOCAL_RANK": "1"}, False), ({"NODE_RANK": "1"}, False),

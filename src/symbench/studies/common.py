@@ -4,7 +4,9 @@ Trainer factory, fit-then-test-the-best-checkpoint, and the seed mean / spread.
 Trainer settings (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``precision``) come from the study's
 preset or the command line (:func:`add_trainer_arguments`, :func:`trainer_settings`), never from a literal in a
 study. The defaults (:data:`TRAINER_DEFAULTS`) run on one device of whatever accelerator is present; on a CPU-only
-machine that is exactly the former ``accelerator="cpu", devices=1``.
+machine that is exactly the former ``accelerator="cpu", devices=1``. Float32 stays full float32 on GPUs (TF32 off,
+:func:`symbench.hardware.set_float32_precision`), so equivariance errors sit at float32 round-off there too. The
+studies write their results from every process: run them on one device per process, not under DDP.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from symbench.config import ConfigError, hash_config, load_benchmark
 from symbench.files import load_checkpoint
+from symbench.hardware import set_float32_precision
 from symbench.results import ROW_FIELDS, append_rows
 
 R = TypeVar("R")
@@ -165,6 +168,7 @@ def make_trainer(settings: Mapping[str, Any] | None = None, **kwargs: Any) -> L.
     clash = sorted(set(kwargs) & set(TRAINER_DEFAULTS))
     if clash:
         raise TypeError(f"make_trainer: pass {', '.join(clash)} in settings (preset or command line)")
+    set_float32_precision(False)
     return L.Trainer(**{**TRAINER_DEFAULTS, **(settings or {}), **kwargs})
 
 
