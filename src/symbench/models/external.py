@@ -32,6 +32,11 @@ ENTRY_POINT_GROUP = "symbench.models"
 EXTERNAL_FAMILY = "external"  # family of a reference whose factory declares none
 
 
+class ModelReferenceError(ValueError):
+    """A model reference or plug-in that cannot be used; the message names it and the problem (one CLI line, even
+    when it wraps the user's own import error)."""
+
+
 @dataclass(frozen=True)
 class External:
     """A model found outside the registry: its spec, where it came from (one phrase) and its package version."""
@@ -56,15 +61,15 @@ def load_object(reference: str) -> Any:
     """The object ``reference`` (``"module:attr.attr"``) names; ``ValueError`` naming the reference otherwise."""
     module_name, _, attr = reference.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"model reference {reference!r}: expected 'package.module:Factory'")
+        raise ModelReferenceError(f"model reference {reference!r}: expected 'package.module:Factory'")
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as err:  # any failure while importing the user's module is bad input of this reference
-        raise ValueError(f"model reference {reference!r}: cannot import {module_name!r} "
+        raise ModelReferenceError(f"model reference {reference!r}: cannot import {module_name!r} "
                          f"({type(err).__name__}: {_first_line(err)})") from err
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"model reference {reference!r}: module {module_name!r} has no attribute {attr!r}")
+            raise ModelReferenceError(f"model reference {reference!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     return obj
 
@@ -90,7 +95,7 @@ def spec_from_factory(name: str, target: str, factory: Any) -> ModelSpec:
     """A registry line read off a factory's attributes (``family``, ``benchmarks``, ``symmetries``, ``defaults``,
     the docstring's first line as description)."""
     if not callable(factory):
-        raise ValueError(f"model {name!r}: {target} is a {type(factory).__name__}, not a factory or a ModelSpec")
+        raise ModelReferenceError(f"model {name!r}: {target} is a {type(factory).__name__}, not a factory or a ModelSpec")
     doc = (getattr(factory, "__doc__", None) or "").strip()
     return ModelSpec(name, target, str(getattr(factory, "family", EXTERNAL_FAMILY)),
                      tuple(getattr(factory, "benchmarks", ())), doc.splitlines()[0] if doc else "",
@@ -103,7 +108,7 @@ def reference(name: str) -> External:
     factory = load_object(base)
     version = package_version(base.partition(":")[0])
     if wanted is not None and wanted != version:
-        raise ValueError(f"model reference {name!r}: the installed package has version {version or 'unknown'}")
+        raise ModelReferenceError(f"model reference {name!r}: the installed package has version {version or 'unknown'}")
     return External(spec_from_factory(base, base, factory), f"reference {base}", version)
 
 
@@ -117,10 +122,10 @@ def plugins() -> list[External]:
         try:
             obj = ep.load()
         except Exception as err:  # a broken plug-in is named, not hidden behind a traceback
-            raise ValueError(f"{where}: cannot load ({type(err).__name__}: {_first_line(err)})") from err
+            raise ModelReferenceError(f"{where}: cannot load ({type(err).__name__}: {_first_line(err)})") from err
         if isinstance(obj, ModelSpec):
             if obj.name != ep.name:
-                raise ValueError(f"{where}: its ModelSpec is named {obj.name!r}; name the entry point the same")
+                raise ModelReferenceError(f"{where}: its ModelSpec is named {obj.name!r}; name the entry point the same")
             spec = obj
         else:
             spec = spec_from_factory(ep.name, ep.value, obj)
