@@ -53,6 +53,7 @@ from tqdm import tqdm
 from datamodules import fetch, ocean_geostrophic, ocean_io, ocean_masks, store, user_files
 from datamodules.base import ForecastDataModule
 from symbench.fields import FieldLayout
+from symbench.files import check_writable
 
 GENERATOR_REVISION = 1
 SCHEMAS = {"CMEMS": ocean_io.CMEMS, "DUACS": ocean_io.DUACS, "NEMO": ocean_io.NEMO, "POP": ocean_io.POP,
@@ -109,6 +110,7 @@ def generate_currents(directory: Path, progress: bool = True) -> Path:
     done = directory / "meta.json"
     if done.is_file():
         return directory
+    check_writable(directory.parent, "--root")  # before fetching and deriving, not after
     source = fetch.fetch(fetch.MED_ADT)
     ds = ocean_io.open_ocean(source, ocean_io.DUACS, ["ssh"])
     array, mask, coords = ocean_io.read_fields(ds, ocean_io.DUACS, None, ["ssh"])

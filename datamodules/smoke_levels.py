@@ -35,6 +35,7 @@ import numpy as np
 
 from datamodules import store
 from symbench import extras
+from symbench.files import check_writable
 from datamodules.smoke_sim import (
     GENERATOR_REVISION,
     LAYOUT,
@@ -154,6 +155,8 @@ def generate(p: LevelsParams, out_dir: str | Path, progress: bool = True) -> Pat
 
     out_dir = Path(out_dir)
     todo = [i for i in range(p.levels) if not _is_current(level_dir(out_dir, i), p)]
+    if todo:
+        check_writable(out_dir, "--root")  # before simulating, not after
     steps = p.strengths * SITES * (p.spinup + p.frames)
     bar = tqdm(total=p.levels * steps, initial=(p.levels - len(todo)) * steps, unit="sim-step",
                desc="phiflow smoke-levels", disable=not progress)

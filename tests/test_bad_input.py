@@ -407,3 +407,23 @@ def test_best_checkpoint_is_the_highest_epoch_number():
     names = [Path(f"best-epoch={n}.ckpt") for n in (9, 10, 2)]
     assert latest_checkpoint(names) == Path("best-epoch=10.ckpt")
     assert latest_checkpoint([]) is None
+
+
+@pytest.mark.parametrize("command, simulator", [
+    (["data", "generate", "smoke-rotation"], "datamodules.smoke_sim.simulate_group"),
+    (["data", "generate", "jetflow"], "datamodules.jetflow_sim.simulate"),
+    (["data", "generate", "ocean"], "datamodules.fetch.fetch"),
+    (["levels", "--data-only"], "datamodules.smoke_levels.simulate_group"),
+])
+def test_every_generator_checks_its_root_before_simulating(command, simulator, tmp_path, monkeypatch, capsys):
+    """An unwritable --root is one line before any simulation (or download) starts, for the generators that do not
+    go through ``store.generate_once`` too."""
+    def must_not_run(*args, **kwargs):
+        raise AssertionError(f"{simulator} ran before the root was checked")
+
+    monkeypatch.setattr(simulator, must_not_run)
+    (tmp_path / "afile").write_text("x")
+    root = tmp_path / "afile" / "data"
+    assert cli.main([*command, "--preset", "tiny", "--root", str(root), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "afile") in err[0], err
