@@ -21,6 +21,7 @@ from symbench import cli, models
 from symbench.config import resolve
 from symbench.conformance import ROUND_OFF
 from symbench.fields import VELOCITY_2D
+from symbench.forecast import ForecastModule
 from symbench.results import read_rows
 from symbench.sweep.queue import open_storage
 from symbench.sweep.run import SweepSpec, open_study, summarize, work
@@ -175,3 +176,18 @@ def test_a_bad_reference_is_one_line(own, tiny_root, tmp_path, command, needle, 
     assert cli.main(args) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("symbench")]  # not warnings
     assert len(err) == 1 and needle in err[0], err
+
+
+def test_fit_and_test_take_a_reference_as_the_model(own, tiny_root, tmp_path):
+    """`symbench fit` / `test --model.model package.module:Factory`: the checkpoint records the reference (with its
+    version) and loads it again for the test."""
+    common = ["--data.preset", "tiny", "--data.root", str(tiny_root), "--data.in_frames", "3",
+              "--data.rollout_steps", "3", "--model.model", REF, "--model.model_hparams", "{width: 4}",
+              "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+              "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches",
+              "1"]
+    assert cli.main(["fit", *common, "--trainer.max_epochs", "1"]) == 0
+    ckpt = next(tmp_path.rglob("best-*.ckpt"))
+    saved = ForecastModule.load_from_checkpoint(ckpt, map_location="cpu")
+    assert type(saved.net).__module__ == "ownmodels.nets" and saved.hparams.model.startswith(REF)
+    assert cli.main(["test", *common, "--ckpt_path", str(ckpt)]) == 0
