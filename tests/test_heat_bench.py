@@ -61,7 +61,8 @@ def test_bench_heat_tiny_reports_energy_and_table5_layout(tmp_path):
     assert cli.main(["bench", "heat", *args, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     rows = list(csv.DictReader((tmp_path / "results" / "heat" / "runs.csv").open()))
     energy = {(r["model"], r["split"]) for r in rows if r["metric"] == "energy_l1"}
-    assert energy == {(m, s) for m in HEAT_MODELS for s in ("orig", "mag", "rot", "scale")}
+    benched = ("persistence", "linear", *HEAT_MODELS)  # the parameter-free baselines come first
+    assert energy == {(m, s) for m in benched for s in ("orig", "mag", "rot", "scale")}
     assert all(float(r["value"]) >= 0 for r in rows if r["metric"] == "energy_l1")
     board = (tmp_path / "results" / "heat" / "leaderboard.md").read_text()
     assert "| model | RMSE Orig | RMSE Mag | RMSE Rot | RMSE Scale | Energy L1 Orig |" in board
