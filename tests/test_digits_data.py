@@ -230,21 +230,32 @@ def _digits(n: int, seed: int = 3) -> np.ndarray:
 def test_rotation_by_quarter_turns_is_rot90_and_zero_is_identity():
     p = d.pad_digits(_digits(4))
     assert p.shape == (4, 1, 29, 29) and torch.all(p[..., 28, :] == 0) and torch.all(p[..., :, 28] == 0)
-    for k in (0, 1, 2, 3):
+    for k in (0, 1, 2, 3):  # the shared symmetry.rotate: exact C4 rotations (np.rot90, counter-clockwise as displayed)
         r = d.rotate_images(p, np.full(4, k * math.pi / 2))
-        expected = np.rot90(p.numpy(), k, axes=(-2, -1))  # counter-clockwise as displayed (row 0 on top)
-        assert np.abs(r.numpy() - expected).max() < 1e-5, k
+        assert np.array_equal(r.numpy(), np.rot90(p.numpy(), k, axes=(-2, -1))), k
     # a pixel above the centre moves to the left of it (counter-clockwise)
     dot = torch.zeros(1, 1, 29, 29)
     dot[0, 0, 4, 14] = 1.0
     assert torch.argmax(d.rotate_images(dot, np.array([math.pi / 2]))).item() == 14 * 29 + 4
 
 
+def test_rotation_by_any_angle_commutes_with_quarter_turns():
+    """Bilinear rotation by a = a quarter turn of the rotation by a - pi/2 (the sample points are permuted), per
+    image; and the mirror is the D4 reflection x -> -x about the centre column."""
+    p = d.pad_digits(_digits(3))
+    angles = np.array([0.3, 2.0, 4.1])
+    turned = np.rot90(d.rotate_images(p, angles - math.pi / 2).numpy(), 1, axes=(-2, -1))
+    assert np.abs(d.rotate_images(p, angles).numpy() - turned).max() < 1e-5
+    flips = np.array([True, False, True])
+    assert torch.equal(d.mirror_images(p, flips), torch.where(torch.from_numpy(flips)[:, None, None, None],
+                                                              p.flip(-1), p))
+
+
 def test_transform_matches_its_angles_and_flips():
     images = _digits(300)
     x, angles, flips = d.transform_digits(images, "flipped", seed=5, chunk=64)
     p = d.pad_digits(images)
-    expected = d.rotate_images(torch.where(torch.from_numpy(flips)[:, None, None, None], p.flip(-1), p), angles)
+    expected = d.rotate_images(d.mirror_images(p, flips), angles)
     assert x.dtype == torch.float32 and torch.allclose(x, expected.clamp(0, 1), atol=1e-6)
     assert 0 <= x.min() and x.max() <= 1
     # the mirror is about column 14: the centre column of a flipped image is unchanged

@@ -27,21 +27,17 @@ from escnn import gspaces
 from escnn import nn as enn
 from torch import Tensor, nn
 
+from datamodules.digits import scalar_layout
 from symbench import symmetry
-from symbench.fields import FieldLayout
 from symbench.models.budget import fit_sizes, n_params
 
 GROUPS: tuple[str, ...] = ("e", "C4", "D4", "C8", "D8", "SO2", "O2")
 CONTINUOUS = ("SO2", "O2")
-# Which elements each model is built to be invariant to, as (rotation quarter-turns, flip) on the grid.
-GRID_ELEMENTS: dict[str, tuple[tuple[int, bool], ...]] = {
-    "e": (),
-    "C4": ((1, False), (2, False), (3, False)),
-    "C8": ((1, False), (2, False), (3, False)),
-    "SO2": ((1, False), (2, False), (3, False)),
-    "D4": ((1, False), (2, False), (0, True), (1, True)),
-    "D8": ((1, False), (2, False), (0, True), (1, True)),
-    "O2": ((1, False), (2, False), (0, True), (1, True)),
+# The grid elements each model is built to be invariant to (D4 elements: mirror x -> -x, then quarter turns).
+_TURNS = (symmetry.D4(1), symmetry.D4(2), symmetry.D4(3))
+_MIRRORS = (symmetry.D4(1), symmetry.D4(2), symmetry.D4(0, True), symmetry.D4(1, True))
+GRID_ELEMENTS: dict[str, tuple[symmetry.D4, ...]] = {
+    "e": (), "C4": _TURNS, "C8": _TURNS, "SO2": _TURNS, "D4": _MIRRORS, "D8": _MIRRORS, "O2": _MIRRORS,
 }
 LABELS = {"e": "{e}", "C4": "C4", "D4": "D4", "C8": "C8", "D8": "D8", "SO2": "SO(2)", "O2": "O(2)"}
 
@@ -125,10 +121,7 @@ def plain_target(width: int, scalars: int = 32, kernel: int = 5) -> int:
     return _params_at("e", width, scalars, kernel)
 
 
-def grid_transform(images: Tensor, quarter_turns: int, flip: bool) -> Tensor:
-    """Exact grid action on (..., C, H, W) scalar images: mirror left-right (if ``flip``, :func:`symbench.symmetry.reflect`
-    along x), then rotate by ``quarter_turns`` x 90° counter-clockwise (:func:`symbench.symmetry.rot90`)."""
-    layout = FieldLayout.of(*(f"channel{i}:scalar" for i in range(images.shape[-3])))
-    if flip:
-        images = symmetry.reflect(images, layout, "x")
-    return symmetry.rot90(images, layout, quarter_turns)
+def grid_transform(images: Tensor, element: symmetry.GroupElement) -> Tensor:
+    """``element`` (e.g. a :class:`symbench.symmetry.D4`) acting on (..., C, H, W) images of scalar channels: exact
+    permutations of the grid for the quarter turns and mirrors (:func:`symbench.symmetry.rot90`, ``reflect``)."""
+    return element.act(images, scalar_layout(images.shape[-3]))
