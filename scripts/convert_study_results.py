@@ -5,7 +5,8 @@ rows of the leaderboard schema, through each study's ``study_rows`` and :func:`s
 
 The study's own files are read, never changed, so its ``.md`` reports regenerate as before. Provenance: ``git_sha``
 and ``timestamp`` of the commit that last changed the converted file, ``versions`` ``unknown (converted)`` (the
-original runs did not record them); ``config_hash`` from the preset's current sizes. An existing ``runs.csv`` is left
+original runs did not record them), ``data_key`` and ``code_rev`` empty (nor these: today's data key and source
+revision need not be theirs); ``config_hash`` from the preset's current sizes. An existing ``runs.csv`` is left
 alone (one line, exit status 2): the conversion runs once.
 """
 
@@ -68,7 +69,9 @@ def convert(results: str | Path = "results", preset: str = "cpu",
     existing = [results / s / "runs.csv" for s in sources if (results / s / "runs.csv").exists()]
     if existing:
         raise FileExistsError(f"{existing[0]} exists; the conversion runs once (move it aside to redo it)")
-    return [append_study_rows(results, study, rows(), provenance(source)) for study, (source, rows) in sources.items()]
+    unrecorded = {"data_key": "", "code_rev": ""}
+    return [append_study_rows(results, study, [{**r, **unrecorded} for r in rows()], provenance(source))
+            for study, (source, rows) in sources.items()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import torch
 from datamodules.digits import DigitsSizes
 from symbench import cli
 from symbench.symmetry import D4
+from symbench.provenance import source_revision
 from symbench.results import read_rows
 from symbench.studies.digits import run as bench
 from symbench.studies.digits import model as g
@@ -145,6 +146,8 @@ def test_run_digits_trains_appends_resumes_and_reports(fake_root, tmp_path, monk
     rows = read_rows(results / "digits" / "runs.csv")  # every finished run once, in the runs.csv schema
     assert sorted((r["model"], r["dataset"], r["split"]) for r in rows) == sorted(
         (g, f"mnist-flipped-n{n}", s) for g in ("e", "D4", "O2") for n in (32, 64) for s in ("test", "val"))
+    cached = next((fake_root / "digits").glob("flipped-*.npz")).stem.removeprefix("flipped-")
+    assert {(r["data_key"], r["code_rev"]) for r in rows} == {(cached, source_revision("symbench.studies.digits.run"))}
     report = (results / "digits" / "digits_tiny.md").read_text()
     assert "## flipped digits" in report and "| O(2) |" in report
     assert (results / "digits" / "digits_tiny.png").stat().st_size > 1000

@@ -47,8 +47,10 @@ def source_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(provenance, "PACKAGES", {"symbench": root / "src" / "symbench",
                                                  "datamodules": root / "datamodules"})
     provenance.code_revision.cache_clear()
+    provenance.source_revision.cache_clear()
     yield root
     provenance.code_revision.cache_clear()
+    provenance.source_revision.cache_clear()
 
 
 def test_the_code_revision_follows_the_model_and_data_module_sources_and_enters_the_config_hash(source_copy):
@@ -66,6 +68,20 @@ def test_the_code_revision_follows_the_model_and_data_module_sources_and_enters_
         assert provenance.code_revision("unet", "rbc") != unet, edited
         unet = provenance.code_revision("unet", "rbc")
     assert resolve("rbc", "tiny", "unet", 0).config_hash() != cfg_hash
+
+
+def test_a_studys_source_revision_follows_its_own_modules(source_copy):
+    """Study rows' ``code_rev``: the study's module and what it imports (its network), nothing else; the bench's
+    ``code_revision`` is the same rule for a model's module and a datamodule."""
+    nbody = provenance.source_revision("symbench.studies.nbody.run")
+    assert provenance.code_revision("unet", "rbc") == provenance.source_revision("symbench.models.unet",
+                                                                                 "datamodules.rbc")
+    for edited, changes in (("src/symbench/studies/digits/model.py", False),
+                            ("src/symbench/studies/nbody/model.py", True)):
+        with open(source_copy / edited, "a") as f:
+            f.write("# edit\n")
+        provenance.source_revision.cache_clear()
+        assert (provenance.source_revision("symbench.studies.nbody.run") != nbody) == changes, edited
 
 
 def test_the_data_key_is_the_generator_key_or_a_content_hash_however_the_path_is_spelled(tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.convert_study_results import convert
+from scripts.convert_study_results import convert, study_sources
+from symbench.provenance import source_revision
 from symbench.results import ROW_FIELDS, read_rows
 from symbench.studies.common import append_study_rows
 
@@ -72,3 +73,22 @@ def test_committed_runs_are_the_conversion_of_the_committed_results(tmp_path, st
     shutil.copytree(RESULTS / study, results / study, ignore=shutil.ignore_patterns("runs.csv*", "*.png"))
     convert(results, "cpu", lambda source: {k: first[k] for k in PROV})
     assert (results / study / "runs.csv").read_text() == committed.read_text()
+
+
+def test_study_rows_carry_the_data_key_and_the_code_revision(tmp_path) -> None:
+    """As bench rows do: ``data_key`` names the data (the generated set's key), ``code_rev`` the source of the study
+    and, for levels, of each registry model's module."""
+    from datamodules import smoke_levels, turb3d_sim
+    from datamodules.nbody import PRESETS as NBODY_SIMS
+
+    sources = study_sources(_tiny_copy(tmp_path), "cpu")
+    nbody, sr3d, levels = (sources[s][1]() for s in ("nbody", "sr3d", "levels"))
+    assert {(r["data_key"], r["code_rev"]) for r in nbody} == {
+        (NBODY_SIMS["cpu"].digest(), source_revision("symbench.studies.nbody.run"))}
+    assert sr3d and all(r["data_key"] == turb3d_sim.preset_params("cpu", r["dataset"].removeprefix("turb3d-")).key()
+                        for r in sr3d)
+    assert {r["code_rev"] for r in sr3d} == {source_revision("symbench.studies.sr3d.run")}
+    assert {r["data_key"] for r in levels} == {smoke_levels.preset("cpu").key()}
+    revision = {r["model"]: r["code_rev"] for r in levels}
+    assert revision["data"] == source_revision("symbench.studies.levels")
+    assert revision["equiv"] == source_revision("symbench.studies.levels", "symbench.models.equiv") != revision["conv"]

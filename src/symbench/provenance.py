@@ -73,12 +73,23 @@ def source_closure(*names: str) -> list[Path]:
     return sorted(seen)
 
 
+def _revision(names: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for path in source_closure(*names):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+@lru_cache(maxsize=None)
+def source_revision(*names: str) -> str:
+    """Twelve hex digits identifying the source of modules ``names`` and everything of :data:`PACKAGES` they import
+    (:func:`source_closure`; module docstring): the ``code_rev`` of a study's rows, whose networks and data live in
+    the study's own modules."""
+    return _revision(names)
+
+
 @lru_cache(maxsize=None)
 def code_revision(model: str, dataset: str) -> str:
     """Twelve hex digits identifying the source of ``model``'s module and ``dataset``'s datamodule (module docstring)."""
-    model_module = models.spec(model).target.partition(":")[0]
-    data_module = datamodules.entry(dataset).datamodule.partition(":")[0]
-    digest = hashlib.sha256()
-    for path in source_closure(model_module, data_module):
-        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+    return _revision((models.spec(model).target.partition(":")[0],
+                      datamodules.entry(dataset).datamodule.partition(":")[0]))

@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from symbench.fields import FieldLayout
 from symbench.forecast import ForecastModule
 from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
+from symbench.provenance import source_revision
 from symbench.results import atomic_write_text
 from symbench.studies.common import (
     add_experiment_arguments, append_study_rows, make_trainer, study_config_hash, study_presets, trainer_settings,
@@ -397,16 +398,21 @@ def csv_rows(rows: Sequence[LevelRow], names: Sequence[str]) -> tuple[list[str],
 def study_rows(rows: Sequence[LevelRow], preset: str, cfg: LevelsTraining, data: Any) -> list[dict[str, Any]]:
     """``runs.csv`` rows of ``rows`` (:func:`~symbench.studies.common.append_study_rows`): dataset
     ``smoke-levels-<level>``, split ``test``; per model ``equiv_error`` (E_model), ``equiv_relative`` and ``rmse``
-    (one step, horizon 1); model ``data`` carries E_data as ``equiv_error``. ``data``: the smoke-levels preset."""
+    (one step, horizon 1); model ``data`` carries E_data as ``equiv_error``. ``data``: the smoke-levels preset, whose
+    key is the rows' ``data_key``; ``code_rev``: the source of this study and of the model's module."""
+    from symbench.models.registry import spec
+
     config_hash = study_config_hash(cfg, data)
     out: list[dict[str, Any]] = []
     for r in rows:
         common = {"dataset": f"smoke-levels-{r.level}", "seed": cfg.seed, "preset": preset, "split": "test",
-                  "horizon": 1, "config_hash": config_hash}
-        out.append({**common, "model": "data", "metric": "equiv_error", "value": r.data_error, "params": 0})
+                  "horizon": 1, "config_hash": config_hash, "data_key": data.key()}
+        out.append({**common, "model": "data", "metric": "equiv_error", "value": r.data_error, "params": 0,
+                    "code_rev": source_revision(__spec__.name)})
         for m, v in r.models.items():
-            out += [{**common, "model": m, "metric": k, "value": v[k], "params": "", "train_seconds": v["train_seconds"]}
-                    for k in ("equiv_error", "equiv_relative", "rmse")]
+            rev = source_revision(__spec__.name, spec(m).target.partition(":")[0])
+            out += [{**common, "model": m, "metric": k, "value": v[k], "params": "", "train_seconds": v["train_seconds"],
+                     "code_rev": rev} for k in ("equiv_error", "equiv_relative", "rmse")]
     return out
 
 

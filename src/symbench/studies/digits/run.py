@@ -34,6 +34,7 @@ from torch import Tensor
 from datamodules.digits import PRESETS, TASKS, DigitsDataModule, DigitsSizes
 from symbench.models.budget import n_params
 from symbench.studies.digits.model import GROUPS, LABELS, GroupCNN, matched_fields, plain_target
+from symbench.provenance import source_revision
 from symbench.results import atomic_write_text, read_records, write_records
 from symbench.studies.common import (
     add_experiment_arguments, append_study_rows, check_preset, fit_test_best, study_config_hash, study_presets,
@@ -130,14 +131,16 @@ class DigitsRun:
         return self.task, self.group, self.n_train, self.seed
 
 
-def study_rows(runs: Sequence[DigitsRun], preset: str, sizes: DigitsSizes, cfg: DigitsTraining) -> list[dict[str, Any]]:
+def study_rows(runs: Sequence[DigitsRun], preset: str, sizes: DigitsSizes, cfg: DigitsTraining,
+               data_key: str = "") -> list[dict[str, Any]]:
     """``runs.csv`` rows of ``runs`` (:func:`~symbench.studies.common.append_study_rows`): dataset
     ``mnist-<task>-n<n_train>`` (the training-set size is part of the data), model the group, metric ``error``
-    (misclassification rate) on the ``test`` and ``val`` splits."""
+    (misclassification rate) on the ``test`` and ``val`` splits; ``data_key`` the transformed digits' cache key
+    (:attr:`DigitsDataModule.data_key`), ``code_rev`` this study's source."""
     config_hash = study_config_hash(cfg, sizes)
     return [{"dataset": f"mnist-{r.task}-n{r.n_train}", "model": r.group, "seed": r.seed, "preset": preset,
              "split": split, "metric": "error", "value": value, "params": r.params, "train_seconds": r.seconds,
-             "config_hash": config_hash}
+             "config_hash": config_hash, "data_key": data_key, "code_rev": source_revision(__spec__.name)}
             for r in runs for split, value in (("test", r.test_error), ("val", r.val_error))]
 
 
@@ -323,7 +326,7 @@ def run_digits(preset: str, root: str | Path = "data", results: str | Path = "re
             runs.append(run)
             finished.append(run)
             write_runs(path, runs)
-            append_study_rows(results, "digits", study_rows([run], preset, sizes, cfg))
+            append_study_rows(results, "digits", study_rows([run], preset, sizes, cfg, data.data_key))
             print(f"[{task} {i}/{len(todo)}] {LABELS[group]} n={n} seed={seed}: test error "
                   f"{100 * run.test_error:.2f} % ({run.params} params, {run.seconds:.0f} s)", flush=True)
     write_report(preset, results, sizes, cfg, root, idx_dir)

@@ -32,6 +32,7 @@ from torch import Tensor
 from datamodules.nbody import PRESETS, NBodyDataModule, NBodySim
 from symbench.models.budget import n_params
 from symbench.studies.nbody.model import EGNN, GNN
+from symbench.provenance import source_revision
 from symbench.results import atomic_write_text
 from symbench.studies.common import (
     add_experiment_arguments, append_study_rows, check_preset, make_trainer, mean_std, study_config_hash,
@@ -136,10 +137,12 @@ def render_csv(rows: Sequence[NBodyRow]) -> str:
 def study_rows(rows: Sequence[NBodyRow], seeds: Sequence[int], preset: str, sim: NBodySim,
                cfg: NBodyTraining) -> list[dict[str, Any]]:
     """``runs.csv`` rows of ``rows`` (:func:`~symbench.studies.common.append_study_rows`): dataset ``nbody-n<n>``,
-    split ``test``, metric ``mse`` of the final positions, one row per model and seed (``seeds`` in run order)."""
+    split ``test``, metric ``mse`` of the final positions, one row per model and seed (``seeds`` in run order);
+    ``data_key`` the simulation's digest (its data directory's), ``code_rev`` this study's source."""
     config_hash = study_config_hash(sim, cfg)
     return [{"dataset": f"nbody-n{r.n}", "model": model, "seed": seed, "preset": preset, "split": "test",
-             "metric": "mse", "value": value, "params": r.params[model], "config_hash": config_hash}
+             "metric": "mse", "value": value, "params": r.params[model], "config_hash": config_hash,
+             "data_key": sim.digest(), "code_rev": source_revision(__spec__.name)}
             for r in rows for model in MODELS for seed, value in zip(seeds, r.mse[model], strict=True)]
 
 

@@ -42,6 +42,7 @@ from datamodules import turb3d_sim
 from datamodules.turb3d import Turb3DSRDataModule, generate_preset
 from symbench.models.budget import n_params
 from symbench.studies.sr3d.model import KINDS, LABELS, VELOCITY, SRArch, SRNet, build_sr
+from symbench.provenance import source_revision
 from symbench.results import atomic_write_text, read_records, write_records
 from symbench.studies.common import (
     add_experiment_arguments, append_study_rows, check_preset, fit_test_best, make_trainer, mean_std,
@@ -188,12 +189,14 @@ class SRRun:
 def study_rows(runs: Sequence[SRRun], preset: str, cfg: SRTraining) -> list[dict[str, Any]]:
     """``runs.csv`` rows of ``runs`` (:func:`~symbench.studies.common.append_study_rows`): dataset
     ``turb3d-<flow>``; ``test``: ``mae``, ``equiv_error`` and (R-Equiv) the weight deviations ``dev_sym`` /
-    ``dev_other``; ``val``: ``mae``. NaN entries (no weight deviations) give no row."""
+    ``dev_other``; ``val``: ``mae``. NaN entries (no weight deviations) give no row. ``data_key``: the key of the
+    flow's generated data (its directory's), ``code_rev``: this study's source."""
     config_hash = study_config_hash(cfg)
     rows = []
     for r in runs:
         common = {"dataset": f"turb3d-{r.flow}", "model": r.model, "seed": r.seed, "preset": preset,
-                  "params": r.params, "train_seconds": r.seconds, "config_hash": config_hash}
+                  "params": r.params, "train_seconds": r.seconds, "config_hash": config_hash,
+                  "data_key": turb3d_sim.preset_params(preset, r.flow).key(), "code_rev": source_revision(__spec__.name)}
         metrics = [("test", "mae", r.test_mae), ("val", "mae", r.val_mae), ("test", "equiv_error", r.equiv_error),
                    ("test", "dev_sym", r.dev_sym), ("test", "dev_other", r.dev_other)]
         rows += [{**common, "split": s, "metric": m, "value": v} for s, m, v in metrics if not math.isnan(v)]
