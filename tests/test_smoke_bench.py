@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from symbench import cli, models
+from symbench.config import resolve
 from symbench.forecast import ForecastModule
 from symbench.leaderboard import paper_values, render_table1
+from symbench.models.mlp import mlp_parameters
 from symbench.results import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +40,10 @@ def test_every_smoke_model_is_benchmarked_on_both_splits(smoke_bench):
         assert all(math.isfinite(float(r["value"])) and r["horizon"] == "4" for r in mine)
     params = {r["model"]: int(r["params"]) for r in rows}
     conv = params["conv"]
+    mlp = resolve("smoke-rotation", "tiny", "mlp", 0, use_best=False)
+    frames, grid, hp = mlp.data["in_frames"], mlp.model_hparams["grid_size"], mlp.model_hparams
+    assert params.pop("mlp") == mlp_parameters(frames * 2 * grid**2, 2 * grid**2,  # its own width (velocity fields)
+                                               (hp["hidden_width"],) * (hp["layers"] - 1))
     for model, n in params.items():  # matched parameter budgets (within 10 %) at the preset's width
         assert n == 0 if models.spec(model).family == "baseline" else abs(n - conv) <= 0.1 * conv, (model, n, conv)
     table = (smoke_bench / "results" / "smoke" / "table1_tiny.md").read_text()
