@@ -119,13 +119,13 @@ def _timed(step: Callable[[], None], warmup: int, repeats: int) -> float:
 
 def time_model(name: str, size: int, warmup: int, repeats: int) -> dict[str, Any]:
     """ms per training step and peak memory at the paper preset's sizes of the model's first benchmark."""
-    from symbench.config import resolve
+    from symbench.config import model_benchmarks, resolve
     from symbench.fields import FieldLayout
     from symbench.forecast import rollout, step_mse
     from symbench.hardware import set_float32_precision
-    from symbench.models import build, spec
+    from symbench.models import build
 
-    bench = spec(name).benchmarks[0]
+    bench = model_benchmarks(name)[0]
     cfg = resolve(bench, "paper", name, 0)
     frames, steps, batch = cfg.data["in_frames"], cfg.data["train_steps"], cfg.data["batch_size"]
     torch.manual_seed(0)

@@ -58,8 +58,8 @@ class WrongShape(PlainCNN):
 PLUGIN = '''
 from symbench.models import ModelSpec
 
-OWN_C4 = ModelSpec("own_c4", "ownmodels.nets:C4Net", "equivariant", ("rbc",),
-                   "PlainCNN averaged over C4 (a plug-in)", symmetries=("C4",))
+OWN_C4 = ModelSpec("own_c4", "ownmodels.nets:C4Net", "equivariant", "PlainCNN averaged over C4 (a plug-in)",
+                   symmetries=("C4",), benchmarks=("rbc",))
 '''
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from symbench import models
+from symbench.config import benchmark_models
 from symbench.fields import VELOCITY_2D
 from symbench.forecast import rollout
 from symbench.untrained import trainable
@@ -67,4 +68,4 @@ def test_linear_needs_two_frames_and_checks_the_history():
 
 @pytest.mark.parametrize("bench_name", FORECASTING)
 def test_every_forecasting_benchmark_lists_both_baselines(bench_name):
-    assert {"persistence", "linear"} <= set(models.available(bench_name))
+    assert {"persistence", "linear"} <= set(benchmark_models(bench_name))

@@ -3,7 +3,7 @@
 import pytest
 
 from symbench import models
-from symbench.config import ConfigError, available_benchmarks, load_benchmark, per_model, resolve
+from symbench.config import ConfigError, available_benchmarks, benchmark_models, load_benchmark, per_model, resolve
 
 
 @pytest.mark.parametrize("bench_name", available_benchmarks())
@@ -11,7 +11,7 @@ def test_every_preset_resolves_for_every_model(bench_name):
     bench = load_benchmark(bench_name)
     assert {"tiny", "cpu", "paper"} <= set(bench["presets"])
     for preset in bench["presets"]:
-        for model in models.available(bench_name):
+        for model in benchmark_models(bench_name, preset):
             cfg = resolve(bench_name, preset, model, seed=0)
             assert cfg.data["test_splits"] == bench["splits"]
             assert cfg.trainer["max_epochs"] >= 1
@@ -72,3 +72,44 @@ def test_every_equ_model_is_within_10_percent_of_its_backbones_parameters_at_eve
         for group in ("um", "mag", "rot", "scale"):
             equ = params(f"equ_{group}_{backbone}")
             assert abs(equ - plain) <= 0.1 * plain, f"{preset}: equ_{group}_{backbone} {equ:,} vs {backbone} {plain:,}"
+
+
+def test_the_model_list_is_the_benchmark_files(tmp_path, monkeypatch):
+    """``models:`` of benchmark.yaml, in its order; a preset's own list replaces it there; `symbench bench` runs
+    exactly that list; a bad list is one line naming the file."""
+    import shutil
+
+    import yaml
+
+    from symbench import bench
+    from symbench.config import benchmarks_dir
+
+    shutil.copytree(benchmarks_dir() / "heat", tmp_path / "heat", ignore=shutil.ignore_patterns("best"))
+    monkeypatch.setenv("SYMBENCH_BENCHMARKS", str(tmp_path))
+    path = tmp_path / "heat" / "benchmark.yaml"
+    doc = yaml.safe_load(path.read_text())
+
+    def write(listed, tiny=None):
+        doc["models"] = listed
+        doc["presets"]["tiny"].pop("models", None)
+        doc["presets"]["tiny"].update({} if tiny is None else {"models": tiny})
+        path.write_text(yaml.safe_dump(doc))
+
+    write(["cnn", "persistence"], tiny=["linear"])
+    assert benchmark_models("heat") == benchmark_models("heat", "cpu") == ["cnn", "persistence"]
+    assert benchmark_models("heat", "tiny") == ["linear"]
+    ran = []
+
+    def stop(cfg):  # bench resolves every (model, seed) first, then checks each: stop there
+        raise StopIteration
+
+    monkeypatch.setattr(bench, "resolve", lambda name, preset, model, seed, *a, **k: ran.append(model))
+    monkeypatch.setattr(bench, "datamodule_args", stop)
+    with pytest.raises(StopIteration):
+        bench.run_benchmark("heat", "cpu", seeds=[0])
+    assert ran == ["cnn", "persistence"]
+    for listed, problem in ((["cnn", "nope"], "models lists unknown model 'nope'"),
+                            (["cnn", "cnn"], "models lists 'cnn' twice"), (None, "'models' must be a non-empty list")):
+        write(listed)
+        with pytest.raises(ConfigError, match=f"heat/benchmark.yaml: {problem}"):
+            benchmark_models("heat")

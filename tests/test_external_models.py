@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from own_package import write_distribution, write_package
 from symbench import cli, models
-from symbench.config import resolve
+from symbench.config import benchmark_models, resolve
 from symbench.conformance import ROUND_OFF
 from symbench.fields import VELOCITY_2D
 from symbench.forecast import ForecastModule
@@ -83,7 +83,7 @@ def test_reference_and_plugin_are_benchmarked_into_the_leaderboard(own_bench, ow
 
 
 def test_plugin_is_listed_with_its_metadata(own, tiny_root, capsys):
-    assert PLUGIN in models.available("rbc") and PLUGIN not in models.available("heat")
+    assert PLUGIN in benchmark_models("rbc") and models.declared("rbc") == [PLUGIN] and models.declared("heat") == []
     assert models.spec(PLUGIN).symmetries == ("C4",)
     assert cli.main(["models", "--benchmark", "rbc", "--root", str(tiny_root)]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {PLUGIN} |"))

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from symbench.fields import VELOCITY_2D, FieldLayout
 from symbench.layers import stack_frames
+from symbench.config import benchmark_models, model_benchmarks
 from symbench.models import available, build, spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,10 +30,10 @@ SMALL_DEFAULT = {"width": 8}
 PAPER_PARAMS = {"resnet": 11.0e6, "unet": 6.2e6}
 # The RBC models (any grid, any history); the smoke models are sized to one grid and have their own tests
 # (tests/test_smoke_models.py, tests/test_rgroup.py).
-PLAIN = [n for n in available("rbc") if spec(n).family == "plain"]
+PLAIN = [n for n in benchmark_models("rbc") if spec(n).family == "plain"]
 # Augm entries build their backbone's class (checked below), so the per-model tests run once per class.
 # The parameter-free baselines have their own tests (tests/test_baselines.py).
-DISTINCT = [n for n in available("rbc") if spec(n).family not in ("augmented", "baseline")]
+DISTINCT = [n for n in benchmark_models("rbc") if spec(n).family not in ("augmented", "baseline")]
 # U-nets that zero-pad odd grids (equ_um_unet replicates instead, so that a uniform motion stays one; its own
 # test covers odd grids).
 ZERO_PADDED_UNETS = [n for n in DISTINCT if n.endswith("unet") and n != "equ_um_unet"]
@@ -209,7 +210,7 @@ def test_augm_entries_are_their_backbone_with_a_training_augmentation(name: str)
     assert spec(name).target == spec(backbone).target
     assert spec(name).data == {"augment": group}
     # everywhere the backbone runs, except the temperature benchmark: ICLR 2021 Table 8 has no Augm column
-    assert spec(name).benchmarks == tuple(b for b in spec(backbone).benchmarks if b != "ocean-temperature")
+    assert model_benchmarks(name) == [b for b in model_benchmarks(backbone) if b != "ocean-temperature"]
 
 
 @pytest.mark.parametrize("hparams", [{"width": 6}, {"kernel_size": 4}])

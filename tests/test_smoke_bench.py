@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from symbench import cli, models
-from symbench.config import resolve
+from symbench.config import benchmark_models, resolve
 from symbench.forecast import ForecastModule
 from symbench.leaderboard import paper_values, render_table1
 from symbench.models.mlp import mlp_parameters
 from symbench.results import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE_MODELS = models.available("smoke-rotation")
+SMOKE_MODELS = benchmark_models("smoke-rotation")
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +99,7 @@ def test_every_smoke_model_has_one_search_space_with_the_icml_ranges():
 
     files = sorted((ROOT / "sweeps").glob("*/*.yaml"))
     for bench in ("smoke-translation", "smoke-rotation", "smoke-scaling"):
-        for model in (m for m in models.available(bench) if models.spec(m).family != "baseline"):  # nothing to tune
+        for model in (m for m in benchmark_models(bench) if models.spec(m).family != "baseline"):  # nothing to tune
             covering = [f for f in files if _names(f, bench) and load_space(bench, model, f).covers(model)]
             assert len(covering) == 1, (bench, model, covering)
             space = load_space(bench, model, preset="cpu")

@@ -18,7 +18,7 @@ import yaml
 from optuna.trial import TrialState
 
 from symbench import cli, models
-from symbench.config import ConfigError, resolve, to_overrides
+from symbench.config import ConfigError, benchmark_models, resolve, to_overrides
 from symbench.sweep.queue import RETRY_OF, open_storage
 from symbench.sweep.run import SweepSpec, open_study, run_trial
 from symbench.sweep.space import load_space
@@ -41,7 +41,7 @@ def test_dotted_keys_map_onto_the_run_configuration_sections():
 
 def test_every_rbc_model_has_exactly_one_search_space_with_the_papers_ranges():
     files = sorted((REPO / "sweeps" / "rbc").glob("*.yaml"))
-    for model in (m for m in models.available("rbc") if models.spec(m).family != "baseline"):  # nothing to tune
+    for model in (m for m in benchmark_models("rbc") if models.spec(m).family != "baseline"):  # nothing to tune
         covering = [f for f in files if load_space("rbc", model, f).covers(model)]
         assert len(covering) == 1, (model, covering)
         space = load_space("rbc", model)

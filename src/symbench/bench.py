@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import datamodules
 from symbench import __version__, hardware, models
-from symbench.config import RunConfig, best_config, load_benchmark, resolve, seeds_of
+from symbench.config import RunConfig, benchmark_models, best_config, load_benchmark, resolve, seeds_of
 from symbench.data_options import board_name
 from symbench.files import check_writable, latest_checkpoint, load_checkpoint, run_lock
 from symbench.leaderboard import write_leaderboard
@@ -248,7 +248,7 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
     every earlier run directory before the first Trainer starts).
     """
     load_benchmark(name)
-    names = list(model_names) if model_names else models.available(name)
+    names = list(model_names) if model_names else benchmark_models(name, preset)
     seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
     configs = [resolve(name, preset, m, s, root, overrides, use_best, tf32) for m in names for s in seeds]
     for cfg in configs:  # check all: impossible devices or a global batch that does not divide -> one line

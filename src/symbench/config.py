@@ -160,6 +160,32 @@ def _patience(value: Any, name: str, preset: str) -> int | None:
     return value
 
 
+def benchmark_models(name: str, preset: str | None = None) -> list[str]:
+    """The models ``symbench bench <name>`` runs, in order: the ``models:`` list of ``benchmarks/<name>/benchmark.yaml``
+    (a preset's own ``models:`` replaces it at that preset), then the installed plug-ins that declare ``name``
+    (:func:`symbench.models.declared`). A missing or empty list, a name that is not a model, or one listed twice is
+    a :class:`ConfigError` naming the file and key."""
+    bench = load_benchmark(name)
+    where, listed = f"benchmarks/{name}/benchmark.yaml", bench.get("models")
+    section = (bench.get("presets") or {}).get(preset)
+    if isinstance(section, dict) and "models" in section:
+        where, listed = f"{where} preset {preset!r}", section["models"]
+    if not isinstance(listed, list) or not listed or not all(isinstance(m, str) for m in listed):
+        raise ConfigError(f"{where}: 'models' must be a non-empty list of model names (symbench models lists them)")
+    known = models.available()
+    for i, m in enumerate(listed):
+        if m not in known:
+            raise ConfigError(f"{where}: models lists unknown model {m!r}; available models: {', '.join(known)}")
+        if m in listed[:i]:
+            raise ConfigError(f"{where}: models lists {m!r} twice")
+    return [*listed, *(m for m in models.declared(name) if m not in listed)]
+
+
+def model_benchmarks(model: str) -> list[str]:
+    """The leaderboard benchmarks whose model list (:func:`benchmark_models`) has ``model``."""
+    return [b for b in available_benchmarks() if model in benchmark_models(b)]
+
+
 def seeds_of(name: str, preset: str) -> list[int]:
     bench = load_benchmark(name)
     return list(bench["presets"].get(preset, {}).get("seeds", bench.get("seeds", [0])))

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 import datamodules
 from symbench import models, symmetry
-from symbench.config import RunConfig, resolve
+from symbench.config import RunConfig, benchmark_models, resolve
 from symbench.fields import FieldLayout
 from symbench.metrics import EquivarianceError, equivariance_pair
 
@@ -107,7 +107,7 @@ def check_model(name: str, benchmark: str = "rbc", preset: str = "tiny", root: s
                 fraction: float = FRACTION, compile_check: bool = True, progress: bool = False) -> Report:
     """Run every contract check and measure the equivariance errors of model ``name`` (see the module doc)."""
     cfg = resolve(benchmark, preset, name, seed, root, use_best=False)  # bad model / preset -> one line
-    plain = next(m for m in models.available(benchmark) if models.source(m) == "symbench"
+    plain = next(m for m in benchmark_models(benchmark, preset) if models.source(m) == "symbench"
                  and models.spec(m).family == "plain")
     history, target, layout, dm = _windows(cfg, progress)
     net = _build(cfg, dm, seed)

@@ -12,16 +12,17 @@ from typing import Any
 
 import datamodules
 from symbench import models
-from symbench.config import available_benchmarks, resolve
+from symbench.config import benchmark_models, model_benchmarks, resolve
 
 
 def model_rows(benchmark: str | None = None, preset: str = "tiny", root: str | Path = "data") -> list[dict[str, Any]]:
     """One dict per model of ``benchmark`` (every model without one)."""
     layouts: dict[str, Any] = {}
     rows = []
-    for name in models.available(benchmark):
+    for name in benchmark_models(benchmark) if benchmark else models.available():
         spec = models.spec(name)
-        bench = benchmark or next((b for b in spec.benchmarks if b in available_benchmarks()), None)
+        benchmarks = model_benchmarks(name)
+        bench = benchmark or next(iter(benchmarks), None)
         params = None
         if bench is not None:
             cfg = resolve(bench, preset, name, 0, root, use_best=False)
@@ -35,7 +36,7 @@ def model_rows(benchmark: str | None = None, preset: str = "tiny", root: str | P
                 in_frames, layout = layouts[bench]
                 net = models.build(cfg.model, in_frames=in_frames, layout=layout, **cfg.model_hparams)
                 params = sum(p.numel() for p in net.parameters())
-        rows.append({"name": name, "family": spec.family, "params": params, "benchmarks": list(spec.benchmarks),
+        rows.append({"name": name, "family": spec.family, "params": params, "benchmarks": benchmarks,
                      "source": models.source(name)})
     return rows
 

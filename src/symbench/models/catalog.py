@@ -36,9 +36,15 @@ def _table() -> dict[str, External]:
     return table
 
 
-def available(benchmark: str | None = None) -> list[str]:
-    """Registry and plug-in model names, optionally only those listed for ``benchmark`` (registry order first)."""
-    return [n for n, m in _table().items() if benchmark is None or benchmark in m.spec.benchmarks]
+def available() -> list[str]:
+    """Registry and plug-in model names (registry order first)."""
+    return list(_table())
+
+
+def declared(benchmark: str) -> list[str]:
+    """The installed plug-ins that declare ``benchmark`` (``ModelSpec.benchmarks``): ``symbench bench`` runs them
+    after the models its ``benchmark.yaml`` lists (:func:`symbench.config.benchmark_models`)."""
+    return [n for n, m in _table().items() if benchmark in m.spec.benchmarks]
 
 
 def lookup(name: str) -> External:

@@ -97,9 +97,9 @@ def spec_from_factory(name: str, target: str, factory: Any) -> ModelSpec:
     if not callable(factory):
         raise ModelReferenceError(f"model {name!r}: {target} is a {type(factory).__name__}, not a factory or a ModelSpec")
     doc = (getattr(factory, "__doc__", None) or "").strip()
-    return ModelSpec(name, target, str(getattr(factory, "family", EXTERNAL_FAMILY)),
-                     tuple(getattr(factory, "benchmarks", ())), doc.splitlines()[0] if doc else "",
-                     dict(getattr(factory, "defaults", {})), symmetries=tuple(getattr(factory, "symmetries", ())))
+    return ModelSpec(name, target, str(getattr(factory, "family", EXTERNAL_FAMILY)), doc.splitlines()[0] if doc else "",
+                     dict(getattr(factory, "defaults", {})), symmetries=tuple(getattr(factory, "symmetries", ())),
+                     benchmarks=tuple(getattr(factory, "benchmarks", ())))
 
 
 def reference(name: str) -> External:

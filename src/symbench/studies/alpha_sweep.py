@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import datamodules
-from symbench import models
 from symbench.bench import is_finished, run_one
-from symbench.config import ConfigError, resolve, seeds_of
+from symbench.config import ConfigError, benchmark_models, resolve, seeds_of
 from symbench.leaderboard import SPLIT_TITLES, aggregate
 from symbench.results import ROW_FIELDS, atomic_write_text, read_rows
 from symbench.studies.common import write_rows
@@ -36,9 +35,9 @@ def run_alpha_sweep(benchmark: str, model: str, alphas: Sequence[float] = DEFAUL
                     seeds: Sequence[int] | None = None, root: str | Path = "data", results_dir: str | Path = "results",
                     runs_dir: str | Path = "runs", progress: bool = True) -> list[Path]:
     """Train ``model`` on ``benchmark`` at every ``alpha`` and seed; returns the table and plot written."""
-    if model not in models.available(benchmark):
-        raise ConfigError(f"model {model!r} is not part of benchmark {benchmark!r}; "
-                          f"its models: {', '.join(models.available(benchmark))}")
+    listed = benchmark_models(benchmark, preset)
+    if model not in listed:
+        raise ConfigError(f"model {model!r} is not part of benchmark {benchmark!r}; its models: {', '.join(listed)}")
     if not alphas or any(a < 0 or not math.isfinite(a) for a in alphas):
         raise ConfigError(f"alphas must be finite and >= 0, got {list(alphas)}")
     seeds = list(seeds) if seeds is not None else seeds_of(benchmark, preset)[:1]
