@@ -1,6 +1,8 @@
 """3D super-resolution models (:mod:`symbench.studies.sr3d.model`) and the benchmark (:mod:`symbench.studies.sr3d.run`): exact O_h
-equivariance of Trilinear and Equiv, none for Conv, R-Equiv equivariant while its weights are tied, parameter
-matching, the analytic periodic interpolation, the relaxed-weight deviations, and a resumable tiny run end to end."""
+equivariance of Trilinear and Equiv, none for Conv, R-Equiv equivariant while its weights are tied and equal to
+Equiv when they are equal over the group, R-Equiv's L >= 2 filter banks mixing filters across orientations (one bank
+is only a gain per orientation), parameter counts, the analytic periodic interpolation, the relaxed-weight
+deviations, and a resumable tiny run end to end."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import torch
 from datamodules.turb3d import coarsen
 from datamodules.turb3d_sim import SHEARED_SUBGROUP
 from symbench.cli import main
+from symbench.layers.octahedral_conv import OctahedralGroupConv3d, RelaxedOctahedralGroupConv3d
 from symbench.models.budget import n_params
 from symbench.studies.sr3d.model import KINDS, VELOCITY, SRArch, Trilinear, build_sr, matched_width, periodic_trilinear
 from symbench.results import read_rows
 from symbench.studies.sr3d.run import csv_path, training_presets, read_runs, run_sr3d, weight_deviations
-from symbench.symmetry.octahedral import FULL_OCTAHEDRAL, act_on_fields, group_elements
+from symbench.symmetry.octahedral import FULL_OCTAHEDRAL, act_on_fields, act_on_grid, cayley_table, group_elements
 from symbench.studies.discovery.run import right_cosets
 
 ARCH = SRArch(fields=1, layers=(1, 1), factor=4)
@@ -102,17 +105,110 @@ def test_every_model_starts_as_trilinear(low):
 
 @pytest.mark.parametrize("preset", ["tiny", "cpu", "paper"])
 def test_parameter_budgets_are_matched(preset):
+    """Conv is matched to Equiv; R-Equiv has Equiv's fields, ``L`` kernel banks and ``L |G|`` weights per block."""
     arch = training_presets()[preset].arch
     counts = {k: n_params(build_sr(k, arch)) for k in KINDS}
     assert counts["trilinear"] == 0
-    for kind in ("conv", "r_equiv"):
-        assert abs(counts[kind] - counts["equiv"]) <= 0.1 * counts["equiv"], counts
+    assert abs(counts["conv"] - counts["equiv"]) <= 0.1 * counts["equiv"], counts
+    blocks = sum(arch.layers)
+    kernels = blocks * arch.fields**2 * 48 * arch.kernel_size**3
+    assert counts["r_equiv"] == counts["equiv"] + (arch.banks - 1) * kernels + blocks * arch.banks * 48
     # no other width is closer
     width = matched_width(arch)
     from symbench.studies.sr3d.model import _plain
 
     gaps = {w: abs(n_params(_plain(arch, w)) - counts["equiv"]) for w in (width - 1, width, width + 1)}
     assert min(gaps, key=gaps.get) == width
+
+
+def paired(arch: SRArch, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Equiv (random projection, float64) and an R-Equiv of the same ``arch`` sharing its lift, projection and
+    biases; the relaxed blocks' kernels and weights are left to the caller."""
+    equiv = model("equiv", arch, seed)
+    relaxed = model("r_equiv", arch, seed + 1)
+    relaxed.lift.load_state_dict(equiv.lift.state_dict())
+    relaxed.project.load_state_dict(equiv.project.state_dict())
+    return equiv, relaxed
+
+
+def block_pairs(equiv: torch.nn.Module, relaxed: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+    return [(s, r) for strict, loose in zip(equiv.levels, relaxed.levels) for s, r in zip(strict, loose)]
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu"])
+def test_r_equiv_with_bank_weights_equal_over_the_group_is_equiv_exactly(preset, low):
+    """``w_l(h) = a_l`` for every ``h``: each relaxed block is the strict block with kernel ``sum_l a_l psi_l``. With
+    random banks and ``a_l`` whose combination is Equiv's kernel, and with every bank equal to Equiv's kernel and
+    ``a_l = 1 / L``, R-Equiv computes Equiv's output to round-off."""
+    arch = training_presets()[preset].arch
+    equiv, relaxed = paired(arch)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for strict, loose in block_pairs(equiv, relaxed):
+            a = torch.rand(arch.banks, generator=gen, dtype=torch.float64) + 0.5
+            loose.relaxed_weights.copy_(a[:, None].expand(-1, loose.group_order))
+            rest = torch.einsum("l...,l->...", loose.weight[:-1], a[:-1])
+            loose.weight[-1] = (strict.weight - rest) / a[-1]
+            loose.bias.copy_(strict.bias)
+    with torch.no_grad():
+        assert rel(relaxed(low), equiv(low)) < 1e-12
+    with torch.no_grad():
+        for strict, loose in block_pairs(equiv, relaxed):
+            loose.weight.copy_(strict.weight.expand_as(loose.weight))
+            loose.relaxed_weights.fill_(1 / arch.banks)
+        assert rel(relaxed(low), equiv(low)) < 1e-12
+
+
+def orientation_filters(layer: torch.nn.Module) -> torch.Tensor:
+    """``(|G|_k, |G|_g, C_out C_in k^3)``: the relaxed block's kernel ``Psi(g, g k)`` brought back to the frame of the
+    identity (``T_g^-1`` on the spatial taps), i.e. ``sum_l w_l(g k) psi_l(k)``: for each ``k``, the filters that the
+    ``|G|`` output orientations apply. With ``L = 1`` they are ``w(g k) psi(k)``, one filter up to a gain (rank 1)."""
+    els = layer.elements
+    n, c_out, c_in, k = len(els), layer.out_channels, layer.in_channels, layer.kernel_size
+    blocks = layer.expanded().detach().view(c_out, n, c_in, n, k, k, k)
+    table = cayley_table(els)
+    rows = [torch.stack([act_on_grid(blocks[:, g, :, table[g, j]], els[g].inverse()).reshape(-1)
+                         for g in range(n)]) for j in range(n)]
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "paper"])
+def test_preset_r_equiv_mixes_filters_across_orientations_not_only_gains(preset, low):
+    """Every preset has ``L >= 2`` filter banks, and with weights ``w_l(h)`` varying over ``h`` each relaxed block's
+    output orientations apply filters that span ``L`` dimensions for every ``k`` (with ``L = 1`` they are one
+    filter times a gain per orientation, rank 1 to round-off, which made the former single-bank R-Equiv a gain on
+    Equiv); the tiny network is then clearly not equivariant."""
+    arch = training_presets()[preset].arch
+    assert arch.banks >= 2, arch
+    torch.manual_seed(1)
+    net = build_sr("r_equiv", arch).double()
+    torch.nn.init.normal_(net.project.weight, std=0.2)
+    with torch.no_grad():
+        for layer in net.relaxed_layers():
+            layer.relaxed_weights.normal_(1.0, 0.5)
+    layer = net.relaxed_layers()[0]
+    singular = torch.linalg.svdvals(orientation_filters(layer))  # (|G|_k, min(|G|, C_out C_in k^3))
+    assert (singular[:, 1] / singular[:, 0]).min() > 0.05, (singular[:, 1] / singular[:, 0]).min()
+    assert (singular[:, arch.banks:] < 1e-12 * singular[:, :1]).all()  # and no more than L: sum of L banks
+    if preset == "tiny":
+        errs = errors(net, low)
+        assert errs[0] == 0 and min(errs[1:]) > 1e-3
+
+
+def test_single_bank_relaxed_block_is_a_gain_per_orientation_on_a_strict_block():
+    """``L = 1``: ``[f * Psi](g) = sum_h w(h) f(h) psi(g^-1 h)``, the strict group convolution of the input scaled
+    by ``w(h)`` on orientation ``h`` (the reason a single bank leaves R-Equiv close to Equiv)."""
+    torch.manual_seed(2)
+    layer = RelaxedOctahedralGroupConv3d(2, 2, 3, "Oh", banks=1).double()
+    strict = OctahedralGroupConv3d(2, 2, 3, "Oh").double()
+    with torch.no_grad():
+        layer.relaxed_weights.normal_(1.0, 0.5)
+        strict.weight.copy_(layer.weight[0])
+    x = torch.randn(1, 2 * 48, 4, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    with torch.no_grad():
+        gained = (x.view(1, 2, 48, 4, 4, 4) * layer.relaxed_weights[0].view(1, 1, 48, 1, 1, 1)).view_as(x)
+        assert rel(layer(x), strict(gained)) < 1e-12
+    assert (torch.linalg.svdvals(orientation_filters(layer))[:, 1:2] < 1e-12 * 48).all()
 
 
 def test_bad_architecture():

@@ -308,7 +308,9 @@ class RelaxedOctahedralGroupConv3d(_OctahedralGroupKernel):
 
     Init as :class:`~symbench.layers.relaxed_group_conv.RelaxedRotGroupConv2d`: ``w = 1 / sqrt(L)`` for every
     ``(l, h)`` (the layer is then exactly the strict group conv with kernel ``sum_l psi_l / sqrt(L)``), kernels
-    U(+-1/sqrt(C_in |G| k^3)). ``regularization_loss`` is ``L_gconv = sum_l sum_{g, h} |w_l(g) - w_l(h)|``."""
+    U(+-1/sqrt(C_in |G| k^3)). ``regularization_loss`` is ``L_gconv = sum_l sum_{g, h} |w_l(g) - w_l(h)|``.
+    With ``banks = 1`` the layer is the strict group conv with kernel ``psi_1`` of the input scaled by ``w_1(h)`` on
+    orientation ``h``: a gain per orientation; only ``L >= 2`` lets the output orientations mix different filters."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, group: GroupSpec = "O",
                  banks: int = 2, padding_mode: str = "zeros", bias: bool = False) -> None:

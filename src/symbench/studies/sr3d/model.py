@@ -14,9 +14,14 @@ with one code path for all three kinds; only the layers differ:
   default, the slides' group): a vector lift ``Z^3 -> G``, strict ``G -> G`` blocks, and the vector projection
   ``G -> Z^3``, so ``SR(T_g v) = T_g SR(v)`` exactly for all 48 elements (periodic padding keeps it exact on the
   torus; :func:`periodic_trilinear` commutes with axis flips and permutations);
-* ``r_equiv``: the same with the blocks replaced by relaxed group convolutions (ICML 2022 eq. 4-5, ``banks`` filter
-  banks weighted by ``w_l(h)``; tied at init, so the network starts exactly equivariant and can learn to break the
-  symmetry where the data do).
+* ``r_equiv``: the same with the blocks replaced by relaxed group convolutions (ICML 2022 eq. 4-5; the slides'
+  ``[f * Psi](g) = sum_h f(h) sum_{l=1}^L w_l(h) psi_l(g^-1 h)``) with ``L = banks`` filter banks, tied at init, so
+  the network starts exactly equivariant and can learn to break the symmetry where the data do. ``L >= 2`` in every
+  preset (default 2, the ICML 2022 reference's ``num_banks``; its Table 3 tunes 1 .. 4): with ``L = 1``,
+  ``Psi(g, h) = w(h) psi(g^-1 h)`` is a strict group convolution of the input scaled by a gain per orientation
+  ``h``, so every output orientation sees the same filter and R-Equiv can do little that Equiv cannot; with
+  ``L >= 2`` the orientations mix ``L`` filters in proportions that vary with ``h``. With ``w_l(h) = a_l`` for all
+  ``h`` the block is exactly the strict one with kernel ``sum_l a_l psi_l``.
 
 ``B_i`` are residual blocks ``h + conv(act(h))`` at resolution level ``i`` (``layers[i]`` of them; level ``i`` is
 ``2^i`` times the input resolution); after the last level the features are upsampled trilinearly (periodic) to half
@@ -24,8 +29,9 @@ the output resolution, and ``P_2``, a stride-2 transposed convolution (kernel 4)
 to the velocity (:func:`~symbench.layers.octahedral_conv.upsample_conv3d`; the finest grid holds only the 3 output
 channels, which keeps the group models' cost at the output resolution low). The projection is zero at init, so every model starts as ``up_f`` (the Trilinear
 baseline). ``conv``'s width is chosen so that its parameter count is the closest to ``equiv``'s
-(:func:`matched_width`); ``r_equiv`` adds ``banks * |G|`` relaxation weights per block (and ``banks - 1`` more kernel
-copies when ``banks > 1``).
+(:func:`matched_width`); ``r_equiv`` keeps ``equiv``'s fields (as the reference's relaxed networks keep the hidden
+width) and adds ``L - 1`` kernel copies and ``L |G|`` relaxation weights per block: about ``L`` times Equiv's
+parameters (no whole number of regular fields matches them; each run's row records its count).
 """
 
 from __future__ import annotations
@@ -82,13 +88,13 @@ class SRArch:
 
     ``fields``: regular fields per element of the group networks (``fields * |G|`` channels); ``layers``: residual
     blocks per resolution level (level 0 = input resolution, level ``i`` = ``2^i`` times it); ``banks``: filter banks
-    of ``r_equiv``."""
+    ``L`` of ``r_equiv`` (module docstring: ``L = 1`` reduces it to a gain per orientation on Equiv)."""
 
     fields: int = 2
     layers: tuple[int, ...] = (2,)
     kernel_size: int = 3
     group: str = "Oh"
-    banks: int = 1
+    banks: int = 2
     factor: int = 4
 
     def __post_init__(self) -> None:
