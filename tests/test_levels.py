@@ -79,6 +79,36 @@ def test_model_equivariance_error_zero_for_e2cnn_and_not_for_a_conv():
     assert plain["relative"] > 0.1 and plain["mae"] > 1e4 * exact["mae"]
 
 
+def test_training_normalises_like_the_benchmarks_and_evaluates_in_data_units():
+    """The levels study uses the shared FieldNormalizer, fitted on the training windows' time range (density
+    standardised with its mean: the former RMS-only rule left it unshifted), and maps back to data units: a residual
+    network with a zero increment is persistence in data units."""
+    from datamodules.windows import FieldNormalizer
+
+    torch.manual_seed(0)
+    array = torch.randn(2, 8, LAYOUT.channels, 8, 8) * 0.1 + torch.tensor([0.0, 0.0, 3.0]).view(3, 1, 1)
+    train, test = levels.windows(array, 1, 2)
+    cfg = levels.LevelsTraining(width=4, layers=2, epochs=1, batch_size=8, test_frames=2)
+    model = levels.train_model("conv", train, LAYOUT, cfg)
+    expected = FieldNormalizer.fit(LAYOUT, array[:, :6])
+    assert torch.equal(model.normalizer.scale, expected.scale) and torch.equal(model.normalizer.shift, expected.shift)
+    assert model.normalizer.shift[2] == pytest.approx(3.0, abs=0.02)
+    for p in model.net.net.parameters():
+        p.data.zero_()
+    history, target = test[0]
+    torch.testing.assert_close(model(history[None]), history[None, -1], rtol=0, atol=1e-6)
+
+
+def test_evaluate_pools_squared_errors_over_every_entry():
+    """RMSE of the shared RolloutRMSE (squared errors pooled, not per-batch means), E_model 0 for persistence."""
+    torch.manual_seed(1)
+    data = torch.randn(1, 9, LAYOUT.channels, 8, 8) * torch.arange(1.0, 10.0).view(1, 9, 1, 1, 1)
+    _, test = levels.windows(data, 1, 5)
+    out = levels.evaluate(lambda h: h[:, -1], test, LAYOUT, batch_size=2)  # batches of 2, 2, 1 windows
+    assert out["rmse"] == pytest.approx(float((data[:, 4:] - data[:, 3:-1]).double().square().mean().sqrt()))
+    assert out["mae"] == 0.0
+
+
 def test_spearman_and_slope_against_hand_computed_values():
     # ranks of b with a tie: (1, 2, 3.5, 5, 3.5); centred products sum 8, squares 10 and 9.5.
     assert levels.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(8 / math.sqrt(95))

@@ -14,10 +14,12 @@ directly with the same budget). In evaluation mode on the held-out windows it ge
     E_model = mean_{x, k = 1..3} mean |f(rot90(x, k)) - rot90(f(x), k)|,
 
 (as in Rose-STL-Lab/Approximately-Equivariant-Nets's ``run_equiv_test.py``: one step, mean over samples and the three
-non-trivial rotations), and the one-step test RMSE, both in simulation units like the data equivariance error ``E_data``
-(:func:`datamodules.smoke_levels.data_equivariance_error`). The data are normalised for training by one RMS scale per
-field (a vector field's from its norm), which commutes with rotations, and the trained network is evaluated through the
-inverse scaling.
+non-trivial rotations), and the one-step test RMSE (:class:`~symbench.metrics.rmse.RolloutRMSE`, one step), both in
+simulation units like the data equivariance error ``E_data`` (:func:`datamodules.smoke_levels.data_equivariance_error`).
+Windows are the benchmarks' (:class:`datamodules.windows.WindowDataset` over disjoint time ranges); the data are
+normalised for training as in every benchmark (:class:`datamodules.windows.FieldNormalizer`, fitted on the training
+range: one RMS scale per vector field, mean and std per scalar), which commutes with rotations, and the trained network
+is evaluated through the inverse map.
 
 Outputs under ``results/levels/``: ``levels_<preset>.csv`` (one row per level), ``levels_<preset>.md`` (the table and
 the Spearman rank correlation of each model's ``E_model`` with ``E_data`` over the levels) and ``levels_<preset>.png``
@@ -45,11 +47,13 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from datamodules.windows import FieldNormalizer, TimeRange, WindowDataset
 from symbench.fields import FieldLayout
 from symbench.forecast import ForecastModule
 from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
+from symbench.metrics.rmse import RolloutRMSE
 from symbench.provenance import source_revision
 from symbench.results import atomic_write_text
 from symbench.studies.common import (
@@ -113,31 +117,17 @@ class LevelsResult:
 
 
 # -- data ------------------------------------------------------------------------------------------------------------
-def windows(array: np.ndarray | Tensor, in_frames: int, test_frames: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(train_x, train_y, test_x, test_y)`` from ``(sims, T, C, H, W)``: histories ``(N, in_frames, C, H, W)``
-    and next frames ``(N, C, H, W)``; test windows are those whose target is one of the last ``test_frames``."""
+def windows(array: np.ndarray | Tensor, in_frames: int, test_frames: int) -> tuple[WindowDataset, WindowDataset]:
+    """``(train, test)`` windows of ``(sims, T, C, H, W)`` (:class:`~datamodules.windows.WindowDataset`, one-step
+    targets): the test windows are those whose target is one of the last ``test_frames`` frames (their histories
+    reach back into the training range), the training windows lie in the frames before."""
     x = torch.as_tensor(np.array(array, dtype=np.float32))
     t = x.shape[1]
     first_test = t - test_frames
     if first_test - in_frames < 1:
         raise ValueError(f"{t} frames leave no training window for in_frames={in_frames}, test_frames={test_frames}")
-
-    def take(targets: range) -> tuple[Tensor, Tensor]:
-        hist = torch.stack([x[:, s - in_frames:s] for s in targets], dim=1)  # (sims, n, T_in, C, H, W)
-        return hist.flatten(0, 1), x[:, list(targets)].flatten(0, 1)
-
-    return (*take(range(in_frames, first_test)), *take(range(first_test, t)))
-
-
-def field_scales(frames: Tensor, layout: FieldLayout) -> Tensor:
-    """Per-channel ``(C,)`` RMS scale, shared by a vector field's components (from its norm) so that it commutes
-    with rotations; no shift (:mod:`symbench.fields`)."""
-    scales = torch.empty(layout.channels, dtype=frames.dtype)
-    for _, sl in layout.slices():
-        part = frames[..., sl, :, :].double()
-        rms = part.square().sum(dim=-3).mean().sqrt()  # norm for a vector, |value| for a scalar
-        scales[sl] = float(rms) if rms > 0 else 1.0
-    return scales
+    return (WindowDataset(x, TimeRange(0, first_test), in_frames, 1),
+            WindowDataset(x, TimeRange(first_test - in_frames, t), in_frames, 1))
 
 
 class Residual(nn.Module):
@@ -155,16 +145,15 @@ class Residual(nn.Module):
         return self.net.regularization_loss()
 
 
-class Rescaled(nn.Module):
-    """``f(x) = s * net(x / s)``: a network trained on data scaled per channel by ``1/s``, in data units."""
+class Normalized(nn.Module):
+    """``f(x) = N^-1(net(N(x)))``: a network trained on data normalised by ``normalizer`` (``N``), in data units."""
 
-    def __init__(self, net: nn.Module, scales: Tensor) -> None:
+    def __init__(self, net: nn.Module, normalizer: FieldNormalizer) -> None:
         super().__init__()
-        self.net = net
-        self.register_buffer("scales", scales.reshape(-1, 1, 1))
+        self.net, self.normalizer = net, normalizer
 
     def forward(self, history: Tensor) -> Tensor:
-        return self.net(history / self.scales) * self.scales
+        return self.normalizer.denormalize(self.net(self.normalizer.normalize(history)))
 
 
 # -- metrics ---------------------------------------------------------------------------------------------------------
@@ -172,28 +161,26 @@ def model_equivariance_error(model: nn.Module | Callable[[Tensor], Tensor], hist
                              ks: Sequence[int] = QUARTER_TURNS, batch_size: int = 64) -> dict[str, float]:
     """``E_model`` (L1, Definition 2.1 with ``G = C4``) of ``model`` as it is (call ``eval()`` first) over
     ``histories`` ``(N, T_in, C, H, W)``: ``{"mae": mean |f(gx) - g f(x)|, "relative": mae / mean |f(x)|}``."""
-    metric = EquivarianceError()
+    errors = evaluate(model, TensorDataset(histories, histories[:, -1:]), layout, ks, batch_size)  # no targets
+    return {"mae": errors["mae"], "relative": errors["relative"]}
+
+
+def evaluate(model: nn.Module | Callable[[Tensor], Tensor], windows: Dataset, layout: FieldLayout,
+             ks: Sequence[int] = QUARTER_TURNS, batch_size: int = 64) -> dict[str, float]:
+    """Over one-step ``windows`` (``(history, target (1, C, H, W))`` items): ``E_model`` as
+    :func:`model_equivariance_error` (``mae``, ``relative``) and the test RMSE (``rmse``,
+    :class:`~symbench.metrics.rmse.RolloutRMSE`: squared errors pooled over every entry)."""
+    equivariance, error = EquivarianceError(), RolloutRMSE(steps=1)
     magnitude, count = 0.0, 0
     with torch.no_grad():
-        for start in range(0, histories.shape[0], batch_size):
-            x = histories[start:start + batch_size]
+        for x, target in DataLoader(windows, batch_size=batch_size):
             out = model(x)
             magnitude, count = magnitude + float(out.double().abs().sum()), count + out.numel()
+            error.update(out.unsqueeze(1), target)
             for k in ks:
-                metric.update(*equivariance_pair(model, x, lambda v, k=k: rot90(v, layout, k)))
-    mae = float(metric.compute()["mae"])
-    return {"mae": mae, "relative": mae / max(magnitude / count, 1e-30)}
-
-
-def rmse(model: nn.Module | Callable[[Tensor], Tensor], histories: Tensor, targets: Tensor,
-         batch_size: int = 64) -> float:
-    """One-step RMSE over every entry of ``targets`` ``(N, C, H, W)``."""
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, histories.shape[0], batch_size):
-            pred = model(histories[start:start + batch_size])
-            total += float((pred.double() - targets[start:start + batch_size].double()).square().sum())
-    return math.sqrt(total / targets.numel())
+                equivariance.update(*equivariance_pair(model, x, lambda v, k=k: rot90(v, layout, k)))
+    mae = float(equivariance.compute()["mae"])
+    return {"mae": mae, "relative": mae / max(magnitude / count, 1e-30), "rmse": float(error.compute()["horizon"])}
 
 
 def ranks(values: Sequence[float]) -> np.ndarray:
@@ -246,27 +233,27 @@ def _quiet_lightning() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def train_model(name: str, train_x: Tensor, train_y: Tensor, layout: FieldLayout, cfg: LevelsTraining,
-                bar: Any = None, trainer_settings: Mapping[str, Any] | None = None) -> nn.Module:
-    """Train registry model ``name`` on normalised windows with :class:`~symbench.forecast.ForecastModule`; returns
-    the network in evaluation mode, wrapped to data units (:class:`Rescaled`). ``bar`` (tqdm) ticks once per epoch;
-    ``trainer_settings``: the hardware (:func:`~symbench.studies.common.make_trainer`)."""
+def train_model(name: str, train: WindowDataset, layout: FieldLayout, cfg: LevelsTraining, bar: Any = None,
+                trainer_settings: Mapping[str, Any] | None = None) -> nn.Module:
+    """Train registry model ``name`` on the ``train`` windows, normalised by a :class:`FieldNormalizer` fitted on
+    their time range, with :class:`~symbench.forecast.ForecastModule`; returns the network in evaluation mode, in
+    data units (:class:`Normalized`). ``bar`` (tqdm) ticks once per epoch; ``trainer_settings``: the hardware
+    (:func:`~symbench.studies.common.make_trainer`)."""
     from symbench.models.registry import spec
 
-    scales = field_scales(train_y, layout)
+    normalizer = FieldNormalizer.fit(layout, train.data[:, train.range.start:train.range.stop])
+    normalized = WindowDataset(normalizer.normalize(train.data), train.range, train.in_frames, train.out_frames)
     alpha = cfg.alpha if spec(name).family == "relaxed" else 0.0  # only relaxed models have a regulariser
-    norm = scales.reshape(-1, 1, 1)
     L.seed_everything(cfg.seed, verbose=False)
     module = ForecastModule(
         model=name, fields=[str(f) for f in layout.fields], in_frames=cfg.in_frames, train_steps=1,
         rollout_steps=1, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_decay=cfg.lr_decay, alpha=alpha,
         model_hparams={"symmetry": "rotation", "width": cfg.width, "layers": cfg.layers,
-                       "kernel_size": cfg.kernel_size, "grid_size": int(train_x.shape[-1])},
+                       "kernel_size": cfg.kernel_size, "grid_size": int(train.data.shape[-1])},
     )
     if cfg.residual:
         module.net = Residual(module.net)
-    data = TensorDataset(train_x / norm, (train_y / norm).unsqueeze(1))
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True,
+    loader = DataLoader(normalized, batch_size=cfg.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(cfg.seed))
     callbacks = [] if bar is None else [EpochTicks(bar)]
     with _quiet_lightning():
@@ -274,7 +261,7 @@ def train_model(name: str, train_x: Tensor, train_y: Tensor, layout: FieldLayout
                                enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                                num_sanity_val_steps=0, callbacks=callbacks)
         trainer.fit(module, train_dataloaders=loader)
-    return Rescaled(module.net, scales).eval()
+    return Normalized(module.net, normalizer).eval()
 
 
 class EpochTicks(Callback):
@@ -336,15 +323,15 @@ def run_levels(preset: str = "cpu", root: str | Path = "data", results: str | Pa
         for level in range(params.levels):
             array, meta = smoke_levels.load_level(data_dir, level)
             row = LevelRow(level, float(meta["eps"]), smoke_levels.data_equivariance_error(array), {})
-            train_x, train_y, test_x, test_y = windows(array, cfg.in_frames, cfg.test_frames)
+            train, test = windows(array, cfg.in_frames, cfg.test_frames)
             for name in names:
                 bar.set_description(f"level {level} {name}")
                 t0 = time.perf_counter()
-                model = train_model(name, train_x, train_y, layout, cfg, bar, trainer)
+                model = train_model(name, train, layout, cfg, bar, trainer)
                 seconds = time.perf_counter() - t0
-                ee = model_equivariance_error(model, test_x, layout)
-                row.models[name] = {"equiv_error": ee["mae"], "equiv_relative": ee["relative"],
-                                    "rmse": rmse(model, test_x, test_y), "train_seconds": seconds}
+                ee = evaluate(model, test, layout)
+                row.models[name] = {"equiv_error": ee["mae"], "equiv_relative": ee["relative"], "rmse": ee["rmse"],
+                                    "train_seconds": seconds}
             rows.append(row)
             bar.write(_row_line(row))
     finally:
