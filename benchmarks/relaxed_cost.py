@@ -114,10 +114,12 @@ def build_models(args: argparse.Namespace, layout: FieldLayout) -> dict[tuple[st
     for (symmetry, name), (cls, options) in relaxed_models(args).items():
         if symmetry not in args.symmetries:
             continue
-        relaxed = cls(args.frames, layout, symmetry=symmetry, **options, **common)
+        # the scale-steerable models keep SESN's kernel (5 x 5); their budget is ConvNet's at their effective size
+        sized = {k: v for k, v in common.items() if not (cls is ScaleSteerableNet and k == "kernel_size")}
+        relaxed = cls(args.frames, layout, symmetry=symmetry, **options, **sized)
         models[(symmetry, name)] = relaxed
         models[(symmetry, f"{name} strict")] = cls(args.frames, layout, symmetry=symmetry, relaxed=False,
-                                                   hidden=relaxed.hidden, **common)
+                                                   hidden=relaxed.hidden, **sized)
         if name == "rsteer":
             family = SteerableFamily(args.kernel_size)
             stack = equivariant_stack(family, family.history_type(layout, args.frames), relaxed.hidden, layout)
