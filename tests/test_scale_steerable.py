@@ -21,15 +21,17 @@ from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers import stack_frames
-from symbench.layers.scale_conv import split_levels
+from symbench.layers.scale_conv import ScaleLift, level_factors, split_levels
 from symbench.layers.scale_steerable import (
     DEFAULT_SCALES,
     PixelMixedScaleConv2d,
     ScaleSteerableConv2d,
+    ScaleSteerableLift2d,
     ScaleSteerableProject2d,
     hermite_functions,
     hermite_gaussian_basis,
     hermite_tent_integrals,
+    relative_scales,
 )
 from symbench.models.conv_net import ConvNet, conv_budget
 from symbench.models.rsteer_ts import RSteerTS
@@ -208,6 +210,24 @@ def test_scale_neighbours_mix_as_sesns_h_to_h_convolution() -> None:
         ScaleSteerableConv2d(2, 3, 5, SCALES, scale_size=2)
     with pytest.raises(ValueError, match="kernel_size >= 5"):
         ScaleSteerableConv2d(2, 3, 3, SCALES)
+
+
+@pytest.mark.parametrize("relaxed", [False, True])
+def test_lift_layer_is_the_lift_then_a_level_wise_convolution(relaxed: bool) -> None:
+    """SESN's Z2 -> H layer folds the lifting factors ``(sigma_s / sigma_0)^e`` into one dense convolution: the same
+    as copying the history to every level with :class:`ScaleLift` and convolving level by level."""
+    torch.manual_seed(0)
+    scales = relative_scales(SCALES)
+    lift = ScaleLift(VELOCITY_DENSITY, 2, scales, scalar_power=0.5).double()
+    layer = ScaleSteerableLift2d(6, 4, 5, SCALES, level_factors(VELOCITY_DENSITY, 2, scales, 0.5),
+                                 relaxed=relaxed).double()
+    plain = ScaleSteerableConv2d(6, 4, 5, SCALES, relaxed=relaxed).double()
+    with torch.no_grad():
+        layer.weight.add_(0.1 * torch.randn_like(layer.weight))
+        plain.weight.copy_(layer.weight)
+    x = randn(2, 6, 12, 12, seed=3)
+    with torch.no_grad():
+        assert torch.allclose(layer(x), plain(lift(x)), atol=1e-12)
 
 
 # --- RSteer (scaling): relaxed scale-steerable convolution ---------------------------------------------------------
