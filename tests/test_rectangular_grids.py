@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from symbench.fields import VELOCITY_2D
-from symbench.layers.local_conv import LowRankLocalConv2d, coefficient_map_size
+from symbench.layers.local_conv import LocallyConnected2d
 from symbench.layers.pixel_mixing import check_relax_grid, grid_shape
 from symbench.layers.relaxed_group_conv import RelaxedTranslationConv2d
 from symbench.models.conv_net import conv_budget
@@ -71,19 +71,18 @@ def test_default_cells_are_the_finest_that_fit_the_budget() -> None:
         assert 20 * cells[0] * cells[1] <= budget and cells[0] * cells[1] == max(a * b for a, b in fitting)
 
 
-def test_low_rank_local_conv_maps_on_a_rectangular_grid() -> None:
-    """Constant maps: the layer is the convolution with ``sum_r a_r K_r``; the maps' shape fits the budget."""
+def test_locally_connected_layer_on_a_rectangular_grid() -> None:
+    """One kernel per pixel of a 6x10 grid (rows first); with every pixel's kernel equal it is the convolution."""
     torch.manual_seed(0)
-    layer = LowRankLocalConv2d(3, 4, 3, rank=2, grid_size=(6, 10), map_size=(3, 4))
+    layer = LocallyConnected2d(3, 4, 3, grid_size=(6, 10), bias=True)
+    assert layer.weight.shape == (6, 10, 4, 3, 3, 3)
+    assert sum(p.numel() for p in layer.parameters()) == LocallyConnected2d.parameters_for(3, 4, 3, (6, 10), bias=True)
     x = randn(2, 3, 6, 10)
-    kernel = layer.coefficients[:, 0, 0].view(2, 1, 1, 1, 1).mul(layer.kernels()).sum(0)
     with torch.no_grad():
-        assert (layer(x) - F.conv2d(x, kernel, padding=1)).abs().max() < 1e-6
-    assert layer.maps().shape == (2, 6, 10)
-    assert sum(p.numel() for p in layer.parameters()) == LowRankLocalConv2d.parameters_for(3, 4, 3, 2, (3, 4))
-    h, w = coefficient_map_size((23, 62), budget=4000, n_layers=5, rank=2)
-    assert 5 * 2 * h * w <= 0.25 * 4000 and h <= 23 and w <= 62
-    assert coefficient_map_size((23, 62), budget=10**6, n_layers=5, rank=2) == (23, 62)
+        layer.weight.copy_(layer.weight[:1, :1].expand_as(layer.weight).clone())
+        assert (layer(x) - F.conv2d(x, layer.weight[0, 0], layer.bias, padding=1)).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="6x10"):
+        layer(x.transpose(-1, -2))
 
 
 def test_rgroup_translation_is_shift_equivariant_on_a_rectangle_only_while_tied() -> None:

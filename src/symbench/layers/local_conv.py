@@ -1,17 +1,14 @@
-"""Low-rank locally connected convolution (Wang, Walters & Yu, ICML 2022, sec. 3.4): the position-aware
-(translation-breaking) layer of the smoke models :mod:`symbench.models.clcnn`, :mod:`symbench.models.rpp` and
-:mod:`symbench.models.combo`, and the size of its coefficient maps under a parameter budget.
+"""Locally connected convolution: an independent kernel at every pixel (the layer of CLCNN, Wang, Walters & Yu,
+ICML 2022 sec. 3.4, "a locally connected neural network that has the same locality property as convolution but the
+weights are not shared across the spatial domain"; Elsayed et al. 2020 study its low-rank relaxations).
 
-A locally connected layer has its own kernel at every pixel ``x``:
-``y(x) = sum_d K(x, d) f(x + d) + b``. Full per-pixel kernels cost ``H W C_out C_in k^2`` parameters, orders of
-magnitude above the ConvNet budget this suite matches, so the kernel field here has rank ``R``:
-``K(x) = sum_{r=1..R} a_r(x) K_r``, with ``R`` trainable kernels ``K_r`` and ``R`` trainable coefficient maps
-``a_r``. It is computed as one convolution with ``R * C_out`` outputs and a per-pixel mix of its ``R`` groups (no
-unfold into ``k^2`` shifted copies). The maps live on a ``g x g`` grid bilinearly interpolated (corners aligned) to
-the ``grid_size x grid_size`` input: ``g = grid_size`` when ``R g^2`` per layer fits in a quarter of the budget,
-otherwise the largest ``g`` that does (:func:`coefficient_map_size`), so that small widths on large grids still match
-the budget. On a rectangular ``(H, W)`` grid the maps are ``(min(H, g), min(W, g))``. The maps start constant
-(``R^-1/2``): at initialisation the layer is a convolution.
+``y(x) = sum_{c, d} K(x)[o, c, d] f_c(x + d) + b_o`` with a full kernel ``K(x)`` of ``C_out x C_in x k x k`` per
+pixel ``x`` of a fixed ``(H, W)`` grid ('same' zero padding, correlation as ``Conv2d``) and one bias per output
+channel (shared over the grid, as in Rose-STL-Lab/Approximately-Equivariant-Nets). The layer has ``H W`` times the
+weights of a convolution of the same widths and the same arithmetic per pixel. It is computed as one batched matrix
+product over the pixels: the ``k x k`` patches (``unfold``, ``(H W, C_in k^2, B)``) times the per-pixel kernels
+(``(H W, C_out, C_in k^2)``); no loop over pixels (the gradient of the product is made contiguous first, else
+``bmm``'s backward copies it pixel by pixel).
 """
 
 from __future__ import annotations
@@ -25,72 +22,45 @@ from torch import Tensor, nn
 from symbench.layers.conv import same_padding
 from symbench.layers.pixel_mixing import GridSize, grid_shape
 
-MAP_SHARE = 0.25  # at most this share of the budget goes to coefficient maps
 
+class LocallyConnected2d(nn.Module):
+    """Locally connected layer ``(B, C_in, H, W) -> (B, C_out, H, W)`` on a fixed ``grid_size`` (one side or
+    ``(H, W)``). :attr:`weight` is the kernel field ``(H, W, C_out, C_in, k, k)``: ``weight[i, j]`` is the
+    ``Conv2d``-shaped kernel of pixel ``(i, j)``. Every pixel's kernel is drawn independently with ``Conv2d``'s
+    default initialisation, so the layer starts far from a convolution (as the reference code's)."""
 
-def coefficient_map_size(grid_size: GridSize, budget: int, n_layers: int, rank: int,
-                         share: float = MAP_SHARE) -> GridSize:
-    """Side ``g`` of the coefficient maps: ``grid_size`` if ``n_layers * rank * g^2 <= share * budget``, else the
-    largest ``g >= 2`` that fits; on an ``(H, W)`` grid the shape ``(min(H, g), min(W, g))`` for the largest such
-    ``g`` whose maps fit."""
-    fitting = int(share * budget) // (n_layers * rank)
-    if isinstance(grid_size, int):
-        return max(2, min(grid_size, math.isqrt(max(0, fitting))))
-    h, w = grid_shape(grid_size)
-    side = max([g for g in range(2, max(h, w) + 1) if min(h, g) * min(w, g) <= fitting], default=2)
-    return min(h, side), min(w, side)
-
-
-class LowRankLocalConv2d(nn.Module):
-    """Locally connected layer ``y(x) = sum_r a_r(x) (K_r * f)(x) + b`` on a fixed ``grid_size`` grid (one side or
-    ``(H, W)``; 'same' zero padding; correlation as ``Conv2d``): the kernel at pixel ``x`` is ``K(x) = sum_r a_r(x)
-    K_r``, the maps ``a_r`` on a ``map_size`` grid (default the pixel grid)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, rank: int, grid_size: GridSize,
-                 map_size: GridSize | None = None, bias: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, grid_size: GridSize,
+                 bias: bool = False) -> None:
         super().__init__()
-        if rank < 1:
-            raise ValueError(f"LowRankLocalConv2d needs rank >= 1, got {rank}")
         self.padding = same_padding(kernel_size)
-        self.rank, self.out_channels, self.grid_size = rank, out_channels, grid_size
+        self.kernel_size, self.grid_size = kernel_size, grid_size
         self.grid_shape = grid_shape(grid_size)
-        self.map_size = grid_size if map_size is None else map_size
-        self.map_shape = grid_shape(self.map_size)
-        self.weight = nn.Parameter(torch.empty(rank * out_channels, in_channels, kernel_size, kernel_size))
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # PyTorch's Conv2d default, per kernel K_r
-        # Constant maps of R^-1/2: the layer starts as one convolution with the variance of a single K_r.
-        self.coefficients = nn.Parameter(torch.full((rank, *self.map_shape), rank**-0.5))
-        self.bias = None
-        if bias:
-            bound = 1 / math.sqrt(in_channels * kernel_size**2)
-            self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound))
+        bound = 1 / math.sqrt(in_channels * kernel_size**2)  # Conv2d's default (kaiming_uniform, a = sqrt 5)
+        self.weight = nn.Parameter(torch.empty(*self.grid_shape, out_channels, in_channels, kernel_size,
+                                               kernel_size).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound)) if bias else None
 
     @staticmethod
-    def parameters_for(in_channels: int, out_channels: int, kernel_size: int, rank: int, map_size: GridSize,
+    def parameters_for(in_channels: int, out_channels: int, kernel_size: int, grid_size: GridSize,
                        bias: bool = False) -> int:
         """Parameter count without building the layer."""
-        map_h, map_w = grid_shape(map_size)
-        return rank * (out_channels * in_channels * kernel_size**2 + map_h * map_w) + (out_channels if bias else 0)
-
-    def kernels(self) -> Tensor:
-        """``(R, C_out, C_in, k, k)``: the kernels ``K_r``."""
-        return self.weight.view(self.rank, self.out_channels, *self.weight.shape[1:])
-
-    def maps(self) -> Tensor:
-        """``(R, H, W)``: the coefficient maps ``a_r`` on the pixel grid."""
-        if self.map_shape == self.grid_shape:
-            return self.coefficients
-        return F.interpolate(self.coefficients[None], size=self.grid_shape, mode="bilinear", align_corners=True)[0]
+        h, w = grid_shape(grid_size)
+        return h * w * out_channels * in_channels * kernel_size**2 + (out_channels if bias else 0)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-2:] != self.grid_shape:
-            raise ValueError(f"LowRankLocalConv2d is built for a {self.grid_shape[0]}x{self.grid_shape[1]} grid, "
+            raise ValueError(f"LocallyConnected2d is built for a {self.grid_shape[0]}x{self.grid_shape[1]} grid, "
                              f"got {tuple(x.shape[-2:])}; set grid_size to the data's grid")
-        z = F.conv2d(x, self.weight, padding=self.padding)
-        y = (z.view(x.shape[0], self.rank, self.out_channels, *x.shape[-2:]) * self.maps()[None, :, None]).sum(1)
+        batch, (h, w) = x.shape[0], self.grid_shape
+        patches = F.unfold(x, self.kernel_size, padding=self.padding)  # (B, C_in k^2, H W)
+        kernels = self.weight.reshape(h * w, self.weight.shape[2], -1)  # (H W, C_out, C_in k^2)
+        y = torch.bmm(kernels, patches.permute(2, 0, 1).contiguous().transpose(1, 2))  # (H W, C_out, B)
+        if y.requires_grad:  # the gradient arrives pixel-stride-1; bmm's backward would copy it pixel by pixel
+            y.register_hook(Tensor.contiguous)
+        y = y.permute(2, 1, 0).reshape(batch, -1, h, w)
         return y if self.bias is None else y + self.bias[:, None, None]
 
     def extra_repr(self) -> str:
-        out_channels, in_channels, k, _ = self.kernels().shape[1:]
-        return (f"{in_channels}, {out_channels}, kernel_size={k}, rank={self.rank}, grid_size={self.grid_size}, "
-                f"map_size={self.map_size}, bias={self.bias is not None}")
+        _, _, out_channels, in_channels, k, _ = self.weight.shape
+        return (f"{in_channels}, {out_channels}, kernel_size={k}, grid_size={self.grid_size}, "
+                f"bias={self.bias is not None}")

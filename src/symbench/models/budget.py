@@ -8,6 +8,10 @@ shapes of ``sizes`` occur:
   size for a single width such as the digits' field count);
 - :func:`fit_scale`: sizes proportional to a plain network's channel counts (``max(1, round(s * c))``), the scale
   ``s`` found by bisection.
+
+Models with grid-sized weights (a kernel per pixel, or dense maps over the whole grid: CLCNN, the translation RPP and
+Combo) cannot meet a convolutional budget: one such layer of one channel already exceeds it. They fit their sizes to
+their own architecture at the preset's width, capped at :data:`PARAMETER_CAP` (:func:`capped_target`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from torch import nn
 
 Count = Callable[[tuple[int, ...]], int]
 EXHAUSTIVE_LAYERS = 10  # up to this many sizes every {f, f+1} assignment is tried
+# Wang, Walters & Yu, ICML 2022 sec. 5 and app. A.1: "the total number of trainable parameters for every model is
+# less than 10^7 for a fair comparison".
+PARAMETER_CAP = 10**7
 
 
 def n_params(module: nn.Module) -> int:
@@ -50,6 +57,13 @@ def fit_sizes(n_hidden: int, count: Count, target: int, exhaustive_up_to: int = 
         masks = [(1,) * m + (0,) * (n_hidden - m) for m in range(n_hidden + 1)]
     candidates = [tuple(base + m for m in mask) for mask in masks] + [(hi,) * n_hidden]
     return min(candidates, key=lambda sizes: (abs(count(sizes) - target), sizes))
+
+
+def capped_target(count_at_width: int, cap: int) -> int:
+    """The budget of a model with grid-sized weights: its own count at the preset's width, at most ``cap``."""
+    if cap < 1:
+        raise ValueError(f"max_parameters must be >= 1, got {cap}")
+    return min(count_at_width, cap)
 
 
 def scaled_fields(channels: Sequence[int], scale: float) -> tuple[int, ...]:

@@ -3,15 +3,19 @@ benchmarks (Wang, Walters & Yu, sec. 5: "the combination of MLP and ConvNet for 
 rotation, and ConvNet and SESN for scaling").
 
 Every layer is an equivariant layer plus a non-equivariant ("free") layer of the same input and output shape,
-``y = E x + F x``; the prior prefers the equivariant pathway through a penalty on the free one only,
-:meth:`RPP.regularization_loss` ``= sum ||theta_F||^2`` (all weights and biases of the free layers; the Lightning
-module multiplies it by alpha). With the free pathway zero the network is exactly the equivariant one.
+``y = E x + F x``. The prior is Finzi et al.'s: Gaussian (L2) on both pathways, much stronger on the free one,
+:meth:`RPP.regularization_loss` ``= sum ||theta_F||^2 + equivariant_prior * sum ||theta_E||^2`` (all weights and
+biases of the pathways; the Lightning module multiplies it by alpha). ``equivariant_prior`` defaults to 1e-2, the
+ratio of the two weight decays of mfinzi/residual-pathway-priors' CIFAR runner (1e-4 equivariant, 1e-2 free); it
+must be below 1. With the free pathway zero the network is exactly the equivariant one.
 
-* ``translation``: ``E`` = convolution; ``F`` = the low-rank locally connected layer of
-  :mod:`symbench.layers.local_conv`
-  (``K(x) = sum_r a_r(x) K_r``, rank 1 by default). A dense low-rank linear map over the whole grid (the reference
-  code's "MLP" pathway) costs ``rank * (C_in + C_out) H W`` per layer, above the whole ConvNet budget at small
-  widths; the locally connected pathway keeps the locality of the convolution and fits.
+* ``translation``: ``E`` = convolution (the ConvNet); ``F`` = the paper's MLP pathway ("the combination of MLP and
+  ConvNet for translation"): a dense linear map of the whole grid through a bottleneck, ``Linear(C_in H W, r) ->
+  Linear(r, C_out H W)`` (:class:`GridLinear`, ``free_rank`` ``r = 32`` and no nonlinearity between the two, as the
+  ``RPPBlock`` of Rose-STL-Lab/Approximately-Equivariant-Nets). The dense pathway costs ``r (C_in + C_out) H W``
+  per layer, above the whole ConvNet budget, so the translation RPP is sized like every model with grid-sized
+  weights (:mod:`symbench.models.budget`): its ConvNet at the preset's width plus the pathway, hidden sizes fitted
+  down only where that exceeds ``max_parameters`` (default the paper's ``10^7``).
 * ``rotation``: ``E`` = escnn ``R2Conv`` between regular fields of ``C_N``; ``F`` = a plain ``Conv2d`` on the same
   channels. The sum is normalised by ``InnerBatchNorm`` (not ``BatchNorm2d`` as in
   Rose-STL-Lab/Approximately-Equivariant-Nets), so that the network with ``F = 0`` is exactly equivariant also after
@@ -23,17 +27,21 @@ module multiplies it by alpha). With the free pathway zero the network is exactl
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, same_padding, stack_frames
-from symbench.layers.local_conv import LowRankLocalConv2d, coefficient_map_size
-from symbench.layers.pixel_mixing import GridSize
+from symbench.layers.pixel_mixing import GridSize, grid_shape
 from symbench.layers.scale_conv import split_levels
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
 from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
-from symbench.models.budget import fit_sizes
+from symbench.models.budget import PARAMETER_CAP, capped_target, fit_sizes
 from symbench.models.smoke_families import DEFAULT_GROUP_ORDER, FeatureType, LayerFamily, layer_family
+
+
+FREE_RANK = 32  # the bottleneck of the reference RPPBlock's linear pathway
+EQUIVARIANT_PRIOR = 1e-2  # equivariant / free weight decay of mfinzi/residual-pathway-priors' CIFAR runner
 
 
 class ResidualPathway(nn.Module):
@@ -46,6 +54,31 @@ class ResidualPathway(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.equivariant(x) + self.free(x)
+
+
+class GridLinear(nn.Module):
+    """The translation RPP's free pathway ``(B, C_in, H, W) -> (B, C_out, H, W)``: ``W_2 W_1 vec(f) + b_2 + W_2 b_1``
+    with ``W_1: C_in H W -> rank`` and ``W_2: rank -> C_out H W`` (every output pixel sees every input pixel)."""
+
+    def __init__(self, in_channels: int, out_channels: int, grid_size: GridSize, rank: int) -> None:
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"RPP's free_rank must be >= 1, got {rank}")
+        self.grid_shape = grid_shape(grid_size)
+        pixels = self.grid_shape[0] * self.grid_shape[1]
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * pixels, rank),
+                                 nn.Linear(rank, out_channels * pixels), nn.Unflatten(1, (out_channels, *self.grid_shape)))
+
+    @staticmethod
+    def parameters_for(in_channels: int, out_channels: int, grid_size: GridSize, rank: int) -> int:
+        h, w = grid_shape(grid_size)
+        return (in_channels * h * w + 1) * rank + (rank + 1) * out_channels * h * w
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-2:] != self.grid_shape:
+            raise ValueError(f"RPP (translation) is built for a {self.grid_shape[0]}x{self.grid_shape[1]} grid, "
+                             f"got {tuple(x.shape[-2:])}; set grid_size to the data's grid")
+        return self.net(x)
 
 
 class LevelwiseConv2d(nn.Module):
@@ -78,17 +111,15 @@ class LevelMeanConv2d(nn.Module):
 class FreeLayers:
     """The free (non-equivariant) layers of one symmetry, matching the shapes of ``family``'s layers."""
 
-    def __init__(self, family: LayerFamily, kernel_size: int, rank: int, grid_size: GridSize,
-                 map_size: GridSize) -> None:
+    def __init__(self, family: LayerFamily, kernel_size: int, grid_size: GridSize, rank: int) -> None:
         self.family, self.kernel_size = family, kernel_size
-        self.rank, self.grid_size, self.map_size = rank, grid_size, map_size
+        self.grid_size, self.rank = grid_size, rank
 
     def layer(self, a: FeatureType, b: FeatureType, out_channels: int | None = None) -> nn.Module:
         """Free layer from type ``a`` to type ``b``, or to ``out_channels`` plain channels (the biased head)."""
         k, symmetry, head = self.kernel_size, self.family.symmetry, out_channels is not None
         if symmetry == "translation":
-            return LowRankLocalConv2d(int(a), out_channels or int(b), k, self.rank,  # type: ignore[arg-type]
-                                      self.grid_size, self.map_size, bias=head)
+            return GridLinear(int(a), out_channels or int(b), self.grid_size, self.rank)  # type: ignore[arg-type]
         if symmetry == "rotation":
             return nn.Conv2d(self.family.channels(a), out_channels or self.family.channels(b), k,
                              padding=same_padding(k), bias=head)
@@ -100,8 +131,8 @@ class FreeLayers:
     def parameters(self, a: FeatureType, b: FeatureType, out_channels: int | None = None) -> int:
         k, symmetry, head = self.kernel_size, self.family.symmetry, out_channels is not None
         if symmetry == "translation":
-            return LowRankLocalConv2d.parameters_for(int(a), out_channels or int(b), k,  # type: ignore[arg-type]
-                                                     self.rank, self.map_size, bias=head)
+            return GridLinear.parameters_for(int(a), out_channels or int(b),  # type: ignore[arg-type]
+                                             self.grid_size, self.rank)
         if symmetry == "rotation":
             c_in, c_out = self.family.channels(a), out_channels or self.family.channels(b)
         else:
@@ -119,14 +150,18 @@ class RPP(nn.Module):
                  layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64,
                  group_order: int = DEFAULT_GROUP_ORDER,
                  n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0,
-                 rank: int = 1) -> None:
+                 free_rank: int = FREE_RANK, equivariant_prior: float = EQUIVARIANT_PRIOR,
+                 max_parameters: int = PARAMETER_CAP) -> None:
         super().__init__()
         check_symmetry("RPP", symmetry)
         check_smoke_args("RPP", in_frames, width, layers)
+        if not 0 <= equivariant_prior < 1:
+            raise ValueError(f"RPP's equivariant_prior must be in [0, 1) (a weaker prior than the free pathway's), "
+                             f"got {equivariant_prior}")
         self.in_frames, self.layout, self.symmetry = in_frames, layout, symmetry
+        self.equivariant_prior = equivariant_prior
         family = layer_family(symmetry, kernel_size, group_order, n_scales, scale_ratio, scalar_power)
-        budget = conv_budget(in_frames, layout, width, layers, kernel_size)
-        free = FreeLayers(family, kernel_size, rank, grid_size, coefficient_map_size(grid_size, budget, layers, rank))
+        free = FreeLayers(family, kernel_size, grid_size, free_rank)
         in_type = family.history_type(layout, in_frames)
 
         def count(sizes: tuple[int, ...]) -> int:
@@ -139,6 +174,9 @@ class RPP(nn.Module):
             return total + family.head_parameters(current, layout) + free.parameters(current, current,
                                                                                       layout.channels)
 
+        budget = conv_budget(in_frames, layout, width, layers, kernel_size)
+        if symmetry == "translation":  # grid-sized free pathway: the ConvNet at this width plus its MLP pathway
+            budget = capped_target(count((width,) * (layers - 1)), max_parameters)
         self.sizes = fit_sizes(layers - 1, count, budget)
         units: list[nn.Module] = [family.lift(layout, in_frames)]
         current = in_type
@@ -158,13 +196,15 @@ class RPP(nn.Module):
         """The parameters of the non-equivariant pathway."""
         return [p for m in self.modules() if isinstance(m, ResidualPathway) for p in m.free.parameters()]
 
+    def equivariant_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the equivariant pathway."""
+        return [p for m in self.modules() if isinstance(m, ResidualPathway) for p in m.equivariant.parameters()]
+
     def regularization_loss(self) -> Tensor:
-        """``sum ||theta_F||^2`` over the free pathway (the residual pathway prior)."""
-        params = self.free_parameters()
-        total = params[0].new_zeros(())
-        for p in params:
-            total = total + p.square().sum()
-        return total
+        """The residual pathway prior ``sum ||theta_F||^2 + equivariant_prior * sum ||theta_E||^2``."""
+        free = torch.stack([p.square().sum() for p in self.free_parameters()]).sum()
+        equivariant = torch.stack([p.square().sum() for p in self.equivariant_parameters()]).sum()
+        return free + self.equivariant_prior * equivariant
 
     def extra_repr(self) -> str:
         return f"in_frames={self.in_frames}, fields={self.layout}, symmetry={self.symmetry!r}, sizes={self.sizes}"
