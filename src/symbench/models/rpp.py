@@ -7,7 +7,9 @@ Every layer is an equivariant layer plus a non-equivariant ("free") layer of the
 :meth:`RPP.regularization_loss` ``= sum ||theta_F||^2 + equivariant_prior * sum ||theta_E||^2`` (all weights and
 biases of the pathways; the Lightning module multiplies it by alpha). ``equivariant_prior`` defaults to 1e-2, the
 ratio of the two weight decays of mfinzi/residual-pathway-priors' CIFAR runner (1e-4 equivariant, 1e-2 free); it
-must be below 1. With the free pathway zero the network is exactly the equivariant one.
+must be below 1. (Rose-STL-Lab/Approximately-Equivariant-Nets has the same two-pathway L2 helper with equal default
+weights, 1e-6 each, and its training script adds no prior for Rpp.) With the free pathway zero the network is exactly
+the equivariant one.
 
 * ``translation``: ``E`` = convolution (the ConvNet); ``F`` = the paper's MLP pathway ("the combination of MLP and
   ConvNet for translation"): a dense linear map of the whole grid through a bottleneck, ``Linear(C_in H W, r) ->
