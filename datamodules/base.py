@@ -13,12 +13,11 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.utils.data import DistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules.augmented import AugmentedWindowDataset, check_augment, epoch_sampler
+from datamodules.sharding import ShardSampler, eval_sampler, replicas
 from datamodules.transformed import TransformedWindowDataset
 from datamodules.windows import FieldNormalizer, TimeRange, WindowDataset, time_split
 from symbench import symmetry
@@ -174,15 +173,11 @@ class ForecastDataModule(L.LightningDataModule):
 
     def _sampler_kwargs(self) -> dict[str, int] | None:
         """``num_replicas`` and ``rank`` under DDP, else ``None``."""
-        kwargs = getattr(getattr(self.trainer, "strategy", None), "distributed_sampler_kwargs", None)
-        if kwargs is None and dist.is_available() and dist.is_initialized():
-            kwargs = {"num_replicas": dist.get_world_size(), "rank": dist.get_rank()}
-        return kwargs if kwargs and kwargs["num_replicas"] > 1 else None
+        return replicas(self.trainer)
 
     def _eval_sampler(self, dataset: Any) -> ShardSampler | None:
-        """Under DDP, a :class:`ShardSampler`; ``None`` (sequential) in a single process."""
-        kwargs = self._sampler_kwargs()
-        return None if kwargs is None else ShardSampler(dataset, **kwargs)
+        """Under DDP, a :class:`~datamodules.sharding.ShardSampler`; ``None`` (sequential) in a single process."""
+        return eval_sampler(dataset, self.trainer)
 
     def _check_every_rank_evaluates(self, stage: str, names: Sequence[str]) -> None:
         """One-line ``ValueError`` (raised on every rank alike) when some rank would get no window of ``stage``."""
@@ -208,23 +203,6 @@ class ForecastDataModule(L.LightningDataModule):
         """One validation window (for shape checks and equivariance probes)."""
         self.setup()
         return self.datasets["val"][0]
-
-
-class ShardSampler(DistributedSampler):
-    """Rank ``r`` of ``n`` gets windows ``r, r + n, ...``: none twice and none left out, possibly none at all
-    (Lightning's default ``DistributedSampler`` pads by repeating windows, its ``UnrepeatedDistributedSampler``
-    refuses an empty shard; Lightning leaves a ``DistributedSampler`` subclass alone)."""
-
-    def __init__(self, dataset: Any, num_replicas: int, rank: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
-        self.indices = range(rank, len(dataset), num_replicas)
-        self.num_samples = self.total_size = len(self.indices)
-
-    def __iter__(self) -> Any:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
 
 def coarsen_grid(array: Tensor, factor: int) -> Tensor:

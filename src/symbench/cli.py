@@ -277,8 +277,19 @@ def _dispatch(argv: list[str]) -> int:
     handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
                 "models": _models, "check-model": _check_model}
     studies = {study.command: study for study in STUDIES}
+    if args.command in studies:
+        _quiet_unless_rank_zero()
     run = handlers.get(args.command) or studies[args.command].load().run
     return run(args) or 0
+
+
+def _quiet_unless_rank_zero() -> None:
+    """Under DDP every process runs the whole study; only global rank 0 writes results (:mod:`symbench.studies.common`)
+    and says so on stdout. The others' stdout goes nowhere (their errors still reach stderr)."""
+    from symbench.hardware import is_rank_zero
+
+    if not is_rank_zero():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- for the rest of the process
 
 
 def _debug_traceback() -> None:

@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import datamodules
 from symbench.bench import is_finished, run_one
 from symbench.config import ConfigError, benchmark_models, resolve, seeds_of
 from symbench.leaderboard import SPLIT_TITLES, aggregate
-from symbench.results import ROW_FIELDS, atomic_write_text, read_rows
-from symbench.studies.common import write_rows
+from symbench.results import ROW_FIELDS, read_rows
+from symbench.studies.common import add_trainer_arguments, trainer_settings, write_figure, write_rows, write_text
 
 DEFAULT_ALPHAS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 SWEEP_FIELDS = [*ROW_FIELDS, "alpha"]
@@ -33,15 +33,19 @@ def sweep_csv(results_dir: str | Path, benchmark: str) -> Path:
 
 def run_alpha_sweep(benchmark: str, model: str, alphas: Sequence[float] = DEFAULT_ALPHAS, preset: str = "cpu",
                     seeds: Sequence[int] | None = None, root: str | Path = "data", results_dir: str | Path = "results",
-                    runs_dir: str | Path = "runs", progress: bool = True) -> list[Path]:
-    """Train ``model`` on ``benchmark`` at every ``alpha`` and seed; returns the table and plot written."""
+                    runs_dir: str | Path = "runs", progress: bool = True, trainer: Mapping[str, Any] | None = None,
+                    tf32: bool = False) -> list[Path]:
+    """Train ``model`` on ``benchmark`` at every ``alpha`` and seed; returns the table and plot written.
+    ``trainer``: device options overriding the preset's (as ``bench``'s); ``tf32``: allow TF32 on CUDA."""
     listed = benchmark_models(benchmark, preset)
     if model not in listed:
         raise ConfigError(f"model {model!r} is not part of benchmark {benchmark!r}; its models: {', '.join(listed)}")
     if not alphas or any(a < 0 or not math.isfinite(a) for a in alphas):
         raise ConfigError(f"alphas must be finite and >= 0, got {list(alphas)}")
     seeds = list(seeds) if seeds is not None else seeds_of(benchmark, preset)[:1]
-    configs = [(a, resolve(benchmark, preset, model, s, root, {"module": {"alpha": float(a)}}, use_best=False))
+    overrides = {"trainer": dict(trainer or {})}
+    configs = [(a, resolve(benchmark, preset, model, s, root, {**overrides, "module": {"alpha": float(a)}},
+                           use_best=False, tf32=tf32))
                for a in alphas for s in seeds]
     first = configs[0][1]
     if first.data.get("source", "generated") == "generated":
@@ -88,7 +92,7 @@ def render_alpha_sweep(benchmark: str, model: str, preset: str, cells: dict[str,
 
 def plot_alpha_sweep(cells: dict[str, dict[float, Any]], path: Path, title: str) -> Path:
     """RMSE vs alpha, one line per split; alpha = 0 is drawn one decade left of the smallest positive alpha."""
-    from symbench.plots import new_figure, save_figure
+    from symbench.plots import new_figure
 
     positive = [a for by_alpha in cells.values() for a in by_alpha if a > 0]
     zero_at = min(positive) / 10 if positive else 1e-6
@@ -107,7 +111,7 @@ def plot_alpha_sweep(cells: dict[str, dict[float, Any]], path: Path, title: str)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    return save_figure(fig, path)
+    return write_figure(fig, path)
 
 
 def write_alpha_sweep(benchmark: str, model: str, preset: str, results_dir: str | Path = "results") -> list[Path]:
@@ -117,7 +121,7 @@ def write_alpha_sweep(benchmark: str, model: str, preset: str, results_dir: str 
     if not cells:
         raise ConfigError(f"no alpha-sweep rows of {model!r} at preset {preset!r} in {sweep_csv(results_dir, benchmark)}")
     stem = Path(results_dir) / benchmark / f"alpha_sweep_{model}_{preset}"
-    atomic_write_text(stem.with_suffix(".md"), render_alpha_sweep(benchmark, model, preset, cells))
+    write_text(stem.with_suffix(".md"), render_alpha_sweep(benchmark, model, preset, cells))
     png = plot_alpha_sweep(cells, stem.with_suffix(".png"), f"{model} on {benchmark} ({preset})")
     return [stem.with_suffix(".md"), png]
 
@@ -133,9 +137,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="results", help="results directory")
     parser.add_argument("--runs", default="runs", help="checkpoints and logs directory")
     parser.add_argument("--no-progress", action="store_true")
+    add_trainer_arguments(parser)
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (default: full float32)")
 
 
 def run(args: argparse.Namespace) -> None:
     for path in run_alpha_sweep(args.benchmark, args.model, args.alphas or DEFAULT_ALPHAS, args.preset, args.seeds,
-                                args.root, args.results, args.runs, progress=not args.no_progress):
+                                args.root, args.results, args.runs, progress=not args.no_progress,
+                                trainer=trainer_settings(args), tf32=args.tf32):
         print(f"wrote {path}")

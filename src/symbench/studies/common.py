@@ -5,8 +5,22 @@ Trainer settings (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``p
 preset or the command line (:func:`add_trainer_arguments`, :func:`trainer_settings`), never from a literal in a
 study. The defaults (:data:`TRAINER_DEFAULTS`) run on one device of whatever accelerator is present; on a CPU-only
 machine that is exactly the former ``accelerator="cpu", devices=1``. Float32 stays full float32 on GPUs (TF32 off,
-:func:`symbench.hardware.set_float32_precision`), so equivariance errors sit at float32 round-off there too. The
-studies write their results from every process: run them on one device per process, not under DDP.
+:func:`symbench.hardware.set_float32_precision`), so equivariance errors sit at float32 round-off there too.
+
+Under DDP (``--devices N --strategy ddp``, torchrun, SLURM) every process runs the whole study, as Lightning's
+launchers require, with the same seeds and data. What differs by rank:
+
+* **writing**: only global rank 0 writes results: every study writes its rows, tables, plots and resume records
+  through :func:`write_rows`, :func:`write_text`, :func:`write_figure` and :func:`write_records`, which do nothing
+  on the other ranks, so each exists once whatever the number of processes (every rank still *reads* the same
+  results, so resume decisions agree);
+* **batches**: a preset's ``batch_size`` is the global batch, divided over the processes
+  (:func:`per_device_batch`, the rule of :mod:`symbench.hardware`); evaluation loaders shard without padding
+  (:mod:`datamodules.sharding`), so test metrics equal a single process's;
+* **checkpoints**: :func:`fit_test_best` reads the best checkpoint on rank 0 and broadcasts its weights, so no rank
+  reads a file that only rank 0's node holds;
+* **provenance**: a row's ``config_hash`` includes the resolved device options where they differ from one CPU
+  process in float32 (:func:`study_config_hash`), as ``bench`` rows do.
 """
 
 from __future__ import annotations
@@ -25,8 +39,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from symbench.config import ConfigError, hash_config, load_benchmark
 from symbench.files import load_checkpoint
-from symbench.hardware import set_float32_precision
-from symbench.results import ROW_FIELDS, append_rows
+from symbench.hardware import Hardware, is_rank_zero, resolve, set_float32_precision
+from symbench.results import ROW_FIELDS, append_rows, atomic_write_text
+from symbench.results import write_records as _write_records
 
 R = TypeVar("R")
 
@@ -92,10 +107,15 @@ def _value(hint: Any, value: Any, where: str) -> Any:
 _OPTIONAL = ("horizon", "train_seconds", "epochs", "best_epoch", "data_key", "code_rev")
 
 
-def study_config_hash(*configs: Any) -> str:
+def study_config_hash(*configs: Any, hardware: Hardware | None = None) -> str:
     """The ``config_hash`` of a study run: :func:`~symbench.config.hash_config` of its dataclass configurations
-    (training preset, data sizes, ...), so rows of the same sizes share it."""
-    return hash_config({"configs": [dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c for c in configs]})
+    (training preset, data sizes, ...), so rows of the same sizes share it, plus ``hardware``'s device options where
+    they differ from one CPU process in float32 (:meth:`~symbench.hardware.Hardware.hashed`; single-CPU hashes are
+    those of earlier versions)."""
+    doc: dict[str, Any] = {"configs": [dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c for c in configs]}
+    if hardware is not None and hardware.hashed():
+        doc["hardware"] = hardware.hashed()
+    return hash_config(doc)
 
 
 def study_rows(study: str, rows: Sequence[Mapping[str, Any]],
@@ -126,10 +146,45 @@ def append_study_rows(results: str | Path, study: str, rows: Sequence[Mapping[st
 
 def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]], fields: Sequence[str] = ROW_FIELDS) -> Path:
     """Append complete ``rows`` with columns ``fields`` to the CSV at ``path`` (:func:`symbench.results.append_rows`:
-    locked, atomic, rows of other columns refused). Every study's result rows go through here (the alpha sweep's
-    ``alpha_sweep.csv`` too), so a rule about who writes them (e.g. one process of several) sits in one place."""
-    append_rows(path, rows, fields)
+    locked, atomic, rows of other columns refused) on global rank 0 only. Every study's result rows go through here
+    (the alpha sweep's ``alpha_sweep.csv`` too)."""
+    if is_rank_zero():
+        append_rows(path, rows, fields)
     return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """A study's table or report, written atomically (:func:`symbench.results.atomic_write_text`) on rank 0 only."""
+    if is_rank_zero():
+        atomic_write_text(Path(path), text)
+    return Path(path)
+
+
+def write_figure(fig: Any, path: str | Path) -> Path:
+    """A study's plot (a :func:`symbench.plots.new_figure`) saved by :func:`symbench.plots.save_figure` on rank 0
+    only."""
+    from symbench.plots import save_figure
+
+    return save_figure(fig, Path(path)) if is_rank_zero() else Path(path)
+
+
+def write_records(path: str | Path, records: Sequence[Any]) -> Path:
+    """A resuming study's per-run records (:func:`symbench.results.write_records`) on rank 0 only."""
+    if is_rank_zero():
+        _write_records(path, records)
+    return Path(path)
+
+
+def hardware_of(settings: Mapping[str, Any] | None) -> Hardware:
+    """The resolved device options (:func:`symbench.hardware.resolve`) of a study's trainer ``settings``; bad values
+    raise one-line ``ValueError``\\ s."""
+    return resolve({k: v for k, v in (settings or {}).items()})
+
+
+def per_device_batch(global_batch: int, settings: Mapping[str, Any] | None, key: str = "batch_size") -> int:
+    """The batch each process loads: the preset's global ``batch_size`` divided over the DDP processes of
+    ``settings`` (one-line ``ValueError`` when it does not divide); the batch itself in one process."""
+    return hardware_of(settings).per_device_batch(global_batch, key)
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
@@ -188,17 +243,25 @@ def fit_test_best(module: L.LightningModule, datamodule: L.LightningDataModule, 
     """Train ``module`` for ``steps`` steps, validating every ``steps // evals`` steps, keep the checkpoint with the
     lowest ``monitor`` in a temporary folder and test it (never the live model: the ICLR 2021 and ICML 2022
     reference code, Rose-STL-Lab's repositories, tested whatever the last epoch left). The module's weights are
-    those of that checkpoint afterwards. ``trainer``: the hardware settings (:func:`make_trainer`)."""
+    those of that checkpoint afterwards. ``trainer``: the hardware settings (:func:`make_trainer`).
+
+    Under DDP only rank 0 writes the checkpoint (into rank 0's folder, which Lightning broadcasts); rank 0 reads it
+    and broadcasts its weights, step and score, and every rank tests those weights."""
     with tempfile.TemporaryDirectory(prefix="symbench-fit-") as tmp:
         best = ModelCheckpoint(dirpath=tmp, monitor=monitor, mode="min", save_top_k=1, filename="best")
         fit = make_trainer(trainer, max_steps=steps, val_check_interval=max(1, steps // max(1, evals)),
                            check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, callbacks=[best],
                            enable_progress_bar=show_progress, enable_model_summary=False, deterministic=True)
         fit.fit(module, datamodule=datamodule)
-        best_step = int(load_checkpoint(best.best_model_path)["global_step"])
-        test = fit.test(module, datamodule=datamodule, ckpt_path=best.best_model_path, verbose=False,
-                        weights_only=True)[0]
-    return BestFit({k: float(v) for k, v in test.items()}, float(best.best_model_score), best_step)
+        saved = None
+        if fit.is_global_zero:
+            ckpt = load_checkpoint(best.best_model_path)
+            saved = (ckpt["state_dict"], int(ckpt["global_step"]), float(best.best_model_score))
+        state, best_step, best_score = fit.strategy.broadcast(saved, src=0)
+        module.load_state_dict(state)
+        test = fit.test(module, datamodule=datamodule, verbose=False)[0]
+        fit.strategy.barrier("symbench-fit-test-best")  # rank 0 removes its folder only after every rank is done
+    return BestFit({k: float(v) for k, v in test.items()}, best_score, best_step)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

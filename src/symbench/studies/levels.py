@@ -55,9 +55,9 @@ from symbench.forecast import ForecastModule
 from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
 from symbench.metrics.rmse import RolloutRMSE
 from symbench.provenance import source_revision
-from symbench.results import atomic_write_text
 from symbench.studies.common import (
     add_experiment_arguments, append_study_rows, make_trainer, study_config_hash, study_presets, trainer_settings,
+    write_figure, write_text,
 )
 from symbench.symmetry import rot90
 
@@ -453,7 +453,7 @@ def _describe(cfg: LevelsTraining) -> str:
 
 def plot(path: Path, preset: str, rows: Sequence[LevelRow], names: Sequence[str], rho: dict[str, float]) -> Path:
     """``E_model`` against ``E_data``, one line per model, the diagonal dashed (PNG, written atomically)."""
-    from symbench.plots import model_style, new_figure, save_figure
+    from symbench.plots import model_style, new_figure
 
     fig = new_figure(5.5, 4.2)
     ax = fig.add_subplot()
@@ -468,7 +468,7 @@ def plot(path: Path, preset: str, rows: Sequence[LevelRow], names: Sequence[str]
     ax.set_title(f"Learning levels of equivariance ({preset})")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return write_figure(fig, path)
 
 
 def write_outputs(out: Path, preset: str, rows: Sequence[LevelRow], names: Sequence[str], rho: dict[str, float],
@@ -481,8 +481,8 @@ def write_outputs(out: Path, preset: str, rows: Sequence[LevelRow], names: Seque
     writer.writerows(records)
     csv_path, md_path = out / f"levels_{preset}.csv", out / f"levels_{preset}.md"
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(csv_path, buf.getvalue())
-    atomic_write_text(md_path, markdown(preset, rows, names, rho, cfg, exact, seconds))
+    write_text(csv_path, buf.getvalue())
+    write_text(md_path, markdown(preset, rows, names, rho, cfg, exact, seconds))
     return [md_path, csv_path, plot(out / f"levels_{preset}.png", preset, rows, names, rho)]
 
 

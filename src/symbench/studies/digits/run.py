@@ -34,11 +34,13 @@ from torch import Tensor
 from datamodules.digits import PRESETS, TASKS, DigitsDataModule, DigitsSizes
 from symbench.models.budget import n_params
 from symbench.studies.digits.model import GROUPS, LABELS, GroupCNN, matched_fields, plain_target
+from symbench.hardware import Hardware
 from symbench.provenance import source_revision
-from symbench.results import atomic_write_text, read_records, write_records
+from symbench.results import read_records
 from symbench.studies.common import (
+    hardware_of, per_device_batch,
     add_experiment_arguments, append_study_rows, check_preset, fit_test_best, study_config_hash, study_presets,
-    trainer_settings,
+    trainer_settings, write_figure, write_records, write_text,
 )
 
 MATCHING_GROUP = {"rotated": "SO2", "flipped": "O2"}
@@ -132,12 +134,12 @@ class DigitsRun:
 
 
 def study_rows(runs: Sequence[DigitsRun], preset: str, sizes: DigitsSizes, cfg: DigitsTraining,
-               data_key: str = "") -> list[dict[str, Any]]:
+               data_key: str = "", hardware: Hardware | None = None) -> list[dict[str, Any]]:
     """``runs.csv`` rows of ``runs`` (:func:`~symbench.studies.common.append_study_rows`): dataset
     ``mnist-<task>-n<n_train>`` (the training-set size is part of the data), model the group, metric ``error``
     (misclassification rate) on the ``test`` and ``val`` splits; ``data_key`` the transformed digits' cache key
     (:attr:`DigitsDataModule.data_key`), ``code_rev`` this study's source."""
-    config_hash = study_config_hash(cfg, sizes)
+    config_hash = study_config_hash(cfg, sizes, hardware=hardware)
     return [{"dataset": f"mnist-{r.task}-n{r.n_train}", "model": r.group, "seed": r.seed, "preset": preset,
              "split": split, "metric": "error", "value": value, "params": r.params, "train_seconds": r.seconds,
              "config_hash": config_hash, "data_key": data_key, "code_rev": source_revision(__spec__.name)}
@@ -257,7 +259,7 @@ def task_report(task: str, runs: Sequence[DigitsRun], n_test: int) -> list[str]:
 
 def plot(path: Path, preset: str, by_task: dict[str, list[DigitsRun]], n_test: int) -> Path:
     """Fig. 2: test error against training size on log-log axes, one panel per task, one line per group."""
-    from symbench.plots import new_figure, save_figure
+    from symbench.plots import new_figure
 
     fig = new_figure(5.2 * len(by_task), 4.0)
     for i, (task, runs) in enumerate(by_task.items()):
@@ -273,7 +275,7 @@ def plot(path: Path, preset: str, by_task: dict[str, list[DigitsRun]], n_test: i
         ax.set_title(f"{task} digits ({preset})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return write_figure(fig, path)
 
 
 def write_report(preset: str, results: str | Path = "results", sizes: DigitsSizes | None = None,
@@ -296,7 +298,7 @@ def write_report(preset: str, results: str | Path = "results", sizes: DigitsSize
               "Training: " + ", ".join(f"{k} {v}" for k, v in asdict(cfg).items()) + ".",
               f"Total training time {hours:.2f} h (sum over runs).", ""]
     stem = _stem(preset, idx_dir)
-    atomic_write_text(out / f"{stem}.md", "\n".join(lines))
+    write_text(out / f"{stem}.md", "\n".join(lines))
     plot(out / f"{stem}.png", preset, by_task, sizes.n_test)
     return out / f"{stem}.md"
 
@@ -320,13 +322,14 @@ def run_digits(preset: str, root: str | Path = "data", results: str | Path = "re
         done = {run.key for run in runs}
         todo = [(g, n, s) for n in sizes.train_sizes for g in groups for s in seeds if (task, g, n, s) not in done]
         for i, (group, n, seed) in enumerate(todo, 1):
-            data = DigitsDataModule(root, task, n, sizes, cfg.batch_size, shuffle_seed=seed, idx_dir=idx_dir,
-                                    show_progress=show_progress)
+            data = DigitsDataModule(root, task, n, sizes, per_device_batch(cfg.batch_size, trainer), shuffle_seed=seed,
+                                    idx_dir=idx_dir, show_progress=show_progress)
             run = train_one(task, group, n, seed, data, cfg, show_progress, trainer)
             runs.append(run)
             finished.append(run)
             write_runs(path, runs)
-            append_study_rows(results, "digits", study_rows([run], preset, sizes, cfg, data.data_key))
+            append_study_rows(results, "digits", study_rows([run], preset, sizes, cfg, data.data_key,
+                                                             hardware_of(trainer)))
             print(f"[{task} {i}/{len(todo)}] {LABELS[group]} n={n} seed={seed}: test error "
                   f"{100 * run.test_error:.2f} % ({run.params} params, {run.seconds:.0f} s)", flush=True)
     write_report(preset, results, sizes, cfg, root, idx_dir)

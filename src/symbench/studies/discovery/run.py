@@ -54,7 +54,7 @@ from symbench.layers.octahedral_conv import (
     OctahedralLift3d,
     RelaxedOctahedralGroupConv3d,
 )
-from symbench.results import atomic_write_text
+from symbench.studies.common import write_figure, write_text
 from symbench.symmetry.octahedral import (
     FULL_OCTAHEDRAL,
     GROUPS,
@@ -344,7 +344,7 @@ def plot_weights(weights: Tensor, group: SubgroupSpec, subgroup: SubgroupSpec, p
     the right cosets ``H h`` of ``subgroup`` (vertical lines between cosets, tick labels :func:`element_label`);
     with ``recovered``, a last panel of the per-element deviations (log scale) and the tolerance.
     ``subgroup_title`` names ``subgroup`` on the axis (default: its name or order)."""
-    from symbench.plots import new_figure, save_figure
+    from symbench.plots import new_figure
 
     els = group_elements(group)
     sub = group_elements(subgroup)
@@ -383,7 +383,7 @@ def plot_weights(weights: Tensor, group: SubgroupSpec, subgroup: SubgroupSpec, p
     axes[-1].set_xlabel(f"element h of {subgroup_name(group)} by right coset H h of H = {sub_title} (|H| = {len(sub)})")
     if title:
         fig.suptitle(title, fontsize=10)
-    return save_figure(fig, Path(path))
+    return write_figure(fig, Path(path))
 
 
 @dataclass
@@ -479,7 +479,7 @@ def run_discovery(subgroup: SubgroupSpec = "C4v", steps: int = 200, seed: int = 
             title=f"relaxed weights after {steps} steps on {name}-equivariant data: recovered order {rec.order} "
                   f"({'=' if result.equal else '!='} {name}), gap {_fmt(rec.gap)}")
         result.table_path = out_dir / f"{name}.md"
-        atomic_write_text(result.table_path, discovery_table(result))
+        write_text(result.table_path, discovery_table(result))
     return result
 
 

@@ -82,14 +82,16 @@ class EGCL(nn.Module):
         h_i <- h_i + phi_h(h_i, m_i)                                                   (5)
 
     Only invariants (|x_i - x_j|, |v|, e_ij) enter the MLPs, and x, v enter linearly through differences and
-    scalings, so an orthogonal Q and translation t act as x -> Qx + t, v -> Qv on the outputs."""
+    scalings, so an orthogonal Q and translation t act as x -> Qx + t, v -> Qv on the outputs. ``update_h=False``
+    (the last layer, whose h nothing reads) leaves out (4)-(5) and phi_h: no parameter without a gradient, which
+    DDP refuses."""
 
-    def __init__(self, hidden: int) -> None:
+    def __init__(self, hidden: int, update_h: bool = True) -> None:
         super().__init__()
         self.phi_e = nn.Sequential(mlp(2 * hidden + 2, hidden, hidden), nn.SiLU())
         self.phi_x = mlp(hidden, hidden, 1)
         self.phi_v = mlp(hidden, hidden, 1)
-        self.phi_h = mlp(2 * hidden, hidden, hidden)
+        self.phi_h = mlp(2 * hidden, hidden, hidden) if update_h else None
         # Small position steps at initialisation (as Satorras et al.), so deep stacks start near x^(0) + v^(0).
         nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=1e-3)
 
@@ -100,6 +102,8 @@ class EGCL(nn.Module):
         mask = off_diagonal(n, h)
         m_ij = self.phi_e(torch.cat([pairs(h), d2, e], dim=-1))  # (2)
         v = self.phi_v(h) * v0 + (diff * self.phi_x(m_ij) * mask).sum(dim=2) / (n - 1)  # (3)
+        if self.phi_h is None:
+            return h, x + v
         m_i = (m_ij * mask).sum(dim=2)  # (4)
         return h + self.phi_h(torch.cat([h, m_i], dim=-1)), x + v  # (5)
 
@@ -110,7 +114,7 @@ class EGNN(nn.Module):
     def __init__(self, n: int, hidden: int = 64, layers: int = 4) -> None:
         super().__init__()
         self.embed = nn.Linear(1, hidden)
-        self.convs = nn.ModuleList(EGCL(hidden) for _ in range(layers))
+        self.convs = nn.ModuleList(EGCL(hidden, update_h=i < layers - 1) for i in range(layers))
 
     def forward(self, x: Tensor, v: Tensor, charges: Tensor) -> Tensor:
         h = self.embed(v.norm(dim=-1, keepdim=True))

@@ -32,11 +32,12 @@ from torch import Tensor
 from datamodules.nbody import PRESETS, NBodyDataModule, NBodySim
 from symbench.models.budget import n_params
 from symbench.studies.nbody.model import EGNN, GNN
+from symbench.hardware import Hardware
 from symbench.provenance import source_revision
-from symbench.results import atomic_write_text
 from symbench.studies.common import (
+    hardware_of, per_device_batch,
     add_experiment_arguments, append_study_rows, check_preset, make_trainer, mean_std, study_config_hash,
-    study_presets, trainer_settings,
+    study_presets, trainer_settings, write_figure, write_text,
 )
 
 MODELS = {"GNN": GNN, "EGNN": EGNN}
@@ -49,8 +50,8 @@ class NBodyTraining:
     epochs: int
     seeds: tuple[int, ...] = (0, 1, 2)
     layers: int = 4
-    # Widths chosen so the two models have about the same number of parameters (~134k, see the report table).
-    hidden: tuple[tuple[str, int], ...] = (("GNN", 74), ("EGNN", 64))
+    # Widths chosen so the two models have about the same number of parameters (~133k, see the report table).
+    hidden: tuple[tuple[str, int], ...] = (("GNN", 74), ("EGNN", 67))
     lr: float = 5e-4
     batch_size: int = 128
 
@@ -135,11 +136,11 @@ def render_csv(rows: Sequence[NBodyRow]) -> str:
 
 
 def study_rows(rows: Sequence[NBodyRow], seeds: Sequence[int], preset: str, sim: NBodySim,
-               cfg: NBodyTraining) -> list[dict[str, Any]]:
+               cfg: NBodyTraining, hardware: Hardware | None = None) -> list[dict[str, Any]]:
     """``runs.csv`` rows of ``rows`` (:func:`~symbench.studies.common.append_study_rows`): dataset ``nbody-n<n>``,
     split ``test``, metric ``mse`` of the final positions, one row per model and seed (``seeds`` in run order);
     ``data_key`` the simulation's digest (its data directory's), ``code_rev`` this study's source."""
-    config_hash = study_config_hash(sim, cfg)
+    config_hash = study_config_hash(sim, cfg, hardware=hardware)
     return [{"dataset": f"nbody-n{r.n}", "model": model, "seed": seed, "preset": preset, "split": "test",
              "metric": "mse", "value": value, "params": r.params[model], "config_hash": config_hash,
              "data_key": sim.digest(), "code_rev": source_revision(__spec__.name)}
@@ -188,7 +189,7 @@ def render_markdown(preset: str, rows: Sequence[NBodyRow], sim: NBodySim, cfg: N
 
 def plot(path: Path, preset: str, rows: Sequence[NBodyRow]) -> Path:
     """Fig. 1: MSE_GNN / MSE_EGNN against n on a log axis, the 95 % interval shaded (PNG, written atomically)."""
-    from symbench.plots import new_figure, save_figure
+    from symbench.plots import new_figure
 
     ns = [r.n for r in rows]
     mid, lo, hi = zip(*(r.ratio_interval() for r in rows))
@@ -205,7 +206,7 @@ def plot(path: Path, preset: str, rows: Sequence[NBodyRow]) -> Path:
     ax.set_title(f"N-body in R$^n$: non-equivariant / equivariant ({preset})")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return write_figure(fig, path)
 
 
 def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "results",
@@ -218,12 +219,13 @@ def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "res
     sim = sim or PRESETS[preset]
     cfg = training or training_presets()[preset]
     seeds = tuple(seeds) if seeds is not None else cfg.seeds
+    batch = per_device_batch(cfg.batch_size, trainer)
     start = time.perf_counter()
     rows = []
     for n in sim.dims:
         row = NBodyRow(n, {m: [] for m in MODELS}, {})
         for seed in seeds:
-            data = NBodyDataModule(root, preset, n, cfg.batch_size, show_progress, sim, shuffle_seed=seed)
+            data = NBodyDataModule(root, preset, n, batch, show_progress, sim, shuffle_seed=seed)
             for model in MODELS:
                 mse, count = train_one(model, data, cfg, seed, trainer)
                 row.mse[model].append(mse)
@@ -233,10 +235,10 @@ def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "res
         rows.append(row)
     seconds = time.perf_counter() - start
     out = Path(results) / "nbody"
-    atomic_write_text(out / f"nbody_{preset}.md", render_markdown(preset, rows, sim, cfg, seconds))
-    atomic_write_text(out / f"nbody_{preset}.csv", render_csv(rows))
+    write_text(out / f"nbody_{preset}.md", render_markdown(preset, rows, sim, cfg, seconds))
+    write_text(out / f"nbody_{preset}.csv", render_csv(rows))
     plot(out / f"nbody_{preset}.png", preset, rows)
-    append_study_rows(results, "nbody", study_rows(rows, seeds, preset, sim, cfg))
+    append_study_rows(results, "nbody", study_rows(rows, seeds, preset, sim, cfg, hardware_of(trainer)))
     return rows
 
 

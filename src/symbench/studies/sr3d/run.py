@@ -42,12 +42,13 @@ from datamodules import turb3d_sim
 from datamodules.turb3d import Turb3DSRDataModule, generate_preset
 from symbench.models.budget import n_params
 from symbench.studies.sr3d.model import KINDS, LABELS, VELOCITY, SRArch, SRNet, build_sr
+from symbench.hardware import Hardware
 from symbench.provenance import source_revision
-from symbench.results import atomic_write_text, read_records, write_records
+from symbench.results import read_records
 from symbench.studies.common import (
+    hardware_of, per_device_batch,
     add_experiment_arguments, append_study_rows, check_preset, fit_test_best, make_trainer, mean_std,
-    study_config_hash, study_presets,
-    trainer_settings,
+    study_config_hash, study_presets, trainer_settings, write_records, write_text,
 )
 from symbench.symmetry.octahedral import act_on_fields, element_deviations, group_elements, indices_in
 
@@ -186,12 +187,13 @@ class SRRun:
         return self.flow, self.model, self.seed
 
 
-def study_rows(runs: Sequence[SRRun], preset: str, cfg: SRTraining) -> list[dict[str, Any]]:
+def study_rows(runs: Sequence[SRRun], preset: str, cfg: SRTraining,
+               hardware: Hardware | None = None) -> list[dict[str, Any]]:
     """``runs.csv`` rows of ``runs`` (:func:`~symbench.studies.common.append_study_rows`): dataset
     ``turb3d-<flow>``; ``test``: ``mae``, ``equiv_error`` and (R-Equiv) the weight deviations ``dev_sym`` /
     ``dev_other``; ``val``: ``mae``. NaN entries (no weight deviations) give no row. ``data_key``: the key of the
     flow's generated data (its directory's), ``code_rev``: this study's source."""
-    config_hash = study_config_hash(cfg)
+    config_hash = study_config_hash(cfg, hardware=hardware)
     rows = []
     for r in runs:
         common = {"dataset": f"turb3d-{r.flow}", "model": r.model, "seed": r.seed, "preset": preset,
@@ -203,9 +205,11 @@ def study_rows(runs: Sequence[SRRun], preset: str, cfg: SRTraining) -> list[dict
     return rows
 
 
-def data_module(preset: str, root: str | Path, flow: str, cfg: SRTraining, seed: int) -> Turb3DSRDataModule:
+def data_module(preset: str, root: str | Path, flow: str, cfg: SRTraining, seed: int,
+                trainer: Mapping[str, Any] | None = None) -> Turb3DSRDataModule:
+    """The flow's data; ``cfg.batch_size`` is the global batch, divided over the processes of ``trainer``."""
     return Turb3DSRDataModule(preset=preset, root=str(root), flow=flow, factor=cfg.arch.factor,
-                              batch_size=cfg.batch_size, seed=seed)
+                              batch_size=per_device_batch(cfg.batch_size, trainer), seed=seed)
 
 
 def train_one(flow: str, kind: str, seed: int, data: Turb3DSRDataModule, cfg: SRTraining,
@@ -320,7 +324,7 @@ def write_report(preset: str, results: str | Path = "results", cfg: SRTraining |
               "Training: " + ", ".join(f"{k} {v}" for k, v in asdict(cfg).items()) + ".",
               f"Total time {sum(r.seconds for r in runs) / 60:.1f} min (sum over runs).", ""]
     path = csv_path(results, preset).with_suffix(".md")
-    atomic_write_text(path, "\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path
 
 
@@ -342,11 +346,11 @@ def run_sr3d(preset: str, root: str | Path = "data", results: str | Path = "resu
     finished = []
     for i, (flow, kind, seed) in enumerate(todo, 1):
         generate_preset(preset, Path(root), show_progress, flow)
-        run = train_one(flow, kind, seed, data_module(preset, root, flow, cfg, seed), cfg, show_progress, trainer)
+        run = train_one(flow, kind, seed, data_module(preset, root, flow, cfg, seed, trainer), cfg, show_progress, trainer)
         runs.append(run)
         finished.append(run)
         write_runs(path, runs)
-        append_study_rows(results, "sr3d", study_rows([run], preset, cfg))
+        append_study_rows(results, "sr3d", study_rows([run], preset, cfg, hardware_of(trainer)))
         print(f"[sr3d {i}/{len(todo)}] {flow} {LABELS[kind]} seed={seed}: test MAE {run.test_mae:.4f} "
               f"({run.params} params, equivariance error {run.equiv_error:.2g}, {run.seconds:.0f} s)", flush=True)
     write_report(preset, results, cfg)
