@@ -46,3 +46,21 @@ def test_bad_sweep_arguments_are_one_line_errors(model, alphas, message):
     with pytest.raises(ConfigError, match=message) as err:
         run_alpha_sweep("smoke-rotation", model, alphas=alphas)
     assert "\n" not in str(err.value)
+
+
+def test_command_line_devices_reach_every_run(monkeypatch, tmp_path):
+    """``--accelerator`` / ``--devices`` / ``--strategy`` / ``--precision`` of `symbench alpha-sweep` reach the
+    Trainer section of each run's configuration (what ``run_one`` builds its Trainer from)."""
+    from symbench.studies import alpha_sweep
+
+    seen = []
+    monkeypatch.setattr(alpha_sweep.datamodules, "generate", lambda *a, **k: None)
+    monkeypatch.setattr(alpha_sweep, "is_finished", lambda cfg, rows, runs: seen.append(cfg) or True)
+    monkeypatch.setattr(alpha_sweep, "write_alpha_sweep", lambda *a, **k: [])
+    assert cli.main(["alpha-sweep", "smoke-rotation", "--model", "rsteer", "--alphas", "0", "0.1", "--preset",
+                     "tiny", "--results", str(tmp_path), "--accelerator", "cpu", "--devices", "2", "--strategy",
+                     "ddp", "--precision", "bf16-mixed", "--no-progress"]) == 0
+    assert len(seen) == 2
+    for cfg in seen:
+        assert {k: cfg.trainer[k] for k in ("accelerator", "devices", "strategy", "precision")} == {
+            "accelerator": "cpu", "devices": 2, "strategy": "ddp", "precision": "bf16-mixed"}
