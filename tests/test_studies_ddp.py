@@ -5,6 +5,7 @@ allows, the best checkpoint read on rank 0 only, and a resumed run on which ever
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -75,3 +76,16 @@ def test_digits_best_checkpoint_on_two_processes_and_a_resume_every_rank_agrees_
     assert first.count("test error") == 2  # two training sizes, reported once each
     again = study(argv, tmp_path, 2, trains=False)
     assert "test error" not in again and values(results / "digits" / "runs.csv") == rows
+
+
+def test_sr3d_on_two_processes_writes_each_row_once(tmp_path: Path) -> None:
+    """The 3D super-resolution study (best checkpoint of each model, its turb3d evaluation sharded without padding)
+    on 2 processes: every (model, split, metric) row once and finite, the report written once."""
+    results = tmp_path / "results"
+    out = study(["sr3d", "--preset", "tiny", "--flows", "sheared", "--models", "conv", "r_equiv", "--root",
+                 str(tmp_path / "data"), "--results", str(results)], tmp_path, 2)
+    assert out.count("wrote ") == 1 and out.count("test MAE") == 2, out
+    rows = values(results / "sr3d" / "runs.csv")
+    assert {k[1] for k in rows} == {"conv", "r_equiv"} and all(len(v) == 1 for v in rows.values()), rows
+    assert all(math.isfinite(v[0]) for v in rows.values())
+    assert rows[("turb3d-sheared", "conv", "0", "test", "equiv_error")][0] > 1e-3  # the plain conv is not equivariant
