@@ -95,10 +95,12 @@ class ForecastDataModule(L.LightningDataModule):
         return {}
 
     def load_mask(self) -> np.ndarray | None:
-        """Where the data are defined, ``(n_traj, H, W)`` bool (True = valid, e.g. ocean; False = land or missing
-        measurements), or ``None`` when every point is (the default). With a mask, windows carry it as a third item,
-        the normaliser is fitted on valid points only, invalid points are set to 0 after normalising (no NaN
-        reaches a model), and the loss and metrics count valid points only."""
+        """Where the data are defined, bool (True = valid, e.g. ocean; False = land or a missing measurement):
+        ``(n_traj, H, W)`` when the same in every frame, ``(n_traj, T, H, W)`` per frame (:func:`compact_mask`), or
+        ``None`` when every point is (the default). With a mask, windows carry theirs as a third item, the normaliser
+        is fitted on valid (point, frame) pairs only, invalid ones are set to 0 after normalising (no NaN reaches a
+        model: zero velocity, the training mean of a scalar), and the loss and metrics count a target point only in
+        the frames where it is valid."""
         return None
 
     def domain_trajectories(self) -> list[int]:
@@ -129,11 +131,12 @@ class ForecastDataModule(L.LightningDataModule):
         if "test_domain" in self.test_splits and not held_out:
             raise ValueError(f"{type(self).__name__} holds out no trajectories: it has no test_domain split")
         fitted = [i for i in range(raw.shape[0]) if i not in set(held_out)]
-        train_frames = raw[fitted, ranges["train"].start : ranges["train"].stop]
-        self.normalizer = FieldNormalizer.fit(layout, train_frames, None if mask is None else mask[fitted, None, None])
+        fit_frames = slice(ranges["train"].start, ranges["train"].stop)
+        fit_mask = None if mask is None else _frame_axes(mask)[fitted, fit_frames if mask.ndim == 4 else slice(None)]
+        self.normalizer = FieldNormalizer.fit(layout, raw[fitted, fit_frames], fit_mask)
         data = self.normalizer.normalize(raw)
         if mask is not None:  # where(), not a product: invalid points may hold NaN
-            data = torch.where(mask[:, None, None], data, torch.zeros((), dtype=data.dtype))
+            data = torch.where(_frame_axes(mask), data, torch.zeros((), dtype=data.dtype))
         domain, data = data[held_out], data[fitted]
         domain_mask, mask = (None, None) if mask is None else (mask[held_out], mask[fitted])
         train = WindowDataset(data, ranges["train"], self.in_frames, self.train_steps, self.train_stride, mask)
@@ -160,8 +163,9 @@ class ForecastDataModule(L.LightningDataModule):
             return None
         mask = torch.as_tensor(np.asarray(loaded, dtype=bool))
         fine = (raw.shape[0], raw.shape[-2] * self.coarsen, raw.shape[-1] * self.coarsen)
-        if tuple(mask.shape) != fine:
-            raise ValueError(f"validity mask has shape {tuple(mask.shape)}, expected (n_traj, H, W) = {fine}")
+        if tuple(mask.shape) not in (fine, (*fine[:1], raw.shape[1], *fine[1:])):
+            raise ValueError(f"validity mask has shape {tuple(mask.shape)}, expected (n_traj, H, W) = {fine} or "
+                             f"(n_traj, T, H, W) = {(*fine[:1], raw.shape[1], *fine[1:])}")
         if self.coarsen > 1:
             mask = coarsen_grid(mask.float(), self.coarsen) == 1.0
         return mask
@@ -203,6 +207,18 @@ class ForecastDataModule(L.LightningDataModule):
         """One validation window (for shape checks and equivariance probes)."""
         self.setup()
         return self.datasets["val"][0]
+
+
+def compact_mask(valid: np.ndarray) -> np.ndarray:
+    """A per-frame validity mask ``(n_traj, T, H, W)`` in the form :meth:`ForecastDataModule.load_mask` returns:
+    ``(n_traj, H, W)`` when no trajectory's mask changes between frames (land only), else the per-frame mask."""
+    valid = np.asarray(valid, dtype=bool)
+    return valid[:, 0].copy() if bool((valid == valid[:, :1]).all()) else valid
+
+
+def _frame_axes(mask: Tensor) -> Tensor:
+    """A ``(n_traj, H, W)`` or ``(n_traj, T, H, W)`` mask shaped to broadcast against ``(n_traj, T, C, H, W)``."""
+    return mask[:, None, None] if mask.ndim == 3 else mask[:, :, None]
 
 
 def coarsen_grid(array: Tensor, factor: int) -> Tensor:

@@ -17,9 +17,9 @@ vertical stations), each station a ``62 x 23`` sub-region whose time series is o
   covers rows ``row + i_cross H_s ...`` (row 0 = top) and columns ``col + i_axial W_s ...``. Trajectory ``i`` is
   (run, station) :attr:`trajectory_stations` ``[i]``, run-major: the array is ``(n_runs * n_stations, T, 2, H_s,
   W_s)``, fields ``velocity:vector``;
-* **valid vectors** -- :attr:`valid_mask` ``(n_traj, T, H_s, W_s)`` says which vectors the PIV files flag valid (the
-  loss does not use it yet); a (run, station) whose valid fraction is below ``min_valid_fraction`` is left out with
-  a one-line warning;
+* **valid vectors** -- :attr:`valid_mask` ``(n_traj, T, H_s, W_s)`` says which vectors the PIV files flag valid;
+  the loss and the metrics skip a vector in the frames where it is invalid (:meth:`JetFlowDataModule.load_mask`); a
+  (run, station) whose valid fraction is below ``min_valid_fraction`` is left out with a one-line warning;
 * **splits** (the paper's two test sets, ICML 2022 sec. 5) -- ``test_domain``: every trajectory of the held-out
   stations (``domain_stations``; default a seeded ``domain_fraction`` of them, at least one), whole time range;
   the other stations are split in time into training, validation and ``test_future`` (``split_fractions``,
@@ -42,6 +42,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from datamodules import jetflow_sim, piv_io, piv_units, store
+from datamodules.base import compact_mask
 from datamodules.stored import StoredDataModule, select_fields
 from symbench.fields import FieldLayout
 from symbench.results import atomic_write
@@ -232,12 +233,12 @@ class JetFlowDataModule(StoredDataModule):
         return self._cache
 
     def load_mask(self) -> np.ndarray | None:
-        """The vectors valid in every frame of a station, ``(n_traj, H, W)``: the loss and the metrics skip the others
-        (``None`` when all are valid, as in the generated jet)."""
+        """The valid vectors of each station: ``(n_traj, H, W)`` when the same in every frame, else per frame
+        ``(n_traj, T, H, W)`` (:func:`~datamodules.base.compact_mask`); the loss and the metrics skip a missing vector
+        in the frames where it is missing (``None`` when all are valid, as in the generated jet)."""
         self.load()
         assert self.valid_mask is not None
-        static = self.valid_mask.all(axis=1)
-        return None if static.all() else static
+        return None if self.valid_mask.all() else compact_mask(self.valid_mask)
 
     def domain_station_ids(self) -> list[int]:
         """The held-out stations: ``domain_stations``, else a seeded ``domain_fraction`` of them (at least one, and

@@ -25,8 +25,8 @@ Sources (one benchmark, the same reader):
 Tiles: ``tile x tile`` squares every ``tile_stride`` cells whose land fraction is at most ``max_land_fraction``
 (:func:`~datamodules.ocean_io.tiles`); a cell is land only if it is invalid on every day, and days with no valid
 value at all are dropped with a warning naming them (:mod:`datamodules.ocean_masks`). Each tile is one trajectory
-and carries its mask (:meth:`OceanDataModule.load_mask`): the loss and the metrics skip land and every point invalid
-on some day; no NaN reaches a model.
+and carries its mask (:meth:`OceanDataModule.load_mask`): the loss and the metrics skip land, and a point missing on
+some days only on those days; no NaN reaches a model.
 ``test_domain``: the tiles lying entirely east of ``domain_lon_min`` (the held-out region); tiles straddling that
 longitude are dropped so that no training tile overlaps a test tile. Or, for data covering several oceans, separate
 boxes (each read lazily on its own): ``train_regions`` and ``domain_regions``, or a named set ``regions`` --
@@ -51,7 +51,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datamodules import fetch, ocean_geostrophic, ocean_io, ocean_masks, store, user_files
-from datamodules.base import ForecastDataModule
+from datamodules.base import ForecastDataModule, compact_mask
 from symbench.fields import FieldLayout
 from symbench.files import check_writable
 
@@ -234,10 +234,9 @@ class OceanDataModule(ForecastDataModule):
 
     def _tile(self, ds, region: ocean_io.Region | None) -> tuple[list[np.ndarray], list[np.ndarray],
                                                                    list[tuple[int, int]], list[tuple[float, float]]]:
-        """One region read (lazily: only its cells) and cut into tiles: ``(tiles (T, C, s, s), their usable masks
-        (s, s), tile origins, each tile's (west, east) longitude)``. All-missing frames are dropped with a warning;
-        tiles are chosen by their land (invalid in every frame), the masks exclude every point invalid in any frame
-        (:mod:`datamodules.ocean_masks`)."""
+        """One region read (lazily: only its cells) and cut into tiles: ``(tiles (T, C, s, s), their per-frame
+        validity (T, s, s), tile origins, each tile's (west, east) longitude)``. All-missing frames are dropped with a
+        warning; tiles are chosen by their land (invalid in every frame) (:mod:`datamodules.ocean_masks`)."""
         if self.currents == "geostrophic":
             array, mask, coords = ocean_geostrophic.read_geostrophic(ds, self.schema, region, self.geostrophic_order)
         else:
@@ -261,7 +260,7 @@ class OceanDataModule(ForecastDataModule):
         lon = np.unwrap(lon, period=360.0)  # columns run eastwards: keep a dateline crossing monotone
         spans = [(float(lon[c]), float(lon[c + size - 1])) for _, c in origins]
         tiles = [array[:, :, r:r + size, c:c + size] for r, c in origins]
-        masks = [valid.usable[r:r + size, c:c + size] for r, c in origins]
+        masks = [valid.frames[:, r:r + size, c:c + size] for r, c in origins]
         return tiles, masks, origins, spans
 
     def _read(self) -> tuple[np.ndarray, np.ndarray, FieldLayout]:
@@ -293,7 +292,7 @@ class OceanDataModule(ForecastDataModule):
                     self.tile_region += [index] * len(origins)
                 n_train = len(self.train_regions)  # type: ignore[arg-type]
                 self._domain = [i for i, region in enumerate(self.tile_region) if region >= n_train]
-            self._cache = (np.ascontiguousarray(np.stack(tiles)), np.stack(masks), layout)
+            self._cache = (np.ascontiguousarray(np.stack(tiles)), compact_mask(np.stack(masks)), layout)
         return self._cache
 
     def _split_by_longitude(self, spans: list[tuple[float, float]]) -> tuple[list[int], list[int]]:
@@ -333,6 +332,8 @@ class OceanDataModule(ForecastDataModule):
         return tiles, layout
 
     def load_mask(self) -> np.ndarray:
+        """Each tile's validity: ``(n_tiles, s, s)`` when it does not change between days (land only), else
+        ``(n_tiles, T, s, s)`` (:func:`~datamodules.base.compact_mask`)."""
         return self._read()[1]
 
     def domain_trajectories(self) -> list[int]:
@@ -342,7 +343,7 @@ class OceanDataModule(ForecastDataModule):
     def describe(self) -> dict[str, Any]:
         tiles, masks, _ = self._read()
         params = {**asdict(self.tiling), "tiles": len(self.origins), "domain_tiles": len(self._domain),
-                  "days": int(tiles.shape[1]), "land_fraction": float(1 - masks.mean())}
+                  "days": int(tiles.shape[1]), **ocean_masks.mask_fractions(masks)}
         if self.train_regions is not None:  # boxes instead of the longitude split
             del params["domain_lon_min"]
             params.update(train_regions=[list(b) for b in self.train_regions],

@@ -5,8 +5,8 @@ With a validity mask ``valid (T, H, W)`` (True = a finite, unfilled value):
 * a frame with no valid cell (a missing day: all fill) is dropped, unless no frame has one (all land), (:attr:`Validity.keep` False) and named in a warning;
 * a cell is **land** only where it is invalid in every kept frame (``sea = valid.any(0)``): one missing day does not
   turn the whole map into land;
-* the loss and the metrics use ``usable = valid.all(0)`` over the kept frames: a point invalid in some frame is never
-  compared (the models see zeros there, like on land).
+* the loss and the metrics use the kept frames' own validity ``frames = valid[keep]``: a point invalid in some frame
+  is left out of that frame only (the models see zeros there, like on land) and counts in the others.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 class Validity:
     keep: np.ndarray  # (T,) bool: frames with at least one valid cell
     sea: np.ndarray  # (H, W) bool: valid in some kept frame (not land)
-    usable: np.ndarray  # (H, W) bool: valid in every kept frame
+    frames: np.ndarray  # (T_kept, H, W) bool: the validity of each kept frame
     dropped: tuple[str, ...]  # labels of the dropped frames
 
 
@@ -32,9 +32,20 @@ def validity(mask: np.ndarray, n_frames: int, times: np.ndarray | None = None) -
     labels = [str(t)[:10] for t in times] if times is not None and len(times) == n_frames else list(map(str,
                                                                                                     range(n_frames)))
     if not keep.any():  # nothing valid anywhere: all land, no frame to blame
-        return Validity(~keep, np.zeros(valid.shape[1:], bool), np.zeros(valid.shape[1:], bool), ())
+        return Validity(~keep, np.zeros(valid.shape[1:], bool), np.zeros(valid.shape, bool), ())
     kept = valid[keep]
-    return Validity(keep, kept.any(axis=0), kept.all(axis=0), tuple(lab for lab, k in zip(labels, keep) if not k))
+    return Validity(keep, kept.any(axis=0), kept, tuple(lab for lab, k in zip(labels, keep) if not k))
+
+
+def mask_fractions(mask: np.ndarray) -> dict[str, float]:
+    """Facts of the tiles' mask ``(n, s, s)`` or per frame ``(n, T, s, s)``: ``land_fraction``, the share of points
+    invalid in every frame, and for a per-frame mask ``gap_fraction``, the share of the other points' (point, frame)
+    pairs that are invalid."""
+    if mask.ndim == 3:
+        return {"land_fraction": float(1 - mask.mean())}
+    sea = mask.any(axis=1)
+    return {"land_fraction": float(1 - sea.mean()),
+            "gap_fraction": float(1 - mask.sum() / max(1, sea.sum() * mask.shape[1]))}
 
 
 def why_no_tiles(sea: np.ndarray, size: int, stride: int, max_land_fraction: float, dropped: int,

@@ -78,17 +78,23 @@ class TransformedWindowDataset(Dataset):
 
     def moved_mask(self, index: int) -> Tensor:
         """The validity mask of window ``index`` moved with its element: a point is valid where the moved mask
-        equals the moved all-valid field (for ``rot_any`` and ``scale``, whose interpolation reads neighbours, only
-        points whose every source point is valid; outside the rotated square nothing is)."""
-        traj = self.windows.locate(index)[0]
-        fields = torch.stack([self.windows.mask[traj], torch.ones_like(self.windows.mask[traj])]).float()
+        equals the moved all-valid field (for ``rot_any`` and ``scale``, whose interpolation reads neighbours in
+        space and, for ``scale``, in time, only points whose every source point is valid; outside the rotated square
+        nothing is). ``(H, W)`` for a static mask, ``(T_in + S, H, W)`` for a per-frame one."""
+        traj, t0 = self.windows.locate(index)
+        static = self.windows.mask.ndim == 3
         if self.transform == "scale":  # two scalar "fields" resampled like the data (no magnitude factor)
             lam, length, frames = self._scale_plan(index)
-            moved = symmetry.scale(fields[None].expand(frames, -1, -1, -1), _MASK_LAYOUT, lam, length,
-                                   self.scale_size)[0]
+            mask = self.windows.frame_mask(traj, self._scale_start(t0, frames), frames)
+            fields = torch.stack([mask, torch.ones_like(mask)], dim=-3).float()
+            moved = symmetry.scale(fields.expand(frames, -1, -1, -1), _MASK_LAYOUT, lam, length, self.scale_size)
         else:
-            moved = self.element_of(index).act(fields[None, None], _MASK_LAYOUT)[0, 0]
-        return (moved[1] > 0) & (moved[0] >= moved[1] * (1 - 1e-6))
+            mask = self.windows.frame_mask(traj, t0, self.windows.in_frames + self.windows.out_frames)
+            fields = torch.stack([mask, torch.ones_like(mask)], dim=-3).float()
+            moved = self.element_of(index).act(fields.expand(1, 1, -1, -1, -1) if static else fields[None],
+                                               _MASK_LAYOUT)[0]
+        valid = (moved[:, 1] > 0) & (moved[:, 0] >= moved[:, 1] * (1 - 1e-6))
+        return valid[0] if static else valid
 
     def _scale_plan(self, index: int) -> tuple[float, int, int]:
         """``(lam, window length, source frames)`` of window ``index`` of the scale split."""
@@ -96,9 +102,14 @@ class TransformedWindowDataset(Dataset):
         length = self.windows.in_frames + self.windows.out_frames
         return lam, length, symmetry.scale_extent(lam, length, self.scale_size)[0]
 
+    def _scale_start(self, t0: int, frames: int) -> int:
+        """First source frame of a scaled window starting at ``t0``: slid back so that the longer source window
+        stays in the split."""
+        return min(t0, self.windows.range.stop - frames)
+
     def _scaled_window(self, index: int) -> Tensor:
         lam, length, frames = self._scale_plan(index)
         traj, t0 = self.windows.locate(index)
-        t0 = min(t0, self.windows.range.stop - frames)  # slide back so the longer source window stays in the split
+        t0 = self._scale_start(t0, frames)
         source = self.windows.data[traj, t0 : t0 + frames]
         return symmetry.scale(source, self.layout, lam, length, self.scale_size)

@@ -38,8 +38,9 @@ class WindowDataset(Dataset):
     """All windows of ``in_frames + out_frames`` consecutive frames inside one time range of every trajectory.
 
     Item ``i`` is ``(history (T_in, C, H, W), target (S, C, H, W))``. ``stride`` subsamples window start times.
-    With a validity ``mask`` ``(n_traj, H, W)`` (bool: True where the data are defined, e.g. ocean and not land) the
-    item is ``(history, target, mask (H, W))``: the trajectory's mask, the same for all its frames.
+    With a validity ``mask`` (bool: True where the data are defined, e.g. ocean and not land) the item is
+    ``(history, target, mask)``: for a static mask ``(n_traj, H, W)`` the trajectory's ``(H, W)`` mask, the same for
+    all its frames; for a per-frame mask ``(n_traj, T, H, W)`` the window's own frames ``(T_in + S, H, W)``.
     """
 
     def __init__(self, data: Tensor, time_range: TimeRange, in_frames: int, out_frames: int, stride: int = 1,
@@ -51,9 +52,10 @@ class WindowDataset(Dataset):
                 f"{len(time_range)} frames (frames {time_range.start}..{time_range.stop - 1}); "
                 "use a shorter history/horizon or longer trajectories"
             )
-        if mask is not None and (mask.dtype != torch.bool or mask.shape != (data.shape[0], *data.shape[-2:])):
-            raise ValueError(f"mask must be a bool tensor (n_traj, H, W) = {(data.shape[0], *data.shape[-2:])}, got "
-                             f"{mask.dtype} {tuple(mask.shape)}")
+        static, per_frame = (data.shape[0], *data.shape[-2:]), (*data.shape[:2], *data.shape[-2:])
+        if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) not in (static, per_frame)):
+            raise ValueError(f"mask must be a bool tensor (n_traj, H, W) = {static} or (n_traj, T, H, W) = "
+                             f"{per_frame}, got {mask.dtype} {tuple(mask.shape)}")
         self.data, self.range, self.in_frames, self.out_frames = data, time_range, in_frames, out_frames
         self.mask = mask
         self.starts = list(range(time_range.start, time_range.stop - length + 1, max(1, stride)))
@@ -71,7 +73,13 @@ class WindowDataset(Dataset):
         window = self.data[traj, t0 : t0 + self.in_frames + self.out_frames]
         if self.mask is None:
             return window[: self.in_frames], window[self.in_frames :]
-        return window[: self.in_frames], window[self.in_frames :], self.mask[traj]
+        return window[: self.in_frames], window[self.in_frames :], self.frame_mask(traj, t0, len(window))
+
+    def frame_mask(self, traj: int, start: int, frames: int) -> Tensor:
+        """The mask of trajectory ``traj`` over frames ``start .. start + frames - 1``: ``(H, W)`` for a static mask,
+        else ``(frames, H, W)``."""
+        assert self.mask is not None
+        return self.mask[traj] if self.mask.ndim == 3 else self.mask[traj, start : start + frames]
 
 
 class FieldNormalizer:

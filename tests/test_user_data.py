@@ -61,7 +61,7 @@ def test_data_options_from_the_command_line():
 
 def test_names_paths_and_units_of_a_users_files(storm):
     """The mapping and the two files give u and v exactly (v converted from cm/s); land is the corner only (the
-    all-fill day is dropped and named; the points missing on one day are not land but are excluded from the masks);
+    all-fill day is dropped and named; the points missing on one day are not land and are masked on that day only);
     the held-out longitudes default to the file's own east."""
     folder, u, v = storm
     with warnings.catch_warnings(record=True) as caught:
@@ -78,11 +78,14 @@ def test_names_paths_and_units_of_a_users_files(storm):
     (r, c) = dm.origins[1]  # a tile without land or cloud
     assert np.allclose(tiles[1, :, 0], u[days][:, r:r + 16, c:c + 16], atol=1e-6)
     assert np.allclose(tiles[1, :, 1], v[days][:, r:r + 16, c:c + 16], atol=1e-5)
-    masks = dm.load_mask()
-    assert int((~masks[0]).sum()) == 36  # the 6x6 land corner of the first tile, the all-fill day not counted
+    masks = dm.load_mask()  # per frame: the cloud of day 3 is missing on that day only
+    assert masks.shape == (6, 30, 16, 16)
+    assert int((~masks[0].any(0)).sum()) == 36  # the 6x6 land corner of the first tile, the all-fill day not counted
+    assert int((~masks[0]).sum()) == 36 * 30  # land in every frame, nothing else
     assert dm.origins == [(0, 0), (0, 16), (16, 0), (16, 16), (0, 32), (16, 32)]  # west, then east
     assert [m.all() for m in masks] == [False, True, True, True, True, False]  # land; the cloud of day 3
-    assert int((~masks[5]).sum()) == 64  # kept (not 25 % land), its clouded points out of the loss and metrics
+    gaps = (~masks[5]).sum(axis=(1, 2))  # kept (not 25 % land): out of the loss and metrics on day 3 alone
+    assert np.flatnonzero(gaps).tolist() == [3] and int(gaps[3]) == 64
     assert dm.tiling.domain_lon_min == pytest.approx(LON[32]) and dm.domain_trajectories() == [4, 5]
     assert len(dm.describe()["data_key"]) == 10  # the content key of the two files
 

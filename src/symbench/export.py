@@ -8,7 +8,8 @@ The copy holds what the dataset's datamodule loads -- ``(trajectory, time, y, x)
   ``vector_component`` and ``vector_field``: a reader can rebuild the suite's field declaration;
 * coordinates ``trajectory``, ``time`` (seconds when the data know their time step, else frame numbers), ``y`` and
   ``x`` (cell indices; row 0 is the largest y, columns run towards +x: :mod:`symbench.fields`);
-* ``valid`` (``trajectory, y, x``, 1 = data defined) when the data carry a mask (ocean land, missing PIV vectors);
+* ``valid`` (1 = data defined) when the data carry a mask (ocean land, missing PIV vectors): ``trajectory, y, x``
+  when it is the same in every frame, else ``trajectory, time, y, x``;
 * global attributes: ``Conventions``, the dataset name, the field declaration, the orientation, and the generator
   or source parameters as JSON (``source_params``).
 
@@ -65,8 +66,9 @@ def to_xarray(array: np.ndarray, layout: FieldLayout, mask: np.ndarray | None, f
     coords = {"trajectory": np.arange(n), "time": ("time", time, {"units": "s"} if step else {"long_name": "frame"}),
               "y": ("y", np.arange(h), {"long_name": "row (0 = largest y)"}),
               "x": ("x", np.arange(w), {"long_name": "column (towards +x)"})}
-    if mask is not None:
-        data_vars["valid"] = (("trajectory", "y", "x"), np.asarray(mask, dtype=np.int8),
+    if mask is not None:  # (trajectory, y, x) when the same in every frame, else per frame
+        mask_dims = dims if np.ndim(mask) == 4 else ("trajectory", "y", "x")
+        data_vars["valid"] = (mask_dims, np.asarray(mask, dtype=np.int8),
                               {"long_name": "data defined", "flag_values": [0, 1], "flag_meanings": "invalid valid"})
     attrs = {"Conventions": "CF-1.8", "title": f"symbench dataset {facts.get('dataset', name)}", "dataset": name,
              "fields": " ".join(str(f) for f in layout.fields), "orientation": "row 0 is the largest y; x east",

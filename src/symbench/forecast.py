@@ -7,9 +7,14 @@ Evaluation: ``rollout_steps`` autoregressive steps (drop the oldest frame, appen
 every model; RMSE per step and over the horizon and the energy spectrum error, per split; with ``energy_l1`` also the
 thermal-energy L1 of the scalar fields (:class:`~symbench.metrics.ThermalEnergyL1`, ICLR 2021 Table 5).
 
-Masked data (ocean land, missing PIV vectors): a batch ``(history, target, mask)`` with ``mask (B, H, W)`` True where
-the data are defined. Every predicted frame is set to 0 outside the mask before it is fed back (the inputs are 0
-there), the loss is the MSE over valid points, and RMSE / ESE / thermal energy count valid points only.
+Masked data (ocean land, missing PIV vectors): a batch ``(history, target, mask)`` with ``mask`` True where the data
+are defined: ``(B, H, W)`` for every frame of the window (land), or ``(B, T_in + S, H, W)`` per frame (a point may be
+missing on some days only). The inputs are 0 wherever their frame is invalid (the datamodule's fill); every predicted
+frame is set to 0 where *its* target frame is invalid before it is fed back, so the rollout's inputs are filled like
+the data's. The loss is the MSE over the valid (point, frame) pairs of the targets: a point missing in one frame is
+left out of that frame's term and counts in the others. RMSE per step and over the horizon pool the squared errors of
+the valid pairs only; ESE and thermal energy compare the fields with the invalid pairs at 0 in both prediction and
+target (a spectrum needs the whole grid).
 
 DDP exactness: every metric keeps summed states (``dist_reduce_fx="sum"``) that are synced before ``compute``, the
 datamodule's evaluation loaders shard the windows without padding (each counted once), and the equivariance probe's
@@ -41,17 +46,25 @@ PROBE_SEED = 10_000  # seed of the per-window probe elements (one table per grou
 
 
 def rollout(model: nn.Module, history: Tensor, steps: int, mask: Tensor | None = None) -> Tensor:
-    """Autoregressive rollout: ``(B, T_in, C, H, W)`` -> ``(B, steps, C, H, W)``; with ``mask (B, H, W)``, each
-    predicted frame is zeroed where the mask is False before it joins the history."""
-    keep = None if mask is None else mask[:, None, :, :]
+    """Autoregressive rollout: ``(B, T_in, C, H, W)`` -> ``(B, steps, C, H, W)``. With a batch's mask (``(B, H, W)``
+    or per frame ``(B, T_in + steps, H, W)``), each predicted frame is zeroed where its target frame is invalid
+    before it joins the history."""
+    keep = None if mask is None else target_mask(mask, steps)[:, :, None]
     frames = []
-    for _ in range(steps):
+    for step in range(steps):
         nxt = model(history)
         if keep is not None:
-            nxt = torch.where(keep, nxt, torch.zeros((), dtype=nxt.dtype, device=nxt.device))
+            nxt = torch.where(keep[:, min(step, keep.shape[1] - 1)], nxt, torch.zeros((), dtype=nxt.dtype,
+                                                                                      device=nxt.device))
         frames.append(nxt)
         history = torch.cat([history[:, 1:], nxt.unsqueeze(1)], dim=1)
     return torch.stack(frames, dim=1)
+
+
+def target_mask(mask: Tensor, steps: int) -> Tensor:
+    """The validity of the ``steps`` target frames of a batch's mask: ``(B, 1, H, W)`` for a ``(B, H, W)`` mask (the
+    same in every frame), ``(B, steps, H, W)`` for the last ``steps`` frames of a per-frame ``(B, T, H, W)`` mask."""
+    return mask[:, None] if mask.ndim == 3 else mask[:, -steps:]
 
 
 def unpack(batch: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -61,17 +74,18 @@ def unpack(batch: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
 
 
 def step_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-    """MSE per rollout step ``(S,)`` of ``(B, S, C, H, W)`` tensors, over the valid points of ``mask (B, H, W)``."""
+    """MSE per rollout step ``(S,)`` of ``(B, S, C, H, W)`` tensors; with a batch's mask (``(B, H, W)`` or
+    ``(B, T_in + S, H, W)``), over the points valid in each step's target frame (0 for a step without any)."""
     sq = (pred - target).pow(2)
     if mask is None:
         return sq.mean(dim=(0, 2, 3, 4))
-    weight = mask[:, None, None].to(sq.dtype).expand_as(sq)
-    return (sq * weight).sum(dim=(0, 2, 3, 4)) / weight[:, 0].sum().clamp_min(1)
+    weight = target_mask(mask, sq.shape[1])[:, :, None].to(sq.dtype).expand_as(sq)
+    return (sq * weight).sum(dim=(0, 2, 3, 4)) / weight.sum(dim=(0, 2, 3, 4)).clamp_min(1)
 
 
-def _points(mask: Tensor | None) -> Tensor | None:
-    """A ``(B, H, W)`` mask as the ``(B, 1, 1, H, W)`` weight of :class:`RolloutRMSE`."""
-    return None if mask is None else mask[:, None, None]
+def _points(mask: Tensor | None, steps: int) -> Tensor | None:
+    """A batch's mask as the ``(B, 1 or S, 1, H, W)`` weight of :class:`RolloutRMSE`."""
+    return None if mask is None else target_mask(mask, steps)[:, :, None]
 
 
 class ForecastModule(L.LightningModule):
@@ -143,7 +157,7 @@ class ForecastModule(L.LightningModule):
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         history, target, mask = unpack(batch)
-        self.val_rmse.update(self.rollout(history, target.shape[1], mask), target, _points(mask))
+        self.val_rmse.update(self.rollout(history, target.shape[1], mask), target, _points(mask, target.shape[1]))
 
     def on_validation_epoch_end(self) -> None:
         result = self.val_rmse.compute()
@@ -156,7 +170,7 @@ class ForecastModule(L.LightningModule):
         zero outside the mask, like the target)."""
         history, target, mask = unpack(batch)
         pred = self.rollout(history, target.shape[1], mask)
-        self.test_rmse[dataloader_idx].update(pred, target, _points(mask))
+        self.test_rmse[dataloader_idx].update(pred, target, _points(mask, target.shape[1]))
         for sl in self.layout.vector_slices:
             self.test_ese[dataloader_idx].update(pred[:, :, sl], target[:, :, sl])
         if self.test_energy:
