@@ -1,7 +1,7 @@
 """The ``symbench`` command line. Each subcommand does one thing and prints what it wrote where.
 
     symbench data generate <dataset> --preset P [--root DIR]
-    symbench data export <dataset> --format netcdf [--preset P] [--root DIR] [--out FILE] [--data.KEY VALUE ...]
+    symbench data export <dataset> --format netcdf|zarr [--preset P] [--root DIR] [--out FILE] [--data.KEY VALUE ...]
     symbench fit|test|validate [LightningCLI arguments: -c config.yaml, --model.lr 1e-3, --data.preset tiny, ...]
     symbench bench <benchmark> --preset P [--models M ...] [--seeds S ...] [--data.KEY VALUE ...]
     symbench sweep <benchmark> --model M [--sampler grid|tpe] [--trials N] [--storage URL] [--workers N]
@@ -57,12 +57,14 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     gen.add_argument("--preset", default="cpu")
     gen.add_argument("--root", default="data", help="data root directory (default: data)")
     gen.add_argument("--no-progress", action="store_true")
-    exp = data_sub.add_parser("export", help="a self-describing NetCDF copy of a stored dataset (CF attributes)")
+    exp = data_sub.add_parser("export", help="a self-describing NetCDF or Zarr copy of a stored dataset (CF "
+                              "attributes)")
     exp.add_argument("dataset")
-    exp.add_argument("--format", default="netcdf", help="netcdf (zarr: not a dependency; see the message)")
+    exp.add_argument("--format", default="netcdf", help="netcdf (one file) or zarr (a directory store)")
     exp.add_argument("--preset", default="cpu")
     exp.add_argument("--root", default="data", help="data root directory (default: data)")
-    exp.add_argument("--out", help="output file (default: <dataset>-<preset>.nc); datamodule options: --data.KEY VALUE")
+    exp.add_argument("--out", help="output file or store (default: <dataset>-<preset>.nc/.zarr); datamodule options: "
+                     "--data.KEY VALUE")
 
     bench = sub.add_parser("bench", help="train every model on every seed, test on every split, append rows")
     bench.add_argument("benchmark")
