@@ -330,6 +330,7 @@ def test_data_export_writes_a_self_describing_netcdf(tmp_path, capsys):
     assert not (tmp_path / "x.nc").exists()
 
 
+@pytest.mark.filterwarnings("ignore:.*(has no units attribute|dropped 1 frame)")  # the storm's, tested above
 def test_data_export_zarr_is_the_netcdf_copy_and_keeps_per_frame_masks(storm, tmp_path, capsys, monkeypatch):
     """`--format zarr` writes the same variables, coordinates and attributes as the NetCDF copy, read back by
     ``xr.open_zarr``; a user's series with a cloud on one day exports its mask per frame. Without the zarr package:
@@ -337,14 +338,22 @@ def test_data_export_zarr_is_the_netcdf_copy_and_keeps_per_frame_masks(storm, tm
     folder, _, _ = storm
     common = ["data", "export", "ocean", "--preset", "tiny", "--data.source", "netcdf", "--data.path", str(folder),
               "--data.names", NAMES, "--data.tile", "16", "--data.max_land_fraction", "0.2"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the dropped day and the missing units, tested above
-        assert cli.main([*common, "--out", str(tmp_path / "storm.nc")]) == 0
-        assert cli.main([*common, "--format", "zarr", "--out", str(tmp_path / "storm.zarr")]) == 0
+    assert cli.main([*common, "--out", str(tmp_path / "storm.nc")]) == 0
+    assert cli.main([*common, "--format", "zarr", "--out", str(tmp_path / "storm.zarr")]) == 0
     with xr.open_dataset(tmp_path / "storm.nc") as nc, xr.open_zarr(tmp_path / "storm.zarr") as zarr:
         xr.testing.assert_identical(zarr.load(), nc.load())
         assert zarr["valid"].dims == ("trajectory", "time", "y", "x")  # the cloud of day 3: per frame
         assert int((zarr["valid"][5] == 0).sum()) == 64 and zarr["velocity_x"].attrs["field_kind"] == "vector"
+    real = xr.Dataset.to_zarr
+
+    def full_disk(self, store, **kwargs):  # writes the store, then fails
+        real(self, store, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", full_disk)
+    assert cli.main([*common, "--format", "zarr", "--out", str(tmp_path / "full.zarr")]) != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["storm.nc", "storm.zarr"]  # nothing half-written
+    monkeypatch.setattr(xr.Dataset, "to_zarr", real)
     capsys.readouterr()
     monkeypatch.setitem(sys.modules, "zarr", None)  # as if it were not installed
     assert cli.main([*common, "--format", "zarr", "--out", str(tmp_path / "none.zarr")]) == 2
