@@ -7,7 +7,7 @@ The study's own files are read, never changed, so its ``.md`` reports regenerate
 and ``timestamp`` of the commit that last changed the converted file, ``versions`` ``unknown (converted)`` (the
 original runs did not record them), ``data_key`` and ``code_rev`` empty (nor these: today's data key and source
 revision need not be theirs); ``config_hash`` from the preset's current sizes. An existing ``runs.csv`` is left
-alone (one line, exit status 2): the conversion runs once.
+alone: the conversion runs once per study (nothing left to convert: one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def study_sources(results: Path, preset: str) -> dict[str, tuple[Path, Callable[
     from datamodules.digits import PRESETS as DIGITS_SIZES
     from datamodules.nbody import PRESETS as NBODY_SIMS
     from symbench.studies.digits import run as digits
+    from symbench.studies.discovery import run as discovery
     from symbench.studies.levels import read_csv_rows, training_presets as levels_presets
     from symbench.studies.levels import study_rows as levels_rows
     from symbench.studies.nbody import run as nbody
@@ -45,6 +46,8 @@ def study_sources(results: Path, preset: str) -> dict[str, tuple[Path, Callable[
         return digits.study_rows(runs, preset, DIGITS_SIZES[preset], digits.training_presets()[preset])
 
     nb = nbody.training_presets()[preset]
+    found = discovery.presets()[preset]
+    tables = [results / discovery.STUDY / f"{g}.md" for g in found.subgroups]
     return {
         "nbody": (results / "nbody" / f"nbody_{preset}.md", lambda: nbody.study_rows(
             nbody.read_report_rows(results / "nbody" / f"nbody_{preset}.md",
@@ -56,6 +59,8 @@ def study_sources(results: Path, preset: str) -> dict[str, tuple[Path, Callable[
         "levels": (results / "levels" / f"levels_{preset}.csv", lambda: levels_rows(
             read_csv_rows(results / "levels" / f"levels_{preset}.csv"), preset, levels_presets()[preset],
             smoke_levels.preset(preset))),
+        discovery.STUDY: (tables[0], lambda: discovery.study_rows(
+            [discovery.read_table(t, found) for t in tables if t.is_file()], preset, found)),
     }
 
 
@@ -67,8 +72,9 @@ def convert(results: str | Path = "results", preset: str = "cpu",
     results = Path(results)
     sources = {s: v for s, v in study_sources(results, preset).items() if v[0].is_file()}
     existing = [results / s / "runs.csv" for s in sources if (results / s / "runs.csv").exists()]
-    if existing:
+    if existing and len(existing) == len(sources):
         raise FileExistsError(f"{existing[0]} exists; the conversion runs once (move it aside to redo it)")
+    sources = {s: v for s, v in sources.items() if not (results / s / "runs.csv").exists()}
     unrecorded = {"data_key": "", "code_rev": ""}
     return [append_study_rows(results, study, [{**r, **unrecorded} for r in rows()], provenance(source))
             for study, (source, rows) in sources.items()]

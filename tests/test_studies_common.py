@@ -11,7 +11,7 @@ import pytest
 from symbench import cli
 from symbench.studies import common
 
-STUDIES = ("nbody", "digits", "sr3d", "levels")
+STUDIES = ("nbody", "digits", "sr3d", "levels", "discover")
 
 
 class _Stop(Exception):

@@ -67,7 +67,7 @@ def test_convert_a_tiny_example(tmp_path) -> None:
         convert(results, "cpu", lambda source: PROV)
 
 
-@pytest.mark.parametrize("study", ["nbody", "digits", "sr3d", "levels"])
+@pytest.mark.parametrize("study", ["nbody", "digits", "sr3d", "levels", "symmetry_discovery"])
 def test_committed_runs_are_the_conversion_of_the_committed_results(tmp_path, study: str) -> None:
     committed = RESULTS / study / "runs.csv"
     first = read_rows(committed)[0]

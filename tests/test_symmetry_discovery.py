@@ -16,19 +16,16 @@ from symbench.symmetry.octahedral import (
     cayley_table,
     indices_in,
 )
+from symbench.studies.discovery.model import DiscoveryModel
 from symbench.studies.discovery.run import (
-    DiscoveryModel,
-    SyntheticTask,
     element_label,
     is_closed,
-    make_dataset,
     matrix_set,
-    periodic_conv,
     recover_subgroup,
     right_cosets,
     run_discovery,
-    smooth_fields,
 )
+from symbench.studies.discovery.task import SyntheticTask, make_dataset, periodic_conv, smooth_fields
 
 OH = GROUPS["Oh"]
 
@@ -162,3 +159,41 @@ def test_cli_discover_rejects_unknown_subgroup(capsys):
 
     assert cli.main(["discover", "--subgroups", "X9"]) == 2
     assert capsys.readouterr().err.strip().startswith("symbench: error: unknown subgroup(s) ['X9']")
+
+
+def test_the_lightning_fit_is_the_plain_adam_loop_on_one_orbit_per_step():
+    """DiscoveryModule through the studies' Trainer takes the steps of the former hand-written loop: Adam on the
+    normalised MSE plus alpha times the penalty, orbit t mod F at step t: the same weights."""
+    from symbench.studies.common import fit_test_best
+    from symbench.studies.discovery.task import DiscoveryModule, OrbitData
+
+    task = SyntheticTask.random("C4v", seed=0)
+    x, y = make_dataset(task, fields=2, size=4, seed=1)
+    torch.manual_seed(0)
+    reference = DiscoveryModel(channels=1, banks=2)
+    module = DiscoveryModule(DiscoveryModel(channels=1, banks=2), lr=1e-2, alpha=1e-3)
+    module.net.load_state_dict(reference.state_dict())
+    opt = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    for step in range(3):
+        fit = (reference(x[step % 2]) - y[step % 2]).pow(2).sum() / y[step % 2].pow(2).sum()
+        opt.zero_grad()
+        (fit + 1e-3 * reference.regularization_loss()).backward()
+        opt.step()
+    result = fit_test_best(module, OrbitData((x, y), make_dataset(task, 1, 4, seed=2)), 3, 1, "val_fit")
+    assert len(module.losses) == 3 and result.best_step == 3 and result.test["test_fit"] > 0
+    for a, b in zip(module.net.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_cli_discover_writes_runs_csv_rows(tmp_path):
+    from symbench import cli
+    from symbench.provenance import source_revision
+    from symbench.results import read_rows
+
+    assert cli.main(["discover", "--preset", "tiny", "--results", str(tmp_path), "--accelerator", "cpu"]) == 0
+    rows = read_rows(tmp_path / "symmetry_discovery" / "runs.csv")
+    assert {(r["split"], r["metric"]) for r in rows} >= {("test", "recovered_order"), ("test", "fit"), ("train", "fit")}
+    assert {(r["benchmark"], r["dataset"], r["preset"], r["code_rev"]) for r in rows} == {
+        ("symmetry_discovery", "discovery-C4v", "tiny", source_revision("symbench.studies.discovery.run"))}
+    assert all(r["data_key"] and r["config_hash"] and int(r["params"]) > 0 for r in rows)
+    assert (tmp_path / "symmetry_discovery" / "C4v.md").is_file()

@@ -2,34 +2,21 @@
 slides' proposition: the relaxed weights stay tied exactly on the symmetry of the data).
 
 A synthetic task on a small periodic grid has a known symmetry subgroup ``H`` of ``G = O_h``
-(:data:`~symbench.symmetry.octahedral.GROUPS`: ``C4v`` by default, the point group ``4mm`` of tetragonal BaTiO3):
+(:data:`~symbench.symmetry.octahedral.GROUPS`: ``C4v`` by default, the point group ``4mm`` of tetragonal BaTiO3); the
+task and its data are :mod:`symbench.studies.discovery.task`, the network (exactly ``O_h``-equivariant at init,
+``Stab(w)``-equivariant after training) :mod:`symbench.studies.discovery.model`.
 
-* **Task** (:class:`SyntheticTask`): inputs are random smooth scalar fields ``x`` on an ``N^3`` torus (white noise
-  under a Gaussian low-pass in Fourier space, unit variance); the target is the ``H``-average of a plain periodic
-  convolution with a fixed random kernel ``k``, ``T(x) = 1/|H| sum_{u in H} T_u (k * T_u^-1 x)`` (optionally
-  followed by a pointwise ``tanh``; pointwise maps keep the symmetry). ``T`` commutes with every ``u`` in ``H`` by
-  construction and, for a generic ``k`` of size 5, with no element outside ``H``
-  (:meth:`SyntheticTask.equivariance_errors` checks it numerically). A size-3 ``k`` is not enough for chiral
-  subgroups: the ``C4`` orbits of the 27 taps are the ``C4v`` orbits, so the ``C4``-average of a 3^3 kernel is
-  also mirror-symmetric.
-* **Data** (:func:`make_dataset`): every random field comes with its 48 images ``T_g x`` under all of ``O_h``
-  (with targets ``T(T_g x)``). This uses nothing about ``H``: it only makes the empirical input distribution
-  exactly ``O_h``-invariant, so the empirical loss is invariant under exactly the symmetry of ``T`` (the
-  permutation ``w_l(h) -> w_l(u^-1 h)`` of the relaxed weights for ``u`` in ``H``) and full-orbit batches give
-  gradients with that symmetry up to round-off. Without it the finite sample breaks every symmetry a little.
-* **Model** (:class:`DiscoveryModel`): strict lift ``Z^3 -> O_h`` -> activation -> relaxed group convolution
-  (``L`` banks, weights tied at init, so the model is exactly ``O_h``-equivariant at init) -> [activation ->
-  strict group convolutions] -> mean over the group: a scalar field. Its symmetry is ``Stab(w)``, the elements
-  ``u`` with ``w_l(u h) = w_l(h)``: ``w`` constant on the right cosets ``H h``
-  (:func:`~symbench.layers.octahedral_conv.weight_stabilizer`).
-* **Training** (:func:`train`): Adam on the normalised MSE plus ``alpha`` times the ICML 2022 penalty
-  ``sum_l sum_{g,h} |w_l(g) - w_l(h)|``; one orbit of 48 fields per step.
+* **Training**: :class:`~symbench.studies.discovery.task.DiscoveryModule` through the studies' Trainer
+  (:func:`~symbench.studies.common.fit_test_best`: validation and test on held-out orbits once, after the last step,
+  so the weights read are the last step's).
 * **Recovery** (:func:`recover_subgroup`): the deviation of each element ``u``, ``max_{l,h} |w_l(u h) - w_l(h)|``,
   in units of the spread of ``w`` (the largest standard deviation over ``h`` of a bank); the elements below
   ``tol`` form the recovered set, checked for closure; the gap between the largest deviation inside and the
   smallest outside says how clear the cut is.
 * **Report** (:func:`run_discovery`): a plot of ``w_l(h)`` ordered by the right cosets of the recovered subgroup
-  (:func:`plot_weights`) and a markdown table (:func:`discovery_table`), both written atomically.
+  (:func:`plot_weights`) and a markdown table (:func:`discovery_table`), both written atomically, and rows of
+  ``<results>/symmetry_discovery/runs.csv`` (:func:`study_rows`). Sizes and training come from the presets of
+  ``benchmarks/symmetry_discovery/benchmark.yaml`` (:class:`DiscoveryConfig`).
 
 The control ``run_discovery("Oh")`` trains on fully ``O_h``-equivariant data: the weights stay tied and the whole
 group is recovered.
@@ -38,6 +25,7 @@ group is recovered.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -45,22 +33,22 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from symbench.layers.octahedral_conv import (
-    OctahedralGroupConv3d,
-    OctahedralGroupPool3d,
-    OctahedralLift3d,
-    RelaxedOctahedralGroupConv3d,
+from datamodules.store import content_key
+from symbench.models.budget import n_params
+from symbench.provenance import source_revision
+from symbench.studies.common import (
+    add_trainer_arguments, append_study_rows, check_preset, fit_test_best, study_config_hash, study_presets,
+    trainer_settings, write_figure, write_text,
 )
-from symbench.studies.common import write_figure, write_text
+from symbench.studies.discovery.model import DiscoveryModel, SubgroupSpec
+from symbench.studies.discovery.task import DiscoveryModule, OrbitData, SyntheticTask, make_dataset, smooth_fields
 from symbench.symmetry.octahedral import (
     FULL_OCTAHEDRAL,
     GROUPS,
     Element,
     Octahedral,
-    act_on_grid,
     as_element,
     cayley_table,
     element_deviations,
@@ -68,9 +56,35 @@ from symbench.symmetry.octahedral import (
     indices_in,
 )
 
-SubgroupSpec = str | Sequence[Element]
-"""A named group of :data:`~symbench.symmetry.octahedral.GROUPS` (``"C4v"``, ``"D4h"``, ``"C4"``, ``"D4"``,
-``"O"``, ``"Oh"``, ``"trivial"``) or a closed list of elements, identity first."""
+STUDY = "symmetry_discovery"  # the results directory and the rows' benchmark
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Sizes and training of one preset (``benchmarks/symmetry_discovery/benchmark.yaml``): the grid ``size``, the
+    training orbits ``fields`` and held-out ``test_fields``, the network (``channels``, ``banks``, ``kernel_size``,
+    ``extra_convs``), the target's kernel size, Adam's ``lr``, the penalty weight ``alpha`` and the recovery ``tol``."""
+
+    steps: int = 200
+    subgroups: tuple[str, ...] = ("C4v", "D4h", "C4", "Oh")
+    seed: int = 0
+    size: int = 6
+    fields: int = 2
+    test_fields: int = 1
+    channels: int = 1
+    banks: int = 2
+    kernel_size: int = 3
+    target_kernel: int = 5
+    extra_convs: int = 0
+    lr: float = 1e-2
+    alpha: float = 1e-5
+    tol: float = 0.01
+    nonlinearity: Literal["none", "tanh"] = "none"
+
+
+def presets() -> dict[str, DiscoveryConfig]:
+    """The study's presets as :class:`DiscoveryConfig` records."""
+    return study_presets(STUDY, DiscoveryConfig)
 
 
 def subgroup_name(subgroup: SubgroupSpec) -> str:
@@ -122,119 +136,6 @@ def right_cosets(group: Sequence[Element], subgroup: Sequence[Element]) -> list[
     return cosets
 
 
-# ------------------------------------------------------------------------------------------------------- the task
-
-
-def periodic_conv(x: Tensor, kernel: Tensor) -> Tensor:
-    """Cross-correlation of ``x (B, 1, N, N, N)`` with ``kernel (k, k, k)`` (odd ``k``) on the torus."""
-    k = kernel.shape[-1]
-    pad = k // 2
-    return F.conv3d(F.pad(x, (pad,) * 6, mode="circular"), kernel.view(1, 1, k, k, k).to(x.dtype))
-
-
-def smooth_fields(count: int, size: int, generator: torch.Generator, length: float = 1.0,
-                  dtype: torch.dtype = torch.float32) -> Tensor:
-    """``(count, 1, N, N, N)`` random smooth periodic fields: white noise times ``exp(-(length |k|)^2 / 2)`` in
-    Fourier space (an isotropic filter, so the distribution is ``O_h``-invariant), each normalised to zero mean and
-    unit standard deviation."""
-    noise = torch.randn(count, 1, size, size, size, generator=generator, dtype=torch.float64)
-    k = 2 * math.pi * torch.fft.fftfreq(size, dtype=torch.float64)
-    k2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
-    x = torch.fft.ifftn(torch.fft.fftn(noise, dim=(-3, -2, -1)) * torch.exp(-0.5 * length**2 * k2),
-                        dim=(-3, -2, -1)).real
-    x = x - x.mean(dim=(-3, -2, -1), keepdim=True)
-    return (x / x.std(dim=(-3, -2, -1), keepdim=True)).to(dtype)
-
-
-@dataclass(frozen=True)
-class SyntheticTask:
-    """``T(x) = act(1/|H| sum_{u in H} T_u (k * T_u^-1 x))`` on scalar fields ``(B, 1, N, N, N)``: exactly
-    ``H``-equivariant by construction (the ``H``-average of a plain periodic convolution with the random kernel
-    ``kernel (k, k, k)``), ``act`` the identity or ``tanh``."""
-
-    subgroup: tuple[Octahedral, ...]
-    kernel: Tensor
-    nonlinearity: Literal["none", "tanh"] = "none"
-
-    @classmethod
-    def random(cls, subgroup: SubgroupSpec = "C4v", kernel_size: int = 5, seed: int = 0,
-               nonlinearity: Literal["none", "tanh"] = "none") -> "SyntheticTask":
-        g = torch.Generator().manual_seed(seed)
-        kernel = torch.randn(kernel_size, kernel_size, kernel_size, generator=g, dtype=torch.float64)
-        return cls(group_elements(subgroup), kernel / kernel.norm(), nonlinearity)
-
-    def averaged_kernel(self) -> Tensor:
-        """``1/|H| sum_u T_u k``: the same map as one convolution (``T_u (k * T_u^-1 x) = (T_u k) * x`` on the
-        torus)."""
-        return torch.stack([act_on_grid(self.kernel, u) for u in self.subgroup]).mean(0)
-
-    def __call__(self, x: Tensor) -> Tensor:
-        y = torch.zeros_like(x)
-        for u in self.subgroup:  # the definition, literally
-            y = y + act_on_grid(periodic_conv(act_on_grid(x, u.inverse()), self.kernel), u)
-        y = y / len(self.subgroup)
-        return torch.tanh(y) if self.nonlinearity == "tanh" else y
-
-    def equivariance_errors(self, x: Tensor, group: SubgroupSpec = "Oh") -> Tensor:
-        """``(|G|,)``: ``||T(T_g x) - T_g T(x)|| / ||T(x)||`` for every ``g`` of ``group`` (~round-off for ``g`` in
-        ``H``)."""
-        y = self(x)
-        return torch.stack([(self(act_on_grid(x, g)) - act_on_grid(y, g)).norm() / y.norm()
-                            for g in group_elements(group)])
-
-
-def orbit(x: Tensor, group: SubgroupSpec = "Oh") -> Tensor:
-    """``(|G| B, ...)``: ``T_g x`` for every ``g`` (element-major) of the fields ``x (B, 1, N, N, N)``."""
-    return torch.cat([act_on_grid(x, g).contiguous() for g in group_elements(group)])
-
-
-def make_dataset(task: SyntheticTask, fields: int, size: int, seed: int,
-                 dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-    """``(x, y)``, both ``(fields, 48, 1, N, N, N)``: ``fields`` random smooth fields with all 48 images under
-    ``O_h`` each, and the targets ``T(x)``. Closing the inputs under all of ``O_h`` needs no knowledge of ``H``."""
-    g = torch.Generator().manual_seed(seed)
-    base = smooth_fields(fields, size, g, dtype=torch.float64)
-    x = orbit(base).view(len(FULL_OCTAHEDRAL), fields, 1, size, size, size).transpose(0, 1)
-    y = task(x.reshape(-1, 1, size, size, size)).view_as(x)
-    return x.to(dtype).contiguous(), y.to(dtype).contiguous()
-
-
-# ------------------------------------------------------------------------------------------------------ the model
-
-
-class DiscoveryModel(nn.Module):
-    """Scalar field -> scalar field: strict lift ``Z^3 -> G`` -> act -> relaxed group conv (``banks`` weights
-    ``w (L, |G|)`` tied at init) -> [act -> strict group conv] x ``extra_convs`` -> mean over the group. Periodic
-    padding. Exactly ``G``-equivariant at init; equivariant to ``Stab(w)`` after training."""
-
-    def __init__(self, channels: int = 2, kernel_size: int = 3, banks: int = 2, group: SubgroupSpec = "Oh",
-                 extra_convs: int = 0, activation: Literal["gelu", "relu", "tanh"] = "gelu") -> None:
-        super().__init__()
-        pad = "circular"
-        self.group = group
-        self.lift = OctahedralLift3d(1, channels, kernel_size, group, pad)
-        self.relaxed = RelaxedOctahedralGroupConv3d(channels, channels if extra_convs else 1, kernel_size, group,
-                                                    banks, pad)
-        self.convs = nn.ModuleList(
-            OctahedralGroupConv3d(channels, channels if i < extra_convs - 1 else 1, kernel_size, group, pad)
-            for i in range(extra_convs))
-        self.pool = OctahedralGroupPool3d(group, "mean")
-        self.act = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh}[activation]
-
-    def relaxation_weights(self) -> Tensor:
-        """``w (L, |G|)`` of the relaxed layer."""
-        return self.relaxed.relaxation_weights()
-
-    def regularization_loss(self) -> Tensor:
-        return self.relaxed.regularization_loss()
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.relaxed(self.act(self.lift(x)))
-        for conv in self.convs:
-            h = conv(self.act(h))
-        return self.pool(h)
-
-
 @dataclass
 class TrainLog:
     steps: int
@@ -242,28 +143,6 @@ class TrainLog:
     initial_loss: float
     final_loss: float
     losses: list[float] = field(default_factory=list)
-
-
-def train(model: DiscoveryModel, x: Tensor, y: Tensor, steps: int = 200, lr: float = 1e-2, alpha: float = 1e-5,
-          log_every: int = 0) -> TrainLog:
-    """Adam on ``||model(x) - y||^2 / ||y||^2`` plus ``alpha`` times the relaxed layer's penalty
-    (``sum_l sum_{g,h} |w_l(g) - w_l(h)|``). ``x, y (F, |G|, 1, N, N, N)``: step ``t`` uses the full orbit
-    ``t mod F`` (so every batch is closed under ``O_h``)."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    start = time.perf_counter()
-    for step in range(steps):
-        xb, yb = x[step % x.shape[0]], y[step % y.shape[0]]
-        fit = (model(xb) - yb).pow(2).sum() / yb.pow(2).sum()
-        loss = fit + alpha * model.regularization_loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(fit.detach()))
-        if log_every and step % log_every == 0:
-            print(f"step {step}: fit {losses[-1]:.4f}")
-    return TrainLog(steps, time.perf_counter() - start, losses[0] if losses else math.nan,
-                    losses[-1] if losses else math.nan, losses)
 
 
 # --------------------------------------------------------------------------------------------------- recovery
@@ -395,6 +274,8 @@ class DiscoveryResult:
     log: TrainLog
     seed: int
     task_errors: Tensor
+    test_fit: float = math.nan  # normalised MSE on held-out orbits
+    params: int = 0
     plot_path: Path | None = None
     table_path: Path | None = None
 
@@ -449,22 +330,30 @@ def run_discovery(subgroup: SubgroupSpec = "C4v", steps: int = 200, seed: int = 
                   size: int = 6, fields: int = 2, channels: int = 1, banks: int = 2, kernel_size: int = 3,
                   target_kernel: int = 5, extra_convs: int = 0, lr: float = 1e-2, alpha: float = 1e-5,
                   tol: float = 0.01, nonlinearity: Literal["none", "tanh"] = "none",
-                  dtype: torch.dtype = torch.float32) -> DiscoveryResult:
+                  dtype: torch.dtype = torch.float32, test_fields: int = 1,
+                  trainer: dict | None = None) -> DiscoveryResult:
     """Train :class:`DiscoveryModel` on the ``subgroup``-equivariant :class:`SyntheticTask` and read the subgroup
     off its relaxed weights. With ``out_dir``, writes ``<name>_weights.png`` (:func:`plot_weights`, cosets of the
-    recovered subgroup when it is one, else of the true one) and ``<name>.md`` (:func:`discovery_table`)."""
+    recovered subgroup when it is one, else of the true one) and ``<name>.md`` (:func:`discovery_table`).
+    ``trainer``: the hardware settings (:func:`~symbench.studies.common.make_trainer`)."""
     name = subgroup_name(subgroup)
     task = SyntheticTask.random(subgroup, target_kernel, seed, nonlinearity)
     with torch.no_grad():
         probe = smooth_fields(1, size, torch.Generator().manual_seed(seed + 1000), dtype=torch.float64)
         errors = task.equivariance_errors(probe)
-    x, y = make_dataset(task, fields, size, seed + 1, dtype)
+    data = OrbitData(make_dataset(task, fields, size, seed + 1, dtype), make_dataset(task, test_fields, size,
+                                                                                     seed + 2, dtype))
     torch.manual_seed(seed)
-    model = DiscoveryModel(channels, kernel_size, banks, "Oh", extra_convs).to(dtype)
-    log = train(model, x, y, steps, lr, alpha)
-    w = model.relaxation_weights().detach().clone()
+    module = DiscoveryModule(DiscoveryModel(channels, kernel_size, banks, "Oh", extra_convs).to(dtype), lr, alpha)
+    start = time.perf_counter()
+    fit = fit_test_best(module, data, steps, 1, "val_fit", trainer=trainer)  # one evaluation: after the last step
+    losses = module.losses
+    log = TrainLog(steps, time.perf_counter() - start, losses[0] if losses else math.nan,
+                   losses[-1] if losses else math.nan, losses)
+    w = module.net.relaxation_weights().detach().clone()
     rec = recover_subgroup(w, "Oh", tol)
-    result = DiscoveryResult(name, task.subgroup, rec, w, log, seed, errors)
+    result = DiscoveryResult(name, task.subgroup, rec, w, log, seed, errors, fit.test["test_fit"],
+                             n_params(module.net))
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -483,21 +372,90 @@ def run_discovery(subgroup: SubgroupSpec = "C4v", steps: int = 200, seed: int = 
     return result
 
 
+# -- rows in the runs.csv schema ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSummary:
+    """What a ``runs.csv`` row set says about one run (from a :class:`DiscoveryResult` or a committed table)."""
+
+    subgroup: str
+    seed: int
+    recovered_order: int
+    equal: bool
+    closed: bool
+    dev_inside: float
+    dev_outside: float
+    gap: float
+    train_fit: float
+    seconds: float
+    test_fit: float = math.nan
+    params: int | str = ""
+
+    @classmethod
+    def of(cls, r: DiscoveryResult) -> "RunSummary":
+        rec = r.recovered
+        return cls(r.subgroup, r.seed, rec.order, r.equal, rec.is_subgroup, rec.inside_max, rec.outside_min, rec.gap,
+                   r.log.final_loss, r.log.seconds, r.test_fit, r.params)
+
+
+def study_rows(runs: Sequence[RunSummary], preset: str, cfg: DiscoveryConfig) -> list[dict[str, object]]:
+    """``runs.csv`` rows (:func:`~symbench.studies.common.append_study_rows`): dataset ``discovery-<subgroup>``,
+    model ``relaxed_oh``; split ``test``: ``recovered_order``, ``equal`` / ``closed`` (1 or 0, the recovered set is
+    the true subgroup / a subgroup), the deviations ``dev_inside`` (largest kept) and ``dev_outside`` (smallest
+    rejected), ``gap`` and ``fit`` (normalised MSE on held-out orbits); split ``train``: ``fit`` after the last step.
+    A value that is not finite gives no row (no held-out fit; every element kept: no smallest rejected, no gap). ``data_key``: the task and data parameters' content key."""
+    config_hash = study_config_hash(cfg)
+    rows: list[dict[str, object]] = []
+    for r in runs:
+        common = {"dataset": f"discovery-{r.subgroup}", "model": "relaxed_oh", "seed": r.seed, "preset": preset,
+                  "params": r.params, "train_seconds": r.seconds, "epochs": "", "config_hash": config_hash,
+                  "data_key": content_key(r.subgroup, r.seed, cfg.size, cfg.fields, cfg.test_fields,
+                                          cfg.target_kernel, cfg.nonlinearity),
+                  "code_rev": source_revision(__spec__.name)}
+        values = [("test", "recovered_order", r.recovered_order), ("test", "equal", int(r.equal)),
+                  ("test", "closed", int(r.closed)), ("test", "dev_inside", r.dev_inside),
+                  ("test", "dev_outside", r.dev_outside), ("test", "gap", r.gap), ("test", "fit", r.test_fit),
+                  ("train", "fit", r.train_fit)]
+        rows += [{**common, "split": split, "metric": metric, "value": value} for split, metric, value in values
+                 if not isinstance(value, float) or math.isfinite(value)]
+    return rows
+
+
+def read_table(path: Path, cfg: DiscoveryConfig) -> RunSummary:
+    """The :class:`RunSummary` of a committed ``<subgroup>.md`` (:func:`discovery_table`'s summary line, 3
+    significant digits as printed; no held-out fit, which the tables did not report) of a run at ``cfg``'s sizes."""
+    lines = path.read_text().splitlines()
+    head = lines.index(next(line for line in lines if line.startswith("| true subgroup |")))
+    cells = [c.strip() for c in lines[head + 2].strip("|").split("|")]
+    net = DiscoveryModel(cfg.channels, cfg.kernel_size, cfg.banks, "Oh", cfg.extra_convs)
+    return RunSummary(cells[0], cfg.seed, int(cells[2]), cells[3] == "yes", cells[4] == "yes", float(cells[5]),
+                      float(cells[6]), float(cells[7]), float(cells[12].split("->")[1]), float(cells[11]),
+                      params=n_params(net))
+
+
 # -- command line (symbench.studies.StudyModule) ------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--subgroups", nargs="+", default=["C4v", "D4h", "C4", "Oh"],
-                        help="known symmetry of the synthetic data (named subgroups of O_h)")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--results", default="results", help="results directory (default: results)")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--subgroups", nargs="+", help="known symmetry of the synthetic data (named subgroups of O_h; "
+                        "default: the preset's, C4v D4h C4 Oh)")
+    parser.add_argument("--steps", type=int, help="training steps (default: the preset's, 200)")
+    parser.add_argument("--seed", type=int, help="seed (default: the preset's, 0)")
+    parser.add_argument("--results", default="results", help=f"results directory (writes <results>/{STUDY}/)")
+    add_trainer_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:
-    unknown = [g for g in args.subgroups if g not in GROUPS]
+    check_preset(args.preset, presets())
+    cfg = presets()[args.preset]
+    overrides = {"subgroups": tuple(args.subgroups) if args.subgroups else None, "steps": args.steps,
+                 "seed": args.seed}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    unknown = [g for g in cfg.subgroups if g not in GROUPS]
     if unknown:
         raise ValueError(f"unknown subgroup(s) {unknown}; choose from {', '.join(GROUPS)}")
-    out = Path(args.results) / "symmetry_discovery"
-    for name in args.subgroups:
-        result = run_discovery(name, steps=args.steps, seed=args.seed, out_dir=out)
+    out = Path(args.results) / STUDY
+    sizes = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("subgroups",)}
+    for name in cfg.subgroups:
+        result = run_discovery(name, out_dir=out, trainer=trainer_settings(args), **sizes)
+        append_study_rows(args.results, STUDY, study_rows([RunSummary.of(result)], args.preset, cfg))
         print(f"{name}: true order {len(result.true_elements)}, recovered order {len(result.recovered.elements)}, "
               f"equal: {'yes' if result.equal else 'no'} ({result.table_path})")
