@@ -14,6 +14,7 @@ from symbench.symmetry.elements import (
     Magnitude,
     Rot90,
     Rotation,
+    SpaceTimeScaling,
     SpatialScaling,
     Translation,
     UniformMotion,
@@ -21,8 +22,8 @@ from symbench.symmetry.elements import (
 )
 from symbench.symmetry.planar import reflect, rot90, rotate, translate
 from symbench.symmetry.pointwise import magnitude, uniform_motion
-from symbench.symmetry.sampling import TRANSFORMS, sample_elements
-from symbench.symmetry.scaling import scale, scale_extent, spatial_scale
+from symbench.symmetry.sampling import TRANSFORMS, probe_elements, sample_elements
+from symbench.symmetry.scaling import scale, scale_extent, space_time_scale, spatial_scale, time_resample_matrix
 
 __all__ = [
     "D4",
@@ -33,6 +34,7 @@ __all__ = [
     "Magnitude",
     "Rot90",
     "Rotation",
+    "SpaceTimeScaling",
     "SpatialScaling",
     "Translation",
     "UniformMotion",
@@ -41,10 +43,13 @@ __all__ = [
     "reflect",
     "rot90",
     "rotate",
+    "probe_elements",
     "sample_elements",
     "scale",
     "scale_extent",
+    "space_time_scale",
     "spatial_scale",
+    "time_resample_matrix",
     "translate",
     "uniform_motion",
 ]

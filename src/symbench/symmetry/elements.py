@@ -20,7 +20,7 @@ from torch import Tensor
 from symbench.fields import FieldLayout
 from symbench.symmetry.planar import reflect, rot90, rotate, translate
 from symbench.symmetry.pointwise import Motion, magnitude, uniform_motion
-from symbench.symmetry.scaling import spatial_scale
+from symbench.symmetry.scaling import space_time_scale, spatial_scale
 
 Param = Union[float, int, Tensor]
 
@@ -271,6 +271,32 @@ class SpatialScaling(GroupElement):
     def compose(self, other: GroupElement) -> GroupElement:
         if isinstance(other, SpatialScaling) and other.scalar_power == self.scalar_power:
             return SpatialScaling(self.lam * other.lam, self.scalar_power)
+        return super().compose(other)
+
+
+@dataclass(frozen=True)
+class SpaceTimeScaling(GroupElement):
+    """The full scaling of eq. 3, ``w(x, t) -> lam w(c + lam (x - c), lam^2 t)``, on a one-step model's history
+    ``(B, T, C, H, W)`` (time resampled about the predicted frame) and, on a frame ``(B, C, H, W)``, its spatial part
+    (the predicted frame is the time origin); see :func:`~symbench.symmetry.scaling.space_time_scale`. The group laws
+    hold where no sample leaves the grid or the history."""
+
+    lam: Param = 1.0
+    scalar_power: float = 0.0
+
+    @classmethod
+    def identity(cls) -> "SpaceTimeScaling":
+        return cls(1.0)
+
+    def act(self, x: Tensor, layout: FieldLayout) -> Tensor:
+        return space_time_scale(x, layout, self.lam, self.scalar_power)
+
+    def inverse(self) -> "SpaceTimeScaling":
+        return SpaceTimeScaling(1.0 / self.lam, self.scalar_power)
+
+    def compose(self, other: GroupElement) -> GroupElement:
+        if isinstance(other, SpaceTimeScaling) and other.scalar_power == self.scalar_power:
+            return SpaceTimeScaling(self.lam * other.lam, self.scalar_power)
         return super().compose(other)
 
 

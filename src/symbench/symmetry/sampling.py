@@ -18,7 +18,8 @@ Appendix D.1 states multiples of pi/12 for ``rot`` where sec. 5.2 states pi/2; `
 multiples of pi/2 are exact on the grid, and ``rot_any`` covers the continuous case. For ``scale`` the paper's split
 is the space-time scaling of whole sequences: a split builder reads ``g.lam[i]`` and calls
 :func:`~symbench.symmetry.scaling.scale` on sample ``i`` (the window size depends on ``lam``); ``g.act`` is the
-per-frame part only.
+per-frame part only. :func:`probe_elements` gives the same draws as the elements an equivariance probe applies to a
+one-step model's history and output, for ``scale`` the full space-time :class:`SpaceTimeScaling` of eq. 3.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from symbench.symmetry.elements import (
     Magnitude,
     Rot90,
     Rotation,
+    SpaceTimeScaling,
     SpatialScaling,
     UniformMotion,
 )
@@ -60,3 +62,13 @@ def sample_elements(transform: str, n: int, generator: torch.Generator) -> Group
     if transform == "scale":
         return SpatialScaling(_uniform(0.2, 2.0, (n,), generator))
     raise ValueError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}")
+
+
+def probe_elements(transform: str, n: int, generator: torch.Generator) -> GroupElement:
+    """The draws of :func:`sample_elements` as the action on a one-step model's history ``(n, T, C, H, W)`` and
+    output ``(n, C, H, W)``: for ``scale`` the full ``T_lam w(x, t) = lam w(lam x, lam^2 t)`` (ICLR 2021 eq. 3), time
+    resampled about the predicted frame; every other group acts frame by frame."""
+    g = sample_elements(transform, n, generator)
+    if isinstance(g, SpatialScaling):
+        return SpaceTimeScaling(g.lam, g.scalar_power)
+    return g

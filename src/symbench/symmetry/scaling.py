@@ -123,3 +123,49 @@ def spatial_scale(x: Tensor, layout: FieldLayout, lam: Scalar, scalar_power: flo
     flat = x.reshape(grid.shape[0], -1, h, w)
     out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=True).view(x.shape)
     return scale_values(out, layout, lam_b, lam_b**scalar_power)
+
+
+def time_resample_matrix(frames: int, factor: float) -> Tensor:
+    """``(frames, frames)`` float64 matrix ``M`` of the time part of eq. 3 on a one-step model's history.
+
+    The history's frames sit at times ``t = -frames..-1`` (frame units) before the predicted frame at ``t = 0``,
+    the time origin of ``T_lam`` (the one origin that keeps a one-step model's output frame in place). Row ``t`` of
+    ``M h`` is ``h(factor t)``: linear in time between frames, extrapolated linearly from the last two frames
+    between the last frame and the predicted one (``-1 < factor t < 0``, less than a frame), and held at the first
+    frame before it (the history has nothing there; holding keeps the magnitudes bounded, as reaches of up to
+    ``factor = 9`` histories occur). Rows sum to 1; the identity at ``factor = 1``; exact for fields linear in time
+    wherever ``factor t >= -frames``.
+    """
+    if frames < 1 or factor <= 0:
+        raise ValueError(f"need frames >= 1 and factor > 0, got frames={frames}, factor={factor}")
+    pos = (factor * torch.arange(-frames, 0, dtype=torch.float64)).clamp(min=-frames) + frames  # 0..frames
+    # The interval [lo, lo + 1] whose linear function is read: the last one (frames-2, frames-1) beyond the last frame.
+    lo = pos.floor().clamp(0, max(frames - 2, 0))
+    frac = pos - lo
+    m = torch.zeros(frames, frames, dtype=torch.float64)
+    rows = torch.arange(frames)
+    m[rows, lo.long()] += 1 - frac
+    m[rows, (lo.long() + 1).clamp(max=frames - 1)] += frac
+    return m
+
+
+def space_time_scale(x: Tensor, layout: FieldLayout, lam: Scalar, scalar_power: float = 0.0) -> Tensor:
+    """The full action of eq. 3, ``T_lam w(x, t) = lam w(lam x, lam^2 t)``, on a one-step model's input or output.
+
+    A history ``(B, T, C, H, W)`` is resampled in time by ``lam^2`` about the predicted frame
+    (:func:`time_resample_matrix`) and then scaled in space as :func:`spatial_scale`; a frame ``(B, C, H, W)`` is the
+    predicted frame at the time origin, so only its spatial part acts. ``lam`` is a number or a per-sample ``(B,)``
+    tensor. This is the element-wise form of the ``scale`` test split (:func:`scale` on a window, which reads the
+    frames between the history and the target from the data where this extrapolates them).
+    """
+    if x.ndim != 5:
+        return spatial_scale(x, layout, lam, scalar_power)
+    check_frame(x, layout, min_size=2)
+    sample_param(lam, x, "lam")  # one clear error for a per-sample lam that does not match the batch
+    frames = x.shape[1]
+    lams = torch.as_tensor(lam, dtype=torch.float64).reshape(-1).tolist()
+    if min(lams) <= 0:
+        raise ValueError(f"scale factors must be > 0, got min {min(lams)}")
+    mats = torch.stack([time_resample_matrix(frames, v**2) for v in lams]).to(device=x.device, dtype=x.dtype)
+    resampled = torch.einsum("bts,bs...->bt...", mats.expand(x.shape[0], -1, -1), x)
+    return spatial_scale(resampled, layout, lam, scalar_power)
