@@ -40,8 +40,9 @@ from symbench.hardware import full_float32
 from symbench.metrics import EnergySpectrumError, EquivarianceError, RolloutRMSE, ThermalEnergyL1, equivariance_pair
 
 # Groups whose one-step equivariance error is measured on the ``orig`` test split (ICLR 2021 sec. 5.1, Table 1).
-# Space-time scaling is absent: it also rescales time, which a one-step map on a fixed frame rate cannot commute with.
-EQUIVARIANCE_PROBES = ("um", "mag", "rot", "scale")  # "scale": per-frame SpatialScaling, lam ~ U(1/5, 2)
+# "scale": the full space-time scaling of eq. 3 (symmetry.SpaceTimeScaling, lam ~ U(1/5, 2)): the history is resampled
+# in time by lam^2 about the predicted frame and every frame scaled in space; the output frame in space only.
+EQUIVARIANCE_PROBES = ("um", "mag", "rot", "scale")
 PROBE_SEED = 10_000  # seed of the per-window probe elements (one table per group, indexed by the window)
 
 
@@ -191,7 +192,7 @@ class ForecastModule(L.LightningModule):
         self._probe_batches = [list(batch) for batch in loader.batch_sampler]
         for name in self.test_equivariance:
             gen = torch.Generator().manual_seed(PROBE_SEED)
-            self._probe_elements[name] = symmetry.sample_elements(name, len(loader.dataset), gen)
+            self._probe_elements[name] = symmetry.probe_elements(name, len(loader.dataset), gen)
 
     def _probe_equivariance(self, history: Tensor, index: Sequence[int]) -> None:
         """``|f(g x) - g f(x)|`` for group elements drawn like the transformed splits; window ``index[i]`` always
