@@ -89,5 +89,9 @@ def test_probe_elements_draw_like_the_splits_and_scale_in_space_time() -> None:
             assert isinstance(probe, SpaceTimeScaling) and torch.equal(probe.lam, drawn.lam)
         else:
             assert probe is not None and type(probe) is type(drawn)
+    g = SpaceTimeScaling(0.8) @ SpaceTimeScaling(0.5)
+    assert isinstance(g, SpaceTimeScaling) and g.lam == pytest.approx(0.4)
+    assert isinstance(SpaceTimeScaling(0.5).inverse(), SpaceTimeScaling)
+    assert not isinstance(SpaceTimeScaling(0.5) @ SpatialScaling(0.5), SpatialScaling)  # a composition of two kinds
     with pytest.raises(ValueError, match="per-sample lam"):
         SpaceTimeScaling(torch.ones(3)).act(torch.zeros(2, FRAMES, 2, SIZE, SIZE), VELOCITY_2D)

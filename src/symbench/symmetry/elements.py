@@ -266,38 +266,23 @@ class SpatialScaling(GroupElement):
         return spatial_scale(x, layout, self.lam, self.scalar_power)
 
     def inverse(self) -> "SpatialScaling":
-        return SpatialScaling(1.0 / self.lam, self.scalar_power)
+        return type(self)(1.0 / self.lam, self.scalar_power)
 
     def compose(self, other: GroupElement) -> GroupElement:
-        if isinstance(other, SpatialScaling) and other.scalar_power == self.scalar_power:
-            return SpatialScaling(self.lam * other.lam, self.scalar_power)
+        if type(other) is type(self) and other.scalar_power == self.scalar_power:
+            return type(self)(self.lam * other.lam, self.scalar_power)
         return super().compose(other)
 
 
 @dataclass(frozen=True)
-class SpaceTimeScaling(GroupElement):
+class SpaceTimeScaling(SpatialScaling):
     """The full scaling of eq. 3, ``w(x, t) -> lam w(c + lam (x - c), lam^2 t)``, on a one-step model's history
     ``(B, T, C, H, W)`` (time resampled about the predicted frame) and, on a frame ``(B, C, H, W)``, its spatial part
     (the predicted frame is the time origin); see :func:`~symbench.symmetry.scaling.space_time_scale`. The group laws
     hold where no sample leaves the grid or the history."""
 
-    lam: Param = 1.0
-    scalar_power: float = 0.0
-
-    @classmethod
-    def identity(cls) -> "SpaceTimeScaling":
-        return cls(1.0)
-
     def act(self, x: Tensor, layout: FieldLayout) -> Tensor:
         return space_time_scale(x, layout, self.lam, self.scalar_power)
-
-    def inverse(self) -> "SpaceTimeScaling":
-        return SpaceTimeScaling(1.0 / self.lam, self.scalar_power)
-
-    def compose(self, other: GroupElement) -> GroupElement:
-        if isinstance(other, SpaceTimeScaling) and other.scalar_power == self.scalar_power:
-            return SpaceTimeScaling(self.lam * other.lam, self.scalar_power)
-        return super().compose(other)
 
 
 def map_params(g: GroupElement, fn: Callable[[Tensor], Tensor]) -> GroupElement:
