@@ -24,14 +24,15 @@ from symbench.layers.relaxed_group_conv import (
     RotGroupConv2d,
     pairwise_l1,
 )
-from symbench.layers.scale_conv import ScaleConv2d, ScaleConvProject2d, scale_levels
+from symbench.layers.scale_steerable import ScaleSteerableConv2d, ScaleSteerableProject2d
 from symbench.models.conv_net import conv_budget
+from symbench.models.equiv import Equiv
 from symbench.models.rgroup import RGroupNet
 from symbench.symmetry import rot90, translate
 
 VELOCITY_DENSITY = FieldLayout.of("velocity:vector", "density:scalar")
 T_IN, GRID = 3, 12
-SCALES = scale_levels(3, 2.0)
+SCALES = (1.0, 1.5, 2.0)
 
 
 def randn(*shape: int, seed: int = 0) -> Tensor:
@@ -202,7 +203,7 @@ def test_penalty_values() -> None:
     lambda: RelaxedRotGroupConv2d(2, 2, banks=3),
     lambda: RelaxedTranslationConv2d(2, 2, 3, grid_size=8, banks=3),
     lambda: RelaxedTranslationConv2d(2, 2, 3, grid_size=8, banks=3, relax_grid=4),
-    lambda: RelaxedScaleGroupConv2d(2, 2, 3, SCALES, banks=3),
+    lambda: RelaxedScaleGroupConv2d(2, 2, 5, SCALES, banks=3),
 ])
 def test_regulariser_is_zero_exactly_for_equal_weights(make) -> None:
     layer = make()
@@ -257,11 +258,13 @@ def test_translation_conv_checks_the_grid() -> None:
 # --- relaxed scale group correlation ----------------------------------------------------------------------------
 
 def test_equal_level_weights_give_the_strict_scale_conv() -> None:
+    """Equal ``w_l(s)``: exactly the strict scaling Equiv (SESN) layer on the same basis, with weights
+    ``sum_l w_l W_l``."""
     torch.manual_seed(0)
-    relaxed, strict = RelaxedScaleGroupConv2d(3, 4, 3, SCALES, banks=2), ScaleConv2d(3, 4, 3, SCALES)
+    relaxed, strict = RelaxedScaleGroupConv2d(3, 4, 5, SCALES, banks=2), ScaleSteerableConv2d(3, 4, 5, SCALES)
     with torch.no_grad():
         relaxed.relaxed_weights.fill_(0.6)
-        strict.weight.copy_(0.6 * relaxed.weight.view(2, 4, 3, 3, 3).sum(0))
+        strict.weight.copy_(0.6 * relaxed.weight.view(2, *strict.weight.shape).sum(0))
     x = randn(2, len(SCALES) * 3, 10, 10)
     assert max_err(relaxed(x), strict(x)) <= 1e-6
     perturb_(relaxed.relaxed_weights)
@@ -270,10 +273,10 @@ def test_equal_level_weights_give_the_strict_scale_conv() -> None:
 
 def test_equal_level_weights_give_the_strict_projection() -> None:
     torch.manual_seed(0)
-    relaxed = RelaxedScaleConvProject2d(3, VELOCITY_DENSITY, 3, SCALES, banks=2, scalar_power=0.5)
-    strict = ScaleConvProject2d(3, VELOCITY_DENSITY, 3, SCALES, scalar_power=0.5)
+    relaxed = RelaxedScaleConvProject2d(3, VELOCITY_DENSITY, 5, SCALES, banks=2, scalar_power=0.5)
+    strict = ScaleSteerableProject2d(3, VELOCITY_DENSITY, 5, SCALES, scalar_power=0.5)
     with torch.no_grad():
-        strict.weight.copy_(relaxed.relaxed_weights[0, 0] * relaxed.weight.view(2, 3, 3, 3, 3).sum(0))
+        strict.weight.copy_(relaxed.relaxed_weights[0, 0] * relaxed.weight.view(2, *strict.weight.shape).sum(0))
     x = randn(2, len(SCALES) * 3, 10, 10)
     assert max_err(relaxed(x), strict(x)) <= 1e-6
 
@@ -310,10 +313,10 @@ def test_translation_model_equivariant_with_equal_weights() -> None:
 
 
 def test_scaling_model_with_equal_weights_is_the_strict_network() -> None:
-    relaxed = small_model("scaling", n_scales=3)
+    relaxed = small_model("scaling", scales=SCALES)
     x = randn(2, T_IN, VELOCITY_DENSITY.channels, GRID, GRID)
     settle(relaxed, x)
-    strict = small_model("scaling", n_scales=3, relaxed=False, hidden=relaxed.hidden).eval()
+    strict = small_model("scaling", scales=SCALES, relaxed=False, hidden=relaxed.hidden).eval()
     with torch.no_grad():
         for r, s in zip(relaxed.body, strict.body):
             if hasattr(r, "relaxed_weights"):
@@ -328,6 +331,31 @@ def test_scaling_model_with_equal_weights_is_the_strict_network() -> None:
         for layer in relaxed_layers(relaxed):
             perturb_(layer.relaxed_weights)
         assert max_err(relaxed(x), strict(x)) > 1e-2
+
+
+def test_scaling_model_with_equal_weights_is_the_scaling_equiv_network() -> None:
+    """RGroup-scale relaxes the scaling Equiv (SESN) network over its levels: with ``w_l(s)`` equal over ``s`` and
+    Equiv's weights ``sum_l w_l W_l``, the two networks agree exactly (same lift, basis, norms and head)."""
+    torch.manual_seed(0)
+    equiv = Equiv(T_IN, VELOCITY_DENSITY, symmetry="scaling", width=6, layers=3, grid_size=GRID)
+    relaxed = small_model("scaling", layers=3, hidden=equiv.sizes)
+    x = randn(2, T_IN, VELOCITY_DENSITY.channels, GRID, GRID)
+    settle(relaxed, x)
+    lift, stack = equiv.net
+    assert type(lift) is type(relaxed.lift) and len(stack) == len(relaxed.body)
+    with torch.no_grad():
+        for r, e in zip(relaxed.body, stack):
+            assert isinstance(r, type(e))  # the relaxed layers are the strict ones with w_l(s)
+            if hasattr(r, "relaxed_weights"):
+                banks = r.weight.view(r.banks, *e.weight.shape)
+                e.weight.copy_(torch.einsum("l,l...->...", r.relaxed_weights[:, 0], banks))
+            else:
+                e.load_state_dict(r.state_dict())
+        equiv.eval()
+        assert max_err(relaxed(x), equiv(x)) <= 1e-5
+        for layer in relaxed_layers(relaxed):
+            perturb_(layer.relaxed_weights)
+        assert max_err(relaxed(x), equiv(x)) > 1e-2
 
 
 @pytest.mark.parametrize("symmetry", ["rotation", "translation", "scaling"])

@@ -13,6 +13,7 @@ error messages.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import pytest
 import torch
@@ -33,7 +34,9 @@ from symbench.layers.scale_steerable import (
     hermite_tent_integrals,
     relative_scales,
 )
+from symbench import models
 from symbench.models.conv_net import ConvNet, conv_budget
+from symbench.models.equiv import Equiv
 from symbench.models.rsteer_ts import RSteerTS
 from symbench.models.sesn import SESN, RSteerScale, ScaleSteerableNet
 
@@ -136,9 +139,13 @@ def smooth_field(size: int, frames: int, seed: int = 0) -> Tensor:
 
 
 def hidden_features(model: nn.Module, x: Tensor) -> Tensor:
-    """The features before the output layer: level-major for SESN / RSteer, plain channels for the ConvNet."""
+    """The features before the output layer: level-major for SESN / RSteer and the scaling Equiv (lift, then the
+    stack), plain channels for the ConvNet."""
     if isinstance(model, ConvNet):
         return model.net[:-1](stack_frames(x))
+    if isinstance(model, Equiv):
+        lift, stack = model.net
+        return stack[:-1](lift(stack_frames(x)))
     return model.body[:-1](stack_frames(x))
 
 
@@ -163,6 +170,21 @@ def feature_scale_error(model: nn.Module, x: Tensor, scales: tuple[float, ...], 
     return math.sqrt(squared / norm)
 
 
+def mean_feature_scale_error(make: Callable[[], nn.Module], x: Tensor) -> float:
+    """:func:`feature_scale_error` for zooms 1.5, 2 and 2.5 (level 0 onto levels 1, 2, 3), evaluation mode, averaged
+    over three initialisations."""
+    total = 0.0
+    for seed in range(3):
+        torch.manual_seed(seed)
+        total += feature_scale_error(make().eval(), x, SCALES, (1, 2, 3)) / 3
+    return total
+
+
+def plain_convnet() -> ConvNet:
+    """The reference: a ConvNet of 5 x 5 kernels, four layers of six channels."""
+    return ConvNet(3, VELOCITY_DENSITY, width=6, layers=4, kernel_size=5)
+
+
 @pytest.mark.parametrize("name", ["sesn", "rsteer_scale"])
 def test_features_commute_with_zooming_out_by_the_basis_scale_ratios(name: str) -> None:
     """Evaluation mode, three initialisations, zooms 1.5, 2 and 2.5 (level 0 onto levels 1, 2, 3): at most 0.3x the
@@ -170,17 +192,9 @@ def test_features_commute_with_zooming_out_by_the_basis_scale_ratios(name: str) 
     budget-fitted RSteer at a small width has single channels, whose ReLU thresholds dominate any error. Measured
     0.133 for both (equal relaxed weights at init) against the ConvNet's 1.11."""
     x = smooth_field(60, 3)
-    errors = {}
-    for kind in (name, "conv"):
-        total = 0.0
-        for seed in range(3):
-            torch.manual_seed(seed)
-            if kind == "conv":
-                model: nn.Module = ConvNet(3, VELOCITY_DENSITY, width=6, layers=4, kernel_size=5)
-            else:
-                model = MODELS[kind](3, VELOCITY_DENSITY, width=6, layers=4, grid_size=60, hidden=(6, 6, 6))
-            total += feature_scale_error(model.eval(), x, SCALES, (1, 2, 3)) / 3
-        errors[kind] = total
+    errors = {name: mean_feature_scale_error(
+        lambda: MODELS[name](3, VELOCITY_DENSITY, width=6, layers=4, grid_size=60, hidden=(6, 6, 6)), x),
+        "conv": mean_feature_scale_error(plain_convnet, x)}
     assert errors[name] <= 0.3 * errors["conv"], errors
 
 
@@ -384,3 +398,34 @@ def test_symmetry_other_than_scaling_is_one_line_value_error(name: str) -> None:
     with pytest.raises(ValueError, match="symmetry='scaling' only, got 'rotation'") as info:
         MODELS[name](3, VELOCITY_DENSITY, symmetry="rotation", width=4, grid_size=16)
     assert "\n" not in str(info.value)
+
+
+# --- the scaling variants of the smoke families (Equiv, Rpp, Lift, Combo, RGroup) -------------------------------
+
+# registry name -> scale-steerable layers at layers=3: two hidden and the head; Combo's first layer is free
+FAMILY_MODELS = {"equiv": 3, "rpp": 3, "lift": 3, "combo": 2, "rgroup": 3}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_MODELS))
+def test_scaling_variants_are_built_on_sesns_growing_basis(name: str) -> None:
+    """Every equivariant layer of the scaling variants, from the first, is SESN's scale-steerable correlation on the
+    growing widths 1, 1.5, 2, 2.5 px with 5 x 5 kernels (effective size 3): no other trainable level-wise kernel."""
+    model = models.build(name, in_frames=3, layout=VELOCITY_DENSITY, symmetry="scaling", width=8, layers=3,
+                         grid_size=16)
+    steerable = [m for m in model.modules() if isinstance(m, ScaleSteerableConv2d)]
+    assert len(steerable) == FAMILY_MODELS[name]
+    for layer in steerable:
+        assert (layer.scales, layer.kernel_size, layer.effective_size) == (DEFAULT_SCALES, 5, 3)
+    others = {type(m).__name__ for m in model.modules() if type(m).__module__ == "symbench.layers.scale_conv"
+              and any(True for _ in m.parameters(recurse=False))}
+    assert others <= {"ScaleBatchNorm2d"}, others
+    assert model(history(16)).shape == (2, VELOCITY_DENSITY.channels, 16, 16)
+
+
+def test_scaling_equiv_features_commute_with_zooming_out_by_the_basis_scale_ratios() -> None:
+    """The strict scaling Equiv (lift, scale-steerable layers): as SESN, at most 0.3x the plain ConvNet's error for
+    the basis' own scale ratios on interior pixels (budget-fitted to six channels per level)."""
+    x = smooth_field(60, 3)
+    equiv = mean_feature_scale_error(
+        lambda: Equiv(3, VELOCITY_DENSITY, symmetry="scaling", width=6, layers=4, grid_size=60), x)
+    assert equiv <= 0.3 * mean_feature_scale_error(plain_convnet, x), equiv

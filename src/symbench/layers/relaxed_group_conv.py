@@ -14,8 +14,9 @@ for three groups (each times translations of the grid):
   kernels turned by exact ``torch.rot90``; :class:`RotGroupConv2d` is the strict one.
 * :class:`RelaxedTranslationConv2d`: ``h`` is the pixel; ``L`` convolutions mixed by per-pixel weights
   ``w_l(x)``, regularised by their total variation.
-* :class:`RelaxedScaleGroupConv2d` (and the fused output layer :class:`RelaxedScaleConvProject2d`): the scale group
-  correlation of :mod:`.scale_conv` with per-level weights ``w_l(s)``.
+* :class:`RelaxedScaleGroupConv2d` (and the fused output layer :class:`RelaxedScaleConvProject2d`): the
+  scale-steerable correlation of :mod:`.scale_steerable` (SESN's Hermite-Gaussian basis at the growing widths
+  1, 1.5, 2, 2.5 px on 5 x 5 kernels) with per-level weights ``w_l(s)``.
 
 Every layer expands its kernel once per forward with tensor operations and runs one ``conv2d``; only the
 relaxation weights and the ``L`` banks are training-time structure (``w`` equal collapses them to one kernel).
@@ -32,7 +33,12 @@ from torch import Tensor, nn
 from symbench.fields import FieldLayout
 from symbench.layers.conv import check_padding_mode, same_padding
 from symbench.layers.pixel_mixing import GridSize, PixelMixing, equal_weights
-from symbench.layers.scale_conv import ScaleKernel, level_factors, same_conv
+from symbench.layers.scale_conv import same_conv
+from symbench.layers.scale_steerable import (
+    DEFAULT_EFFECTIVE_SIZE,
+    ScaleSteerableConv2d,
+    ScaleSteerableProject2d,
+)
 
 
 def pairwise_l1(weights: Tensor) -> Tensor:
@@ -175,57 +181,63 @@ class RelaxedTranslationConv2d(PixelMixing):
         return f"banks={self.banks}, grid_size={self.grid_size}, relax_grid={self.relax_grid}"
 
 
-class RelaxedScaleGroupConv2d(ScaleKernel):
-    """Relaxed scale group correlation ``(B, S * C_in, H, W) -> (B, S * C_out, H, W)`` (level-major, as
-    :class:`~symbench.layers.scale_conv.ScaleConv2d`): level ``s`` is correlated with
-    ``K_s = sum_l w_l(s) rescale_{sigma_s}(psi_l)`` (eq. 4 with ``h = s``; the strict layer never mixes levels, so
-    ``psi(g^-1 h)`` is supported on ``g = h``). ``banks`` base kernels, weights ``w_l(s)`` of shape ``(L, S)``, init
-    equal, which reproduces :class:`ScaleConv2d` with base kernel ``sum_l w_l psi_l``. All levels in one grouped
-    convolution; no bias."""
+def mix_banks(kernels: Tensor, weights: Tensor) -> Tensor:
+    """``(S, L * C_out, ...) -> (S, C_out, ...)``: level ``s`` of ``L`` bank-major kernel stacks mixed by the
+    relaxation weights ``w_l(s)`` of shape ``(L, S)`` (eq. 4 with ``h = s``)."""
+    banks = kernels.view(kernels.shape[0], weights.shape[0], -1, *kernels.shape[2:])
+    return torch.einsum("slo...,ls->so...", banks, weights.to(kernels.dtype))
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, scales: Sequence[float],
-                 banks: int = 2, padding_mode: str = "zeros") -> None:
-        _check_banks(banks)
-        check_padding_mode(padding_mode)
-        same_padding(kernel_size)
-        super().__init__((banks * out_channels, in_channels, kernel_size, kernel_size), scales)
-        self.banks, self.padding_mode = banks, padding_mode
-        self.relaxed_weights = equal_weights(banks, self.n_scales)
+
+class LevelRelaxation:
+    """Mixin for a scale-steerable layer built with ``banks`` bank-major kernel stacks: its level kernels are mixed
+    by ``relaxed_weights`` ``w_l(s)`` (:func:`mix_banks`), its penalty is ``L_gconv`` over the levels."""
+
+    banks: int
+    relaxed_weights: nn.Parameter
 
     def level_kernels(self) -> Tensor:
-        """``(S, C_out, C_in, k, k)``: the banks rescaled to every level and mixed by ``w_l(s)``."""
-        lc_out, c_in, k, _ = self.weight.shape
-        banks = self.rescaled().view(self.n_scales, self.banks, lc_out // self.banks, c_in, k, k)
-        return torch.einsum("slocyx,ls->socyx", banks, self.relaxed_weights)
-
-    def forward(self, x: Tensor) -> Tensor:
-        kernels = self.level_kernels()
-        return same_conv(x, kernels.flatten(0, 1), 1, self.padding_mode, self.n_scales)
+        """``(S, C_out, 1, C_in, k, k)``: the banks at every level mixed by ``w_l(s)``."""
+        return mix_banks(super().level_kernels(), self.relaxed_weights)  # type: ignore[misc]
 
     def regularization_loss(self) -> Tensor:
         """``sum_l sum_{s, s'} |w_l(s) - w_l(s')|`` (sec. 3.3 over the levels)."""
         return pairwise_l1(self.relaxed_weights)
 
     def extra_repr(self) -> str:
-        lc_out, c_in, k, _ = self.weight.shape
-        return (f"{c_in}, {lc_out // self.banks}, kernel_size={k}, banks={self.banks}, "
-                f"padding_mode={self.padding_mode!r}, {super().extra_repr()}")
+        return f"banks={self.banks}, {super().extra_repr()}"  # type: ignore[misc]
 
 
-class RelaxedScaleConvProject2d(RelaxedScaleGroupConv2d):
-    """Output layer: :class:`RelaxedScaleGroupConv2d` to the ``C`` channels of ``layout`` fused with the projection
-    ``y = mean_s sigma_s^-e y_s`` of :class:`~symbench.layers.scale_conv.ScaleConvProject2d`,
+class RelaxedScaleGroupConv2d(LevelRelaxation, ScaleSteerableConv2d):
+    """Relaxed scale group correlation ``(B, S * C_in, H, W) -> (B, S * C_out, H, W)`` over SESN's levels
+    (level-major, as :class:`~symbench.layers.scale_steerable.ScaleSteerableConv2d`, the strict layer): level ``s``
+    is correlated with ``K_s = sum_l w_l(s) sum_j W_{l,j} psi_{sigma_s, j}`` (eq. 4 with ``h = s`` on the
+    Hermite-Gaussian basis at the growing widths ``sigma_s``; the strict layer never mixes levels, so
+    ``psi(g^-1 h)`` is supported on ``g = h``). ``banks`` base kernels ``W_l``, weights ``w_l(s)`` of shape
+    ``(L, S)``, init equal (``1 / sqrt(L)``), which reproduces the strict layer with weights ``sum_l w_l W_l``.
+    All levels in one grouped convolution; no bias."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, scales: Sequence[float],
+                 banks: int = 2, *, padding_mode: str = "zeros",
+                 effective_size: int = DEFAULT_EFFECTIVE_SIZE) -> None:
+        _check_banks(banks)
+        super().__init__(in_channels, banks * out_channels, kernel_size, scales, effective_size=effective_size,
+                         padding_mode=padding_mode)
+        self.banks = banks
+        self.relaxed_weights = equal_weights(banks, self.n_scales)
+
+
+class RelaxedScaleConvProject2d(LevelRelaxation, ScaleSteerableProject2d):
+    """Output layer: :class:`RelaxedScaleGroupConv2d` to the ``C`` channels of ``layout`` fused with the level
+    average ``y = mean_s (sigma_s / sigma_0)^-e y_s`` of
+    :class:`~symbench.layers.scale_steerable.ScaleSteerableProject2d` (the strict output layer),
     ``(B, S * C_in, H, W) -> (B, C, H, W)``, as one dense convolution over all levels."""
 
-    level_weights: Tensor
-
     def __init__(self, in_channels: int, layout: FieldLayout, kernel_size: int, scales: Sequence[float],
-                 banks: int = 2, scalar_power: float = 0.0, padding_mode: str = "zeros") -> None:
-        super().__init__(in_channels, layout.channels, kernel_size, scales, banks, padding_mode)
-        weights = 1 / (len(scales) * level_factors(layout, 1, scales, scalar_power))
-        self.register_buffer("level_weights", weights, persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        kernels = self.level_kernels() * self.level_weights.to(self.weight.dtype)[:, :, None, None, None]
-        s, c_out, c_in, k, _ = kernels.shape
-        return same_conv(x, kernels.transpose(0, 1).reshape(c_out, s * c_in, k, k), 1, self.padding_mode, 1)
+                 banks: int = 2, scalar_power: float = 0.0, *, padding_mode: str = "zeros",
+                 effective_size: int = DEFAULT_EFFECTIVE_SIZE) -> None:
+        _check_banks(banks)
+        super().__init__(in_channels, layout, kernel_size, scales, copies=banks, scalar_power=scalar_power,
+                         effective_size=effective_size, padding_mode=padding_mode)
+        self.banks = banks
+        self.level_weights = self.level_weights[:, :layout.channels].contiguous()  # one copy: after the mixing
+        self.relaxed_weights = equal_weights(banks, self.n_scales)

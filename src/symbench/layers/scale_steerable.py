@@ -65,6 +65,12 @@ DEFAULT_EFFECTIVE_SIZE = 3  # Hermite orders per axis: L = 9 functions, the para
 GEOMETRIC_TOLERANCE = 1e-6
 
 
+def support_size(effective_size: int) -> int:
+    """The kernel grid for an ``effective_size``: one tap of margin on each side, at least SESN's 5 x 5
+    (``effective_size = 3`` gives the ICML 2022 reference's 5 x 5)."""
+    return max(MIN_KERNEL_SIZE, effective_size + 2)
+
+
 def hermite_functions(n_orders: int, t: Tensor) -> Tensor:
     """``(n_orders, *t.shape)``: the orthonormal Hermite functions ``h_0 .. h_{n_orders - 1}`` at ``t`` by the
     three-term recurrence ``h_{n+1} = sqrt(2 / (n + 1)) t h_n - sqrt(n / (n + 1)) h_{n-1}``."""

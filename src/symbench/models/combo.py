@@ -16,10 +16,13 @@ given a type of the equivariant network:
 * ``rotation``: plain convolutions (``conv -> BatchNorm2d -> ReLU``) with ``N n`` channels, read by the escnn
   layers as ``n`` regular fields of ``C_N`` (the reference's ``ConvE2CNN``);
 * ``scaling``: plain convolutions with ``n`` channels, copied unscaled onto every level (invariant features) for
-  the group correlations over scales (the reference's ``ConvEquScale``).
+  the scale-steerable layers of :class:`~.smoke_families.ScaleFamily` (SESN's basis at the growing scales; the
+  reference's ``ConvEquScale`` uses its group correlation over scales).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 from torch import Tensor, nn
 
@@ -27,7 +30,7 @@ from symbench.fields import FieldLayout
 from symbench.layers import check_history, same_padding, stack_frames
 from symbench.layers.pixel_mixing import GridSize, grid_shape
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
-from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
+from symbench.layers.scale_steerable import DEFAULT_SCALES
 from symbench.models.budget import PARAMETER_CAP, capped_target, fit_sizes
 from symbench.models.smoke_families import (
     DEFAULT_GROUP_ORDER,
@@ -64,7 +67,7 @@ class Combo(nn.Module):
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
                  layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64,
                  group_order: int = DEFAULT_GROUP_ORDER,
-                 n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO,
+                 scales: Sequence[float] = DEFAULT_SCALES,
                  max_parameters: int = PARAMETER_CAP) -> None:
         super().__init__()
         check_symmetry("Combo", symmetry)
@@ -72,7 +75,7 @@ class Combo(nn.Module):
         self.in_frames, self.layout, self.symmetry = in_frames, layout, symmetry
         self.grid_shape = grid_shape(grid_size)
         self.n_free = layers // 2
-        family = layer_family(symmetry, kernel_size, group_order, n_scales, scale_ratio)
+        family = layer_family(symmetry, kernel_size, group_order, scales)
         pixels = self.grid_shape[0] * self.grid_shape[1]
         # Plain channels of a free layer of n units: a regular field of C_N is N channels.
         unit = group_order if symmetry == "rotation" else 1

@@ -5,13 +5,15 @@ of :mod:`.smoke_families` and sized to the ConvNet budget with :func:`~symbench.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers import check_history, stack_frames
 from symbench.layers.pixel_mixing import GridSize
 from symbench.models.conv_net import ConvNet, check_smoke_args, check_symmetry, conv_budget
-from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
+from symbench.layers.scale_steerable import DEFAULT_SCALES
 from symbench.models.budget import fit_sizes
 from symbench.models.smoke_families import (
     DEFAULT_GROUP_ORDER,
@@ -27,8 +29,11 @@ class Equiv(nn.Module):
     * ``translation``: :class:`~symbench.models.conv_net.ConvNet` itself.
     * ``rotation``: a ``C_N`` steerable CNN (escnn): history as vector / trivial fields, ``layers - 1`` units of
       ``R2Conv -> InnerBatchNorm -> ReLU`` on regular fields, an ``R2Conv`` head to the layout's fields.
-    * ``scaling``: ``ScaleLift``, ``layers - 1`` units of ``ScaleConv2d -> ScaleBatchNorm2d -> ReLU``,
-      ``ScaleConvProject2d`` (average over the levels).
+    * ``scaling`` (SESN, the ICML 2022 reference's scaling "Equiv"): ``ScaleLift``, ``layers - 1`` units of
+      ``ScaleSteerableConv2d -> ScaleBatchNorm2d -> ReLU``, ``ScaleSteerableProject2d`` (average over the levels):
+      eq. 6 per level on SESN's Hermite-Gaussian basis at ``scales`` (default 1, 1.5, 2, 2.5 px), ``kernel_size``
+      the effective size (5 x 5 kernels for 3), as in :class:`~symbench.models.sesn.SESN` (which lifts with one
+      fused layer instead of the copy; the same map).
     * ``magnitude`` (the heat benchmark's Equ-Mag CNN, ICLR 2021 appendix C): ``layers - 1`` units of
       ``MagnitudeConv2d -> ReLU`` and a ``MagnitudeConv2d`` head; ``f(a x) = a f(x)`` for ``a >= 0``.
 
@@ -39,7 +44,7 @@ class Equiv(nn.Module):
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
                  layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64,
                  group_order: int = DEFAULT_GROUP_ORDER,
-                 n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0) -> None:
+                 scales: Sequence[float] = DEFAULT_SCALES, scalar_power: float = 0.0) -> None:
         super().__init__()
         check_symmetry("Equiv", symmetry, extra=("magnitude",))
         check_smoke_args("Equiv", in_frames, width, layers)
@@ -48,7 +53,7 @@ class Equiv(nn.Module):
             self.sizes = (width,) * (layers - 1)
             self.net: nn.Module = ConvNet(in_frames, layout, width=width, layers=layers, kernel_size=kernel_size)
             return
-        family = layer_family(symmetry, kernel_size, group_order, n_scales, scale_ratio, scalar_power)
+        family = layer_family(symmetry, kernel_size, group_order, scales, scalar_power)
         in_type = family.history_type(layout, in_frames)
         target = conv_budget(in_frames, layout, width, layers, kernel_size)
         self.sizes = fit_sizes(layers - 1, lambda s: stack_parameters(family, in_type, s, layout), target)

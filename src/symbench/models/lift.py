@@ -30,6 +30,8 @@ about 15 % of the ConvNet budget; the backbone's hidden sizes are fitted to the 
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -37,7 +39,7 @@ from symbench.fields import FieldLayout
 from symbench.layers import check_history, stack_frames
 from symbench.layers.pixel_mixing import GridSize, grid_shape
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
-from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
+from symbench.layers.scale_steerable import DEFAULT_SCALES
 from symbench.models.budget import fit_sizes
 from symbench.models.smoke_families import (
     DEFAULT_GROUP_ORDER,
@@ -87,13 +89,13 @@ class Lift(nn.Module):
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
                  layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64,
                  group_order: int = DEFAULT_GROUP_ORDER,
-                 n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0,
+                 scales: Sequence[float] = DEFAULT_SCALES, scalar_power: float = 0.0,
                  readout: int = READOUT) -> None:
         super().__init__()
         check_symmetry("Lift", symmetry)
         check_smoke_args("Lift", in_frames, width, layers)
         self.in_frames, self.layout, self.symmetry = in_frames, layout, symmetry
-        family = layer_family(symmetry, kernel_size, group_order, n_scales, scale_ratio, scalar_power)
+        family = layer_family(symmetry, kernel_size, group_order, scales, scalar_power)
         self.n_scales = family.n_scales if isinstance(family, ScaleFamily) else None
         budget = conv_budget(in_frames, layout, width, layers, kernel_size)
         c_in, grid = in_frames * layout.channels, grid_shape(grid_size)

@@ -127,7 +127,7 @@ _MODELS: dict[str, ModelSpec] = {
         ModelSpec("equ_rot_cnn", "symbench.models.equiv:Equiv", "equivariant",
                   "shallow Equ-Rot CNN: escnn C4 steerable convs on scalar fields", defaults={"symmetry": "rotation"}),
         ModelSpec("equ_scale_cnn", "symbench.models.equiv:Equiv", "equivariant",
-                  "shallow Equ-Scale CNN: group correlation over kernel scales (scalar power 0, the heat law)",
+                  "shallow Equ-Scale CNN: SESN scale-steerable convs (scalar power 0, the heat law)",
                   defaults={"symmetry": "scaling"}),
     ]
 }

@@ -8,8 +8,14 @@ a relaxed group convolution of :mod:`symbench.layers.relaxed_group_conv`:
   as trivial fields), :class:`RelaxedRotGroupConv2d`, batch norm shared over each field's ``N`` channels,
   projection back to vectors and scalars;
 * translation: :class:`RelaxedTranslationConv2d` (per-cell mixing of ``L`` convolutions on a fixed grid);
-* scaling: the scale lift of :mod:`.scale_conv`, :class:`RelaxedScaleGroupConv2d` over ``n_scales`` kernel levels,
-  the bias-free level-shared batch norm, and the fused relaxed correlation + level average as output layer.
+* scaling: the scaling Equiv (SESN) network of :class:`~symbench.models.smoke_families.ScaleFamily` relaxed over
+  its levels: the scale lift, :class:`RelaxedScaleGroupConv2d` (``K_s = sum_l w_l(s) sum_j W_{l,j}
+  psi_{sigma_s, j}``, eq. 4 with ``h`` the level ``s``) on SESN's Hermite-Gaussian basis at the growing ``scales``
+  (default 1, 1.5, 2, 2.5 px; ``kernel_size`` the effective size, 5 x 5 kernels for 3), the bias-free level-shared
+  batch norm, and the fused relaxed correlation + level average as output layer. With ``w_l(s)`` equal over ``s``
+  it is exactly the scaling Equiv network (``relaxed=False`` builds that network's layers). Departure from the
+  ICML 2022 reference: its level kernels are one base kernel rescaled per level; here they are the basis functions
+  at each level's width, so that the strict limit is SESN (the reference's scaling Equiv) on the same scales.
 
 Unlike the ICML 2022 code (Rose-STL-Lab/Approximately-Equivariant-Nets) the activation is applied, the input grid is
 read as (H, W), the penalty ``regularization_loss()`` (the sum of every layer's term) is meant to be added linearly, and
@@ -43,10 +49,10 @@ from symbench.layers.relaxed_group_conv import (
     RelaxedTranslationConv2d,
     RotGroupConv2d,
 )
-from symbench.layers.scale_conv import ScaleBatchNorm2d, ScaleConv2d, ScaleConvProject2d, ScaleLift, scale_levels
+from symbench.layers.scale_steerable import DEFAULT_SCALES, check_scales
 from symbench.models.budget import fit_sizes, n_params
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
-from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
+from symbench.models.smoke_families import ScaleFamily
 
 Layers = tuple[nn.Module, nn.Sequential, nn.Module]  # lift, body, projection
 
@@ -70,8 +76,8 @@ class RGroupNet(nn.Module):
     overrides the fitted hidden channel counts (e.g. a strict network with the relaxed one's ``hidden``, for a cost
     comparison at equal arithmetic). ``grid_size`` (one side, or ``(H, W)``) and ``relax_grid`` are used by translation,
     ``group_order`` (must be 4: the vector lift needs ``N >= 3``, exact quarter turns ``N | 4``) by rotation,
-    ``n_scales``, ``scale_ratio`` and ``scalar_power`` by scaling (as in
-    :class:`~symbench.models.equ_scale.EquScaleResNet`).
+    ``scales`` (the basis widths in px, growing) and ``scalar_power`` by scaling (as in
+    :class:`~symbench.models.smoke_families.ScaleFamily`).
     """
 
     def __init__(
@@ -86,8 +92,7 @@ class RGroupNet(nn.Module):
         banks: int = 2,
         group_order: int = 4,
         grid_size: GridSize = 64,
-        n_scales: int = N_SCALES,
-        scale_ratio: float = SCALE_RATIO,
+        scales: Sequence[float] = DEFAULT_SCALES,
         scalar_power: float = 0.0,
         padding_mode: str = "zeros",
         relax_grid: GridSize | None = None,
@@ -113,7 +118,7 @@ class RGroupNet(nn.Module):
         self._options = dict(symmetry=symmetry, in_frames=in_frames, layout=layout, kernel_size=kernel_size,
                              banks=banks if relaxed else 1, relaxed=relaxed, group_order=group_order,
                              grid_size=grid_size, relax_grid=relax_grid, padding_mode=padding_mode,
-                             scales=scale_levels(n_scales, scale_ratio), scalar_power=scalar_power)
+                             scales=check_scales(scales), scalar_power=scalar_power)
         if hidden is None:
             hidden = fit_sizes(layers - 1, self._count, self.budget, exhaustive_up_to=0)
         if len(hidden) != layers - 1 or min(hidden) < 1:
@@ -188,15 +193,17 @@ def _translation(hidden: tuple[int, ...], *, in_frames: int, layout: FieldLayout
 def _scaling(hidden: tuple[int, ...], *, in_frames: int, layout: FieldLayout, kernel_size: int, banks: int,
              relaxed: bool, scales: tuple[float, ...], scalar_power: float, padding_mode: str,
              **_: object) -> Layers:
+    family = ScaleFamily(kernel_size, scales, scalar_power, padding_mode)  # the strict layers: scaling Equiv's
+    basis = dict(effective_size=kernel_size, padding_mode=padding_mode)  # kernel_size: the effective size
+
     def conv(c_in: int, c_out: int, last: bool) -> nn.Module:
         if last:
             if relaxed:
-                return RelaxedScaleConvProject2d(c_in, layout, kernel_size, scales, banks, scalar_power, padding_mode)
-            return ScaleConvProject2d(c_in, layout, kernel_size, scales, scalar_power, padding_mode)
+                return RelaxedScaleConvProject2d(c_in, layout, family.support, scales, banks, scalar_power, **basis)
+            return family.head(c_in, layout)
         if relaxed:
-            return RelaxedScaleGroupConv2d(c_in, c_out, kernel_size, scales, banks, padding_mode)
-        return ScaleConv2d(c_in, c_out, kernel_size, scales, padding_mode=padding_mode)
+            return RelaxedScaleGroupConv2d(c_in, c_out, family.support, scales, banks, **basis)
+        return family.conv(c_in, c_out)
 
-    body = _stack([in_frames * layout.channels, *hidden, layout.channels], conv,
-                  lambda c: ScaleBatchNorm2d(c, len(scales)))
-    return ScaleLift(layout, in_frames, scales, scalar_power), body, nn.Identity()
+    body = _stack([in_frames * layout.channels, *hidden, layout.channels], conv, family.norm)
+    return family.lift(layout, in_frames), body, nn.Identity()

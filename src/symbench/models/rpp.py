@@ -22,12 +22,15 @@ the equivariant one.
   channels. The sum is normalised by ``InnerBatchNorm`` (not ``BatchNorm2d`` as in
   Rose-STL-Lab/Approximately-Equivariant-Nets), so that the network with ``F = 0`` is exactly equivariant also after
   training.
-* ``scaling``: ``E`` = group correlation over scales (:mod:`symbench.layers.scale_conv`); ``F`` = one plain
+* ``scaling``: ``E`` = SESN's scale-steerable correlation on the growing scales (:mod:`symbench.layers.scale_steerable`,
+  via :class:`~symbench.models.smoke_families.ScaleFamily`); ``F`` = one plain
   convolution applied to every level with the same, un-rescaled kernel; the free head convolves the mean over the
   levels. Bias-free ``ScaleBatchNorm2d`` after the sum.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +40,7 @@ from symbench.layers import check_history, same_padding, stack_frames
 from symbench.layers.pixel_mixing import GridSize, grid_shape
 from symbench.layers.scale_conv import split_levels
 from symbench.models.conv_net import check_smoke_args, check_symmetry, conv_budget
-from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
+from symbench.layers.scale_steerable import DEFAULT_SCALES
 from symbench.models.budget import PARAMETER_CAP, capped_target, fit_sizes
 from symbench.models.smoke_families import DEFAULT_GROUP_ORDER, FeatureType, LayerFamily, layer_family
 
@@ -151,7 +154,7 @@ class RPP(nn.Module):
     def __init__(self, in_frames: int, layout: FieldLayout, *, symmetry: str = "rotation", width: int = 64,
                  layers: int = 5, kernel_size: int = 3, grid_size: GridSize = 64,
                  group_order: int = DEFAULT_GROUP_ORDER,
-                 n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0,
+                 scales: Sequence[float] = DEFAULT_SCALES, scalar_power: float = 0.0,
                  free_rank: int = FREE_RANK, equivariant_prior: float = EQUIVARIANT_PRIOR,
                  max_parameters: int = PARAMETER_CAP) -> None:
         super().__init__()
@@ -162,7 +165,7 @@ class RPP(nn.Module):
                              f"got {equivariant_prior}")
         self.in_frames, self.layout, self.symmetry = in_frames, layout, symmetry
         self.equivariant_prior = equivariant_prior
-        family = layer_family(symmetry, kernel_size, group_order, n_scales, scale_ratio, scalar_power)
+        family = layer_family(symmetry, kernel_size, group_order, scales, scalar_power)
         free = FreeLayers(family, kernel_size, grid_size, free_rank)
         in_type = family.history_type(layout, in_frames)
 

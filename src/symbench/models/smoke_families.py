@@ -10,9 +10,11 @@ acting on hidden features of ``n`` *units* each, with parameter counts computed 
   solving ``K(g p) = rho_out(g) K(p) rho_in(g)^-1`` (eq. 3 of the paper), ``InnerBatchNorm``; the history enters as
   one ``irrep(1)`` field per vector and frame and one trivial field per scalar and frame, the output has the
   layout's fields. Exact for 90 degree turns of a square grid when ``N`` is a multiple of 4.
-* ``scaling`` (:class:`ScaleFamily`): a unit is a channel at each of ``S`` kernel scales; group correlation over
-  scales and translations (:mod:`symbench.layers.scale_conv`: ``ScaleLift``, ``ScaleConv2d``, ``ScaleBatchNorm2d``,
-  ``ScaleConvProject2d``), the symbench stand-in for SESN's scale-steerable convolutions. Approximate on a grid.
+* ``scaling`` (:class:`ScaleFamily`): a unit is a channel at each of ``S`` kernel scales; SESN's scale-steerable
+  correlation (:mod:`symbench.layers.scale_steerable`, the layers of the SESN model: Hermite-Gaussian basis at the
+  growing widths 1, 1.5, 2, 2.5 px, 5 x 5 kernels for an effective 3 x 3), after the lift of
+  :class:`~symbench.layers.scale_conv.ScaleLift` and with the level-shared ``ScaleBatchNorm2d``, as in the ICML 2022
+  reference's scaling models. Equivariant for the zooms ``sigma_s / sigma_0`` up to the grid (interior pixels).
 * ``magnitude`` (:class:`MagnitudeFamily`, for the heat benchmark's shallow Equ-CNN): a unit is a channel; the
   MinMax-scaled convolution of ICLR 2021 eq. 4 (:class:`~symbench.layers.magnitude.MagnitudeConv2d`) and no
   normalisation (a batch norm would make the layer scale-invariant, not equivariant); with ReLU, positively
@@ -24,24 +26,25 @@ Every smoke model sizes its hidden units with :func:`~symbench.models.budget.fit
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from symbench.fields import FieldLayout
 from symbench.layers import same_padding
+from symbench.layers.conv import check_padding_mode
 from symbench.layers.escnn_blocks import RotationFields, TypeBlocks, layout_blocks, regular
 from symbench.layers.magnitude import MagnitudeConv2d
-from symbench.layers.scale_conv import (
-    ScaleBatchNorm2d,
-    ScaleConv2d,
-    ScaleConvProject2d,
-    ScaleLift,
-    cat_levels,
-    scale_levels,
+from symbench.layers.scale_conv import ScaleBatchNorm2d, ScaleLift, cat_levels
+from symbench.layers.scale_steerable import (
+    DEFAULT_SCALES,
+    ScaleSteerableConv2d,
+    ScaleSteerableProject2d,
+    check_scales,
+    relative_scales,
+    support_size,
 )
-from symbench.models.equ_scale import N_SCALES, SCALE_RATIO
 
 DEFAULT_GROUP_ORDER = 4
 FeatureType = Union[int, TypeBlocks]  # channels (translation), channels per level (scaling) or escnn fields
@@ -134,18 +137,28 @@ class SteerableFamily:
 
 
 class ScaleFamily:
-    """Scaling: group correlation over ``S`` kernel scales and translations (a unit is one channel per level);
-    bias-free throughout, as in :mod:`symbench.layers.scale_conv`."""
+    """Scaling: SESN's scale-steerable correlation over the growing scales ``scales`` (a unit is one channel per
+    level): the history copied to every level with the lifting factors (:class:`ScaleLift`), level-wise
+    :class:`~symbench.layers.scale_steerable.ScaleSteerableConv2d` (eq. 6 per level,
+    ``K_s = sum_l w_l psi_{sigma_s, l}`` on the Hermite-Gaussian basis), the level-shared
+    :class:`ScaleBatchNorm2d` and the fused output layer
+    :class:`~symbench.layers.scale_steerable.ScaleSteerableProject2d`; bias-free throughout.
+
+    ``kernel_size`` is SESN's effective size ``e`` (``e^2`` basis functions: the parameters of an ``e x e``
+    convolution, so the budget is the ConvNet's at the same kernel size); the kernels live on the larger
+    :func:`~symbench.layers.scale_steerable.support_size` grid (5 x 5 for ``e = 3``)."""
 
     symmetry = "scaling"
 
-    def __init__(self, kernel_size: int, n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO,
-                 scalar_power: float = 0.0) -> None:
+    def __init__(self, kernel_size: int, scales: Sequence[float] = DEFAULT_SCALES, scalar_power: float = 0.0,
+                 padding_mode: str = "zeros") -> None:
         same_padding(kernel_size)
+        check_padding_mode(padding_mode)
         self.kernel_size = kernel_size
-        self.scales = scale_levels(n_scales, scale_ratio)
-        self.n_scales = n_scales
-        self.scalar_power = scalar_power
+        self.support = support_size(kernel_size)
+        self.scales = check_scales(scales)
+        self.n_scales = len(self.scales)
+        self.scalar_power, self.padding_mode = scalar_power, padding_mode
 
     def history_type(self, layout: FieldLayout, frames: int, extra_scalars: int = 0) -> int:
         return frames * layout.channels + extra_scalars
@@ -157,11 +170,12 @@ class ScaleFamily:
         return self.n_scales * int(t)  # type: ignore[arg-type]
 
     def lift(self, layout: FieldLayout, frames: int) -> nn.Module:
-        """The history copied to every level with the factors ``sigma^e`` of eq. 5 (:class:`ScaleLift`)."""
-        return ScaleLift(layout, frames, self.scales, self.scalar_power)
+        """The history copied to every level with the factors ``(sigma_s / sigma_0)^e`` (:class:`ScaleLift`)."""
+        return ScaleLift(layout, frames, relative_scales(self.scales), self.scalar_power)
 
     def conv(self, a: FeatureType, b: FeatureType, bias: bool = False) -> nn.Module:
-        return ScaleConv2d(int(a), int(b), self.kernel_size, self.scales)  # type: ignore[arg-type]
+        return ScaleSteerableConv2d(int(a), int(b), self.support, self.scales,  # type: ignore[arg-type]
+                                    effective_size=self.kernel_size, padding_mode=self.padding_mode)
 
     def conv_parameters(self, a: FeatureType, b: FeatureType, bias: bool = False) -> int:
         return int(a) * int(b) * self.kernel_size**2  # type: ignore[arg-type]
@@ -173,8 +187,9 @@ class ScaleFamily:
         return n
 
     def head(self, a: FeatureType, layout: FieldLayout) -> nn.Module:
-        return ScaleConvProject2d(int(a), layout, self.kernel_size, self.scales,  # type: ignore[arg-type]
-                                  self.scalar_power)
+        return ScaleSteerableProject2d(int(a), layout, self.support, self.scales,  # type: ignore[arg-type]
+                                       scalar_power=self.scalar_power, effective_size=self.kernel_size,
+                                       padding_mode=self.padding_mode)
 
     def head_parameters(self, a: FeatureType, layout: FieldLayout) -> int:
         return int(a) * layout.channels * self.kernel_size**2  # type: ignore[arg-type]
@@ -215,7 +230,7 @@ def copy_to_levels(x: Tensor, n_scales: int) -> Tensor:
 
 
 def layer_family(symmetry: str, kernel_size: int, group_order: int = DEFAULT_GROUP_ORDER,
-                 n_scales: int = N_SCALES, scale_ratio: float = SCALE_RATIO, scalar_power: float = 0.0) -> LayerFamily:
+                 scales: Sequence[float] = DEFAULT_SCALES, scalar_power: float = 0.0) -> LayerFamily:
     """The equivariant layers of ``symmetry`` (``translation``, ``rotation``, ``scaling`` or ``magnitude``)."""
     if symmetry == "translation":
         return ConvFamily(kernel_size)
@@ -224,7 +239,7 @@ def layer_family(symmetry: str, kernel_size: int, group_order: int = DEFAULT_GRO
     if symmetry == "rotation":
         return SteerableFamily(kernel_size, group_order)
     if symmetry == "scaling":
-        return ScaleFamily(kernel_size, n_scales, scale_ratio, scalar_power)
+        return ScaleFamily(kernel_size, scales, scalar_power)
     raise ValueError(f"unknown symmetry {symmetry!r}; choose one of translation, rotation, scaling, magnitude")
 
 
