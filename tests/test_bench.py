@@ -54,7 +54,10 @@ def test_bench_writes_rows_for_every_model_split_and_metric(tiny_bench, tiny_roo
         assert {(r["split"], r["metric"]) for r in mine} >= {(s, m) for s in splits for m in ("rmse", "ese")}
         assert {r["metric"] for r in mine} >= {"eqrel_rot", "eqerr_um", "eqerr_scale"}
         assert {(r["params"], r["epochs"], r["best_epoch"]) for r in mine} == {("0", "0", "-1")}
-        assert max(float(r["value"]) for r in mine if r["metric"].startswith("eqrel_")) < 1e-5  # equivariant maps
+        # Exactly equivariant to the per-frame actions; not to eq. 3's space-time scaling, which resamples the history
+        # in time by lambda^2 (repeating or extrapolating the last frame is not a time-rescaled forecast).
+        assert max(float(r["value"]) for r in mine if r["metric"].startswith("eqrel_")
+                   and r["metric"] != "eqrel_scale") < 1e-5
     md = (tiny_bench / "results" / "rbc" / "leaderboard.md").read_text()
     assert "| persistence" in md and "| linear" in md
     assert "RMSE Orig" in md and "ESE Scale" in md and "| resnet" in md and "| unet" in md
