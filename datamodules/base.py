@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules.augmented import AugmentedWindowDataset, check_augment, epoch_sampler
-from datamodules.sharding import ShardSampler, eval_sampler, replicas
+from datamodules.sharding import eval_sampler, replicas
 from datamodules.transformed import TransformedWindowDataset
 from datamodules.windows import FieldNormalizer, TimeRange, WindowDataset, time_split
 from symbench import symmetry
@@ -36,7 +36,7 @@ class ForecastDataModule(L.LightningDataModule):
     :data:`DATA_SPLITS`: ``test_future`` (= the ``orig`` windows: the last time range of the training trajectories)
     and ``test_domain`` (every window of the trajectories :meth:`domain_trajectories` holds out).
 
-    DDP: validation and test loaders shard the windows without padding (:meth:`_eval_sampler`), so every window is
+    DDP: validation and test loaders shard the windows without padding (:func:`datamodules.sharding.eval_sampler`), so every window is
     evaluated exactly once over all ranks and the metrics' summed states equal a single process's. Training keeps
     Lightning's padded, shuffled ``DistributedSampler``. A rank may get no window of one test split (the module
     then adds zeros to that split's sums) but must get some window of its stage: a stage whose largest split has
@@ -171,21 +171,13 @@ class ForecastDataModule(L.LightningDataModule):
         return mask
 
     def _loader(self, dataset: Any, batch_size: int, shuffle: bool = False) -> DataLoader:
-        sampler = epoch_sampler(dataset) if shuffle else self._eval_sampler(dataset)
+        sampler = epoch_sampler(dataset) if shuffle else eval_sampler(dataset, self.trainer)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                           num_workers=self.num_workers, drop_last=False, persistent_workers=self.num_workers > 0)
 
-    def _sampler_kwargs(self) -> dict[str, int] | None:
-        """``num_replicas`` and ``rank`` under DDP, else ``None``."""
-        return replicas(self.trainer)
-
-    def _eval_sampler(self, dataset: Any) -> ShardSampler | None:
-        """Under DDP, a :class:`~datamodules.sharding.ShardSampler`; ``None`` (sequential) in a single process."""
-        return eval_sampler(dataset, self.trainer)
-
     def _check_every_rank_evaluates(self, stage: str, names: Sequence[str]) -> None:
         """One-line ``ValueError`` (raised on every rank alike) when some rank would get no window of ``stage``."""
-        kwargs = self._sampler_kwargs()
+        kwargs = replicas(self.trainer)
         most = max(len(self.datasets[n]) for n in names)
         if kwargs is not None and most < kwargs["num_replicas"]:
             raise ValueError(f"the {stage} data have {most} window(s) ({', '.join(names)}), fewer than the "

@@ -100,7 +100,8 @@ def test_rank_zero_is_read_from_the_launchers_environment(env, zero, monkeypatch
 def test_evaluation_shards_may_be_empty_but_a_stage_must_reach_every_process():
     from types import SimpleNamespace
 
-    from datamodules.base import ForecastDataModule, ShardSampler
+    from datamodules.base import ForecastDataModule
+    from datamodules.sharding import ShardSampler
 
     assert [list(ShardSampler(range(5), 3, r)) for r in range(3)] == [[0, 3], [1, 4], [2]]
     assert list(ShardSampler(range(1), 2, 1)) == [] and len(ShardSampler(range(1), 2, 1)) == 0

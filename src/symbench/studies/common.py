@@ -15,8 +15,8 @@ launchers require, with the same seeds and data. What differs by rank:
   on the other ranks, so each exists once whatever the number of processes (every rank still *reads* the same
   results, so resume decisions agree);
 * **batches**: a preset's ``batch_size`` is the global batch, divided over the processes
-  (:func:`per_device_batch`, the rule of :mod:`symbench.hardware`); evaluation loaders shard without padding
-  (:mod:`datamodules.sharding`), so test metrics equal a single process's;
+  (``hardware_of(settings).per_device_batch``, the rule of :mod:`symbench.hardware`); evaluation loaders shard
+  without padding (:mod:`datamodules.sharding`), so test metrics equal a single process's;
 * **checkpoints**: :func:`fit_test_best` reads the best checkpoint on rank 0 and broadcasts its weights, so no rank
   reads a file that only rank 0's node holds;
 * **provenance**: a row's ``config_hash`` includes the resolved device options where they differ from one CPU
@@ -178,13 +178,7 @@ def write_records(path: str | Path, records: Sequence[Any]) -> Path:
 def hardware_of(settings: Mapping[str, Any] | None) -> Hardware:
     """The resolved device options (:func:`symbench.hardware.resolve`) of a study's trainer ``settings``; bad values
     raise one-line ``ValueError``\\ s."""
-    return resolve({k: v for k, v in (settings or {}).items()})
-
-
-def per_device_batch(global_batch: int, settings: Mapping[str, Any] | None, key: str = "batch_size") -> int:
-    """The batch each process loads: the preset's global ``batch_size`` divided over the DDP processes of
-    ``settings`` (one-line ``ValueError`` when it does not divide); the batch itself in one process."""
-    return hardware_of(settings).per_device_batch(global_batch, key)
+    return resolve(dict(settings or {}))
 
 
 def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:

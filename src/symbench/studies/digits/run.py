@@ -38,7 +38,7 @@ from symbench.hardware import Hardware
 from symbench.provenance import source_revision
 from symbench.results import read_records
 from symbench.studies.common import (
-    hardware_of, per_device_batch,
+    hardware_of,
     add_experiment_arguments, append_study_rows, check_preset, fit_test_best, study_config_hash, study_presets,
     trainer_settings, write_figure, write_records, write_text,
 )
@@ -315,6 +315,8 @@ def run_digits(preset: str, root: str | Path = "data", results: str | Path = "re
     unknown = sorted(set(groups) - set(GROUPS)) + sorted(set(tasks) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown group or task {unknown}; groups: {', '.join(GROUPS)}; tasks: {', '.join(TASKS)}")
+    hardware = hardware_of(trainer)  # resolved once: a batch that does not divide fails before any training
+    batch = hardware.per_device_batch(cfg.batch_size)
     finished: list[DigitsRun] = []
     for task in tasks:
         path = csv_path(results, task, preset, idx_dir)
@@ -322,14 +324,13 @@ def run_digits(preset: str, root: str | Path = "data", results: str | Path = "re
         done = {run.key for run in runs}
         todo = [(g, n, s) for n in sizes.train_sizes for g in groups for s in seeds if (task, g, n, s) not in done]
         for i, (group, n, seed) in enumerate(todo, 1):
-            data = DigitsDataModule(root, task, n, sizes, per_device_batch(cfg.batch_size, trainer), shuffle_seed=seed,
+            data = DigitsDataModule(root, task, n, sizes, batch, shuffle_seed=seed,
                                     idx_dir=idx_dir, show_progress=show_progress)
             run = train_one(task, group, n, seed, data, cfg, show_progress, trainer)
             runs.append(run)
             finished.append(run)
             write_runs(path, runs)
-            append_study_rows(results, "digits", study_rows([run], preset, sizes, cfg, data.data_key,
-                                                             hardware_of(trainer)))
+            append_study_rows(results, "digits", study_rows([run], preset, sizes, cfg, data.data_key, hardware))
             print(f"[{task} {i}/{len(todo)}] {LABELS[group]} n={n} seed={seed}: test error "
                   f"{100 * run.test_error:.2f} % ({run.params} params, {run.seconds:.0f} s)", flush=True)
     write_report(preset, results, sizes, cfg, root, idx_dir)

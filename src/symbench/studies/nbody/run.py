@@ -35,7 +35,7 @@ from symbench.studies.nbody.model import EGNN, GNN
 from symbench.hardware import Hardware
 from symbench.provenance import source_revision
 from symbench.studies.common import (
-    hardware_of, per_device_batch,
+    hardware_of,
     add_experiment_arguments, append_study_rows, check_preset, make_trainer, mean_std, study_config_hash,
     study_presets, trainer_settings, write_figure, write_text,
 )
@@ -220,7 +220,8 @@ def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "res
     sim = sim or PRESETS[preset]
     cfg = training or training_presets()[preset]
     seeds = tuple(seeds) if seeds is not None else cfg.seeds
-    batch = per_device_batch(cfg.batch_size, trainer)
+    hardware = hardware_of(trainer)  # resolved once: a batch that does not divide fails before any training
+    batch = hardware.per_device_batch(cfg.batch_size)
     start = time.perf_counter()
     rows = []
     for n in sim.dims:
@@ -239,7 +240,7 @@ def run_nbody(preset: str, root: str | Path = "data", results: str | Path = "res
     write_text(out / f"nbody_{preset}.md", render_markdown(preset, rows, sim, cfg, seconds))
     write_text(out / f"nbody_{preset}.csv", render_csv(rows))
     plot(out / f"nbody_{preset}.png", preset, rows)
-    append_study_rows(results, "nbody", study_rows(rows, seeds, preset, sim, cfg, hardware_of(trainer)))
+    append_study_rows(results, "nbody", study_rows(rows, seeds, preset, sim, cfg, hardware))
     return rows
 
 

@@ -46,7 +46,7 @@ from symbench.hardware import Hardware
 from symbench.provenance import source_revision
 from symbench.results import read_records
 from symbench.studies.common import (
-    hardware_of, per_device_batch,
+    hardware_of,
     add_experiment_arguments, append_study_rows, check_preset, fit_test_best, make_trainer, mean_std,
     study_config_hash, study_presets, trainer_settings, write_records, write_text,
 )
@@ -206,10 +206,11 @@ def study_rows(runs: Sequence[SRRun], preset: str, cfg: SRTraining,
 
 
 def data_module(preset: str, root: str | Path, flow: str, cfg: SRTraining, seed: int,
-                trainer: Mapping[str, Any] | None = None) -> Turb3DSRDataModule:
-    """The flow's data; ``cfg.batch_size`` is the global batch, divided over the processes of ``trainer``."""
-    return Turb3DSRDataModule(preset=preset, root=str(root), flow=flow, factor=cfg.arch.factor,
-                              batch_size=per_device_batch(cfg.batch_size, trainer), seed=seed)
+                hardware: Hardware | None = None) -> Turb3DSRDataModule:
+    """The flow's data; ``cfg.batch_size`` is the global batch, divided over ``hardware``'s processes."""
+    batch = (hardware or Hardware()).per_device_batch(cfg.batch_size)
+    return Turb3DSRDataModule(preset=preset, root=str(root), flow=flow, factor=cfg.arch.factor, batch_size=batch,
+                              seed=seed)
 
 
 def train_one(flow: str, kind: str, seed: int, data: Turb3DSRDataModule, cfg: SRTraining,
@@ -343,14 +344,16 @@ def run_sr3d(preset: str, root: str | Path = "data", results: str | Path = "resu
     runs = read_runs(path)
     done = {r.key for r in runs}
     todo = [(f, k, s) for f in flows for s in seeds for k in kinds if (f, k, s) not in done]
+    hardware = hardware_of(trainer)  # resolved once, before any training
     finished = []
     for i, (flow, kind, seed) in enumerate(todo, 1):
         generate_preset(preset, Path(root), show_progress, flow)
-        run = train_one(flow, kind, seed, data_module(preset, root, flow, cfg, seed, trainer), cfg, show_progress, trainer)
+        data = data_module(preset, root, flow, cfg, seed, hardware)
+        run = train_one(flow, kind, seed, data, cfg, show_progress, trainer)
         runs.append(run)
         finished.append(run)
         write_runs(path, runs)
-        append_study_rows(results, "sr3d", study_rows([run], preset, cfg, hardware_of(trainer)))
+        append_study_rows(results, "sr3d", study_rows([run], preset, cfg, hardware))
         print(f"[sr3d {i}/{len(todo)}] {flow} {LABELS[kind]} seed={seed}: test MAE {run.test_mae:.4f} "
               f"({run.params} params, equivariance error {run.equiv_error:.2g}, {run.seconds:.0f} s)", flush=True)
     write_report(preset, results, cfg)
