@@ -24,6 +24,7 @@ from symbench.forecast import ForecastModule
 from symbench.layers import stack_frames
 from symbench.layers.local_conv import LocallyConnected2d
 from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
+from symbench.models.budget import PARAMETER_CAP
 from symbench.models.clcnn import CLCNN, rotate_kernels
 from symbench.models.combo import Combo
 from symbench.models.conv_net import SYMMETRIES, ConvNet, conv_budget
@@ -116,7 +117,7 @@ def test_mlp_has_its_own_width_in_table_3s_range_under_the_papers_parameter_cap(
         hp, frames, grid = cfg.model_hparams, cfg.data["in_frames"], cfg.model_hparams["grid_size"]
         assert 64 <= hp["hidden_width"] <= 512, (preset, hp)
         sizes = (hp["hidden_width"],) * (hp["layers"] - 1)
-        assert mlp_parameters(frames * 2 * grid**2, 2 * grid**2, sizes) < 10**7, (preset, hp)
+        assert mlp_parameters(frames * 2 * grid**2, 2 * grid**2, sizes) < PARAMETER_CAP, (preset, hp)
     assert MLP(frames, VELOCITY_2D, **{**hp, "grid_size": 8}).sizes == sizes
 
 
