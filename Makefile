@@ -50,20 +50,24 @@ bench-smoke: data-smoke
 	for b in $(SMOKE); do $(SYMBENCH) bench $$b --preset $(PRESET) --root $(DATA) || exit 1; done
 	$(SYMBENCH) leaderboard --benchmark $(SMOKE)
 
-# ICML 2022 Fig. 7: RMSE of the scaling RSteer against the penalty weight alpha (results/smoke-scaling/alpha_sweep_*).
+# ICML 2022 Fig. 7: RMSE of the scaling RSteer against the penalty weight alpha (results/smoke-scaling/alpha_sweep_*),
+# seeds SEEDS (default 0 1 2), beside the persistence / linear rows that `bench` writes first (seconds).
 ALPHAS ?= 0 1e-6 1e-5 1e-4 1e-3 1e-2
 bench-alpha: setup
 	OMP_NUM_THREADS=1 $(SYMBENCH) data generate smoke-scaling --preset $(PRESET) --root $(DATA)
-	$(SYMBENCH) alpha-sweep smoke-scaling --model rsteer_scale --alphas $(ALPHAS) --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) bench smoke-scaling --models persistence linear --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) alpha-sweep smoke-scaling --model rsteer_scale --alphas $(ALPHAS) --preset $(PRESET) --root $(DATA) \
+	  --seeds $(or $(strip $(SEEDS)),0 1 2)
 
 # ICML 2022 sec. 5.2 / Fig. 4: model vs data equivariance error on 10 smoke sets with graded C4 symmetry breaking
-# (data/smoke-levels/<preset>-<key>/level-<i>; results/levels/levels_<preset>.{md,csv,png}). Small models: one
+# (data/smoke-levels/<preset>-<key>/level-<i>; results/levels/levels_<preset>.{md,csv,png}), the preset's seeds
+# unless SEEDS is given, with the persistence / linear baselines; resumes after a stop. Small models: one
 # thread each is as fast as two here.
 data-levels: setup
 	OMP_NUM_THREADS=1 $(SYMBENCH) levels --data-only --preset $(PRESET) --root $(DATA)
 
 bench-levels: data-levels
-	OMP_NUM_THREADS=1 $(SYMBENCH) levels --preset $(PRESET) --root $(DATA)
+	OMP_NUM_THREADS=1 $(SYMBENCH) levels --preset $(PRESET) --root $(DATA) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
 
 # Heat diffusion (ICLR 2021 appendix C, Table 5): shallow CNN vs Equ-CNNs (Mag, Rot, Scale); RMSE and thermal-energy
 # L1 on the orig / mag / rot / scale test sets (results/heat/).

@@ -7,7 +7,9 @@ The study's own files are read, never changed, so its ``.md`` reports regenerate
 and ``timestamp`` of the commit that last changed the converted file, ``versions`` ``unknown (converted)`` (the
 original runs did not record them), ``data_key`` and ``code_rev`` empty (nor these: today's data key and source
 revision need not be theirs); ``config_hash`` from the preset's current sizes. An existing ``runs.csv`` is left
-alone: the conversion runs once per study (nothing left to convert: one line, exit status 2).
+alone: the conversion runs once per study (nothing left to convert: one line, exit status 2). The levels study is no
+longer converted: it writes its own ``runs.csv`` rows per (level, model, seed) (the committed ``results/levels/runs.csv``
+is this script's conversion of the one-seed table, until the study is rerun).
 """
 
 from __future__ import annotations
@@ -31,13 +33,10 @@ def git_provenance(path: Path) -> dict[str, str]:
 
 def study_sources(results: Path, preset: str) -> dict[str, tuple[Path, Callable[[], list[dict[str, Any]]]]]:
     """study -> (the committed file its provenance comes from, a function returning its rows)."""
-    from datamodules import smoke_levels
     from datamodules.digits import PRESETS as DIGITS_SIZES
     from datamodules.nbody import PRESETS as NBODY_SIMS
     from symbench.studies.digits import run as digits
     from symbench.studies.discovery import run as discovery
-    from symbench.studies.levels import read_csv_rows, training_presets as levels_presets
-    from symbench.studies.levels import study_rows as levels_rows
     from symbench.studies.nbody import run as nbody
     from symbench.studies.sr3d import run as sr3d
 
@@ -56,9 +55,6 @@ def study_sources(results: Path, preset: str) -> dict[str, tuple[Path, Callable[
         "digits": (digits.csv_path(results, "rotated", preset), digits_rows),
         "sr3d": (sr3d.csv_path(results, preset), lambda: sr3d.study_rows(
             sr3d.read_runs(sr3d.csv_path(results, preset)), preset, sr3d.training_presets()[preset])),
-        "levels": (results / "levels" / f"levels_{preset}.csv", lambda: levels_rows(
-            read_csv_rows(results / "levels" / f"levels_{preset}.csv"), preset, levels_presets()[preset],
-            smoke_levels.preset(preset))),
         discovery.STUDY: (tables[0], lambda: discovery.study_rows(
             [discovery.read_table(t, found) for t in tables if t.is_file()], preset, found)),
     }

@@ -37,7 +37,40 @@ def test_alpha_cells_mean_and_std_over_seeds_and_bold_minimum():
     cells = sweep_cells(rows, "m", "cpu")
     assert cells["test_future"][0.0].mean == 2.0 and cells["test_future"][0.0].std == pytest.approx(2**0.5)
     md = render_alpha_sweep("b", "m", "cpu", cells)
-    assert "| Future | 2.000 ± 1.414 [-10.706, 14.706] | **0.500 ± 0.000 [0.500, 0.500]** |" in md  # 95 % t interval
+    assert "| Future | alpha=0 | 2.000 ± 1.414 | [-10.706, 14.706] | 2 | – |" in md  # 95 % t interval
+    # alpha = 1e-4 has the lower mean, in both seeds, but alpha = 0's interval covers it: a tie
+    assert "| Future | alpha=0.0001 | **0.500** ± 0.000 | [0.500, 0.500] | 2 | tie 2/2 |" in md
+    assert "- Future: best alpha = 0.0001; vs alpha = 0: tie 2/2." in md
+    assert "No `persistence` / `linear` rows" in md
+
+
+def test_alpha_table_carries_the_benchmarks_baseline_rows(tmp_path):
+    """The baselines' rows of results/<benchmark>/runs.csv, of the same preset and split and of each model's
+    newest code revision, are rows of the table."""
+    from symbench.results import ROW_FIELDS
+    from symbench.studies.alpha_sweep import baseline_cells
+    from symbench.studies.common import write_rows
+
+    base = dict.fromkeys(ROW_FIELDS, "")
+    rows = [{**base, "model": m, "preset": p, "metric": "rmse", "split": sp, "horizon": "20", "seed": s,
+             "value": v, "code_rev": rev}
+            for m, p, sp, s, v, rev in [("persistence", "cpu", "test_future", 2, 0.9, "old"),  # older revision
+                                        ("persistence", "cpu", "test_future", 0, 0.7, "new"),
+                                        ("persistence", "cpu", "test_future", 1, 0.7, "new"),
+                                        ("linear", "cpu", "test_future", 0, 1.4, "new"),
+                                        ("linear", "tiny", "test_future", 0, 9.0, "new"),  # another preset
+                                        ("conv", "cpu", "test_future", 0, 0.1, "new")]]  # not a baseline
+    write_rows(tmp_path / "b" / "runs.csv", rows)
+    baselines = baseline_cells(tmp_path, "b", "cpu")
+    assert {s: sorted(c) for s, c in baselines.items()} == {"test_future": ["linear", "persistence"]}
+    sweep = [{"model": "m", "preset": "cpu", "metric": "rmse", "split": "test_future", "horizon": "20",
+              "alpha": str(a), "seed": str(s), "value": str(v)}
+             for a in (0.0, 1e-4) for s, v in enumerate([1.0, 1.01, 1.02] if a == 0 else [0.5, 0.51, 0.52])]
+    md = render_alpha_sweep("b", "m", "cpu", sweep_cells(sweep, "m", "cpu"), baselines)
+    assert "| Future | persistence | 0.700 ± 0.000 | [0.700, 0.700] | 2 | – |" in md
+    assert "| Future | linear | 1.400 | – | 1 | – |" in md
+    assert "| Future | alpha=0 | 1.010 ± 0.010 | [0.985, 1.035] | 3 | – |" in md
+    assert "vs alpha = 0: yes 3/3." in md and "No `persistence`" not in md
 
 
 @pytest.mark.parametrize("model, alphas, message", [("rgroup_x", (0.0,), "not part of benchmark"),

@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Layer of each module, by the longest matching dotted prefix; an import may only go to the same or a lower layer.
 LAYERS = {
     "symbench": 0, "symbench.results": 0, "symbench.extras": 0, "symbench.files": 0, "symbench.hardware": 0,
-    "symbench.fields": 0, "symbench.symmetry": 0, "symbench.layers": 0, "symbench.metrics": 0,
+    "symbench.fields": 0, "symbench.symmetry": 0, "symbench.layers": 0, "symbench.metrics": 0, "symbench.stats": 0,
     "symbench.models": 1,
     "symbench.forecast": 2, "symbench.last_checkpoint": 2, "symbench.prediction_artifacts": 2,
     "symbench.plateau": 2, "symbench.untrained": 2, "symbench.divergence": 2, "symbench.provenance": 2,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 
 from datamodules import smoke_levels
 from symbench import cli
+from symbench.results import read_rows
 from symbench.studies import levels
 from symbench.models.registry import build
 from symbench.symmetry import rot90
@@ -109,36 +111,149 @@ def test_evaluate_pools_squared_errors_over_every_entry():
     assert out["mae"] == 0.0
 
 
-def test_spearman_and_slope_against_hand_computed_values():
-    # ranks of b with a tie: (1, 2, 3.5, 5, 3.5); centred products sum 8, squares 10 and 9.5.
-    assert levels.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(8 / math.sqrt(95))
-    assert levels.spearman([0.1, 0.2, 0.3], [20, 30, 10]) == pytest.approx(-0.5)  # ranks (1,2,3) vs (2,3,1)
-    assert levels.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-    assert math.isnan(levels.spearman([1, 2, 3], [4, 4, 4]))
-    assert levels.slope([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]) == pytest.approx(2.0)
+def test_baselines_on_a_quadratic_sequence_have_exact_errors_and_the_models_test_targets():
+    """x_t = a + b t + c t^2 per entry: linear extrapolation misses each target by exactly 2 c, persistence by
+    x_t - x_{t-1}; both are exactly C4-equivariant and parameter-free, and linear's two-frame windows (the models
+    get one frame) hold exactly the models' test targets."""
+    g = torch.Generator().manual_seed(3)
+    a, b, c = (torch.randn(1, 1, LAYOUT.channels, 6, 6, generator=g) for _ in range(3))
+    t = torch.arange(8.0).view(1, 8, 1, 1, 1)
+    array = (a + b * t + c * t * t).numpy()
+    cfg = levels.LevelsTraining(in_frames=1, test_frames=3, seeds=(0,))
+    targets = torch.stack([y for _, y in levels.windows(array, 1, 3)[1]])
+    for name in ("persistence", "linear"):
+        _, test = levels.baseline_model(name, array, cfg, LAYOUT)
+        torch.testing.assert_close(torch.stack([y for _, y in test]), targets, rtol=0, atol=0)
+    x = torch.from_numpy(array).double()
+    persistence = levels.measure("persistence", 0, 0, array, cfg, LAYOUT)
+    linear = levels.measure("linear", 0, 0, array, cfg, LAYOUT)
+    assert persistence.metrics["rmse"] == pytest.approx(float((x[:, 5:] - x[:, 4:7]).square().mean().sqrt()), rel=1e-5)
+    assert linear.metrics["rmse"] == pytest.approx(float((2 * c.double()).square().mean().sqrt()), rel=1e-4)
+    assert persistence.metrics["equiv_error"] == linear.metrics["equiv_error"] == 0.0
+    assert persistence.params == linear.params == 0
 
 
-def test_cli_levels_at_tiny_writes_table_csv_and_plot(tiny_dir, tmp_path, capsys):
+def _runs(summary_seeds: dict[int, float], levels_data: list[float], model: str,
+          error: Callable[[float, int], float]) -> list[levels.LevelRun]:
+    out = []
+    for s in summary_seeds:
+        for lv, d in enumerate(levels_data):
+            out.append(levels.LevelRun(lv, levels.DATA, s, {"equiv_error": d}))
+            out.append(levels.LevelRun(lv, model, s, {"equiv_error": error(d, s), "equiv_relative": 0.0,
+                                                      "rmse": 1.0 + s}))
+    return out
+
+
+def test_gap_and_slope_statistics_on_an_analytic_case():
+    """E_model = 2 E_data + o_s (seed offsets o = 0, 0.1, 0.5): every seed's slope is 2 with a zero-width interval
+    (not containing 1) and Spearman 1; the gap at each level is E_data + o_s, whose mean over seeds is
+    E_data + 0.2 with the std and 95 % t interval of the offsets."""
+    data = [0.0, 0.1, 0.2, 0.4]
+    offsets = {0: 0.0, 1: 0.1, 2: 0.5}
+    summary = levels.summarise(_runs(offsets, data, "m", lambda d, s: 2 * d + offsets[s]), ["m"])["m"]
+    assert summary.seeds == 3 and summary.rank_one == 3 and summary.slope_one == 0
+    assert (summary.slope.mean, summary.slope.std, summary.slope.lo, summary.slope.hi) == pytest.approx((2, 0, 2, 2))
+    std = float(np.std(list(offsets.values()), ddof=1))
+    half = 4.302652729749462 * std / math.sqrt(3)
+    for lv, d in enumerate(data):
+        gap = summary.gap[lv]
+        assert (gap.mean, gap.std, gap.lo, gap.hi) == pytest.approx((d + 0.2, std, d + 0.2 - half, d + 0.2 + half))
+        assert summary.error[lv].mean == pytest.approx(2 * d + 0.2) and summary.rmse[lv].mean == pytest.approx(2.0)
+    # A model that follows the data one for one: slope 1 in every seed (interval contains 1), gap 0.
+    follows = levels.summarise(_runs(offsets, data, "f", lambda d, s: d), ["f"])["f"]
+    assert follows.slope_one == 3 and all(g.mean == pytest.approx(0) for g in follows.gap.values())
+    # A seed missing a level is left out, not averaged in.
+    partial = [r for r in _runs(offsets, data, "m", lambda d, s: 2 * d) if not (r.seed == 2 and r.level == 3)]
+    assert levels.summarise(partial, ["m"])["m"].seeds == 2
+
+
+class _Asymmetric(torch.nn.Module):
+    """Stands in for a trained network: not equivariant (a shift along x), no training time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor(0.01))
+
+    def forward(self, history):
+        return history[:, -1] + self.weight * torch.roll(history[:, -1], 1, dims=-1)
+
+
+def test_seeds_give_one_row_per_level_model_seed_and_a_stopped_run_resumes(tiny_dir, tmp_path, monkeypatch):
+    root, results = tiny_dir.parent.parent, tmp_path / "results"
+    trained = []
+
+    def fake_train(name, train, layout, cfg, bar=None, trainer=None, seed=0):
+        trained.append((name, seed))
+        if len(trained) == stop_at:
+            raise KeyboardInterrupt  # a kill in the middle of the study
+        return _Asymmetric().eval()
+
+    monkeypatch.setattr(levels, "train_model", fake_train)
+    run = dict(root=root, results=results, models=("persistence", "conv"), progress=False)
+    stop_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        levels.run_levels("tiny", seeds=[0, 1], **run)
+    stop_at = 0
+    levels.run_levels("tiny", seeds=[0, 1], **run)
+    # killed at seed 0 level 1; the rerun trains seed 0's levels 1 and 2, not level 0 again, then seed 1's three
+    assert trained == [("conv", 0)] * 2 + [("conv", 0)] * 2 + [("conv", 1)] * 3
+    rows = read_rows(results / "levels" / "runs.csv")
+    keys = [(r["dataset"], r["model"], r["seed"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 3 * 2 * (1 + 3 + 3)  # (level, model, seed) once: data, persistence, conv
+    assert {(r["preset"], r["config_hash"]) for r in rows} == {("tiny", rows[0]["config_hash"])}
+    assert {r["params"] for r in rows if r["model"] == "conv"} == {"1"}
+    trained.clear()
+    result = levels.run_levels("tiny", seeds=[0, 1, 2], **run)  # one more seed: only it trains
+    assert trained == [("conv", 2)] * 3 and result.summaries["conv"].seeds == 3
+    trained.clear()
+    levels.run_levels("tiny", seeds=[0], epochs=1, **run)  # another configuration: trained again
+    assert trained == [("conv", 0)] * 3
+
+
+def test_cli_levels_at_tiny_writes_tables_csv_and_plot(tiny_dir, tmp_path, capsys):
     root = tiny_dir.parent.parent  # <root>/smoke-levels/<preset>-<key>
-    argv = ["levels", "--preset", "tiny", "--root", str(root), "--results", str(tmp_path), "--models", "conv",
-            "equiv", "rgroup", "--no-progress"]
+    argv = ["levels", "--preset", "tiny", "--root", str(root), "--results", str(tmp_path), "--models", "persistence",
+            "linear", "conv", "--seeds", "0", "1", "--no-progress"]
     assert cli.main(argv) == 0
     out = tmp_path / "levels"
     with open(out / "levels_tiny.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["level"]) for r in rows] == [0, 1, 2]
-    assert [float(r["eps"]) for r in rows] == [0.0, 0.5, 1.0]
+    assert [(int(r["level"]), r["model"]) for r in rows] == [
+        (lv, m) for lv in range(3) for m in ("persistence", "linear", "conv")]
+    assert [float(r["eps"]) for r in rows[::3]] == [0.0, 0.5, 1.0]
     for r in rows:
-        assert float(r["equiv_equiv_relative"]) < levels.EXACT_TOLERANCE
-        assert float(r["conv_equiv_error"]) > 0 and float(r["rgroup_rmse"]) > 0
+        assert r["seeds"] == "2" and float(r["gap_lo"]) <= float(r["gap_mean"]) <= float(r["gap_hi"])
+        assert float(r["gap_mean"]) == pytest.approx(float(r["equiv_error_mean"]) - float(r["data_equiv_error"]),
+                                                     rel=1e-4, abs=1e-12)
+        if r["model"] in ("persistence", "linear"):
+            assert float(r["equiv_error_mean"]) == 0.0 and float(r["rmse_std"]) == 0.0  # deterministic
+        elif r["model"] == "conv":
+            assert float(r["equiv_error_mean"]) > 0 and float(r["rmse_std"]) > 0  # seeds differ
+    models = {r["model"]: r for r in csv.DictReader(open(out / "levels_tiny_models.csv"))}
+    assert list(models) == ["persistence", "linear", "conv"]
+    assert float(models["persistence"]["slope_mean"]) == 0.0
     md = (out / "levels_tiny.md").read_text()
-    assert "| level | eps | E_data |" in md and "Spearman" in md and "`rgroup`" in md
+    assert "## Gap E_model - E_data" in md and "How to read it" in md and "| `conv` |" in md
     assert (out / "levels_tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*"))  # no temporary files left behind
     runs = [r for r in csv.DictReader(open(out / "runs.csv")) if r["metric"] == "rmse"]  # the runs.csv schema
-    assert [(r["dataset"], r["model"], float(r["value"])) for r in runs] == [
-        (f"smoke-levels-{r['level']}", m, pytest.approx(float(r[f"{m}_rmse"]), rel=1e-5)) for r in rows for m in ("conv", "equiv", "rgroup")]
+    by_run = {(r["dataset"], r["model"], r["seed"]): float(r["value"]) for r in runs}
+    assert len(by_run) == len(runs) == 3 * 3 * 2
+    for r in rows:
+        mean = np.mean([by_run[f"smoke-levels-{r['level']}", r["model"], s] for s in "01"])
+        assert float(r["rmse_mean"]) == pytest.approx(mean, rel=1e-5)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_committed_levels_rows_still_read_and_summarise():
+    """The committed results/levels/runs.csv (one seed, before the baselines; the lead reruns it) reads back as
+    complete (level, model, seed) runs of its configuration hash and summarises."""
+    path = Path(__file__).resolve().parents[1] / "results" / "levels" / "runs.csv"
+    rows = read_rows(path)
+    runs = levels.read_runs(path, "cpu", rows[-1]["config_hash"])
+    names = sorted({r.model for r in runs} - {levels.DATA})
+    summaries = levels.summarise(runs, names)
+    assert {s.seeds for s in summaries.values()} >= {1} and len(next(iter(summaries.values())).gap) == 10
 
 
 def test_cli_levels_unknown_model_is_one_line(tmp_path, capsys):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Sequence
 from symbench.config import benchmarks_dir, load_benchmark
 from symbench.plateau import under_trained
 from symbench.results import FAILED_FILE, atomic_write_text, read_rows
+from symbench.stats import t_half_width
 
 SPLIT_TITLES = {"orig": "Orig", "um": "UM", "mag": "Mag", "rot": "Rot", "rot_any": "Rot (any angle)",
                 "scale": "Scale", "test_future": "Future", "test_domain": "Domain"}
@@ -38,11 +38,7 @@ class Cell:
     @property
     def half_width(self) -> float:
         """Half-width of the 95 % Student-t interval of the mean (0 for one seed: no interval)."""
-        if self.n < 2:
-            return 0.0
-        from scipy import stats
-
-        return float(stats.t.ppf(0.975, self.n - 1)) * self.std / math.sqrt(self.n)
+        return t_half_width(self.std, self.n)
 
     @property
     def interval(self) -> tuple[float, float]:
