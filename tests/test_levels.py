@@ -162,6 +162,9 @@ def test_gap_and_slope_statistics_on_an_analytic_case():
     # A model that follows the data one for one: slope 1 in every seed (interval contains 1), gap 0.
     follows = levels.summarise(_runs(offsets, data, "f", lambda d, s: d), ["f"])["f"]
     assert follows.slope_one == 3 and all(g.mean == pytest.approx(0) for g in follows.gap.values())
+    # Exact lines of slopes 0.5, 1, 1.5 by seed: only seed 1's own interval contains 1 (the mean's does too).
+    spread = levels.summarise(_runs(offsets, data, "s", lambda d, s: (0.5 + 0.5 * s) * d), ["s"])["s"]
+    assert spread.slope_one == 1 and spread.slope.contains(1.0) and spread.rank_one == 3
     # A seed missing a level is left out, not averaged in.
     partial = [r for r in _runs(offsets, data, "m", lambda d, s: 2 * d) if not (r.seed == 2 and r.level == 3)]
     assert levels.summarise(partial, ["m"])["m"].seeds == 2
