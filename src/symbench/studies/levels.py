@@ -128,7 +128,7 @@ class LevelRun:
 class LevelsResult:
     preset: str
     runs: list[LevelRun]
-    summaries: dict[str, "ModelSummary"]
+    summaries: dict[str, ModelSummary]
     files: list[Path]
     seconds: float
 
