@@ -249,14 +249,15 @@ def test_cli_levels_at_tiny_writes_tables_csv_and_plot(tiny_dir, tmp_path, capsy
 
 
 def test_committed_levels_rows_still_read_and_summarise():
-    """The committed results/levels/runs.csv (one seed, before the baselines; the lead reruns it) reads back as
-    complete (level, model, seed) runs of its configuration hash and summarises."""
+    """The committed results/levels/runs.csv (cpu preset, 3 seeds, models and baselines) reads back as complete
+    (level, model, seed) runs of its configuration hash and summarises."""
     path = Path(__file__).resolve().parents[1] / "results" / "levels" / "runs.csv"
     rows = read_rows(path)
     runs = levels.read_runs(path, "cpu", rows[-1]["config_hash"])
     names = sorted({r.model for r in runs} - {levels.DATA})
     summaries = levels.summarise(runs, names)
-    assert {s.seeds for s in summaries.values()} >= {1} and len(next(iter(summaries.values())).gap) == 10
+    assert {"persistence", "linear", "conv", "equiv", "rsteer"} <= set(names)
+    assert {s.seeds for s in summaries.values()} == {3} and len(next(iter(summaries.values())).gap) == 10
 
 
 def test_cli_levels_unknown_model_is_one_line(tmp_path, capsys):
