@@ -39,3 +39,8 @@ def test_estimate_is_the_mean_with_its_t_interval():
     assert Cell(e.mean, e.std, e.n).interval == pytest.approx((e.lo, e.hi))  # one rule for every table
     one = estimate([0.25])
     assert (one.std, one.lo, one.hi) == (0.0, 0.25, 0.25)
+
+
+def test_spearman_ties_share_their_mean_rank():
+    # ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): Pearson 4.5 / sqrt(4.5 * 5) = 3 / sqrt(10)
+    assert math.isclose(spearman([1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]), 3 / math.sqrt(10), rel_tol=1e-12)

@@ -60,26 +60,13 @@ def estimate(values: Sequence[float]) -> Estimate:
     return Estimate(mean, std, len(values), mean - half, mean + half)
 
 
-def ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks 1..n, tied values sharing the mean of their ranks."""
-    v = np.asarray(values, dtype=np.float64)
-    order = np.argsort(v, kind="stable")
-    out = np.empty(len(v))
-    i = 0
-    while i < len(v):
-        j = i
-        while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
-            j += 1
-        out[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
-
-
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation (Pearson correlation of the ranks); NaN when either side is constant."""
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"spearman needs two sequences of equal length >= 2, got {len(a)} and {len(b)}")
-    ra, rb = ranks(a), ranks(b)
+    from scipy.stats import rankdata  # ranks 1..n, ties sharing the mean of their ranks
+
+    ra, rb = rankdata(a), rankdata(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
     return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
