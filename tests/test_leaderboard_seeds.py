@@ -8,7 +8,8 @@ import statistics
 
 import pytest
 
-from symbench.leaderboard import aggregate, beats, render_markdown
+from symbench.leaderboard import aggregate, render_markdown
+from symbench.stats import beats
 
 
 def _rows(model: str, values: list[float], split: str = "rot", epochs: int = 10, best: int = 4) -> list[dict]:

@@ -265,3 +265,19 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "unknown flow or model ['channel']" in capsys.readouterr().err
     assert main(["sr3d", "--preset", "tiny", "--results", str(tmp_path), "--report-only"]) == 2
     assert "no sr3d results" in capsys.readouterr().err
+
+
+def test_report_counts_seeds_per_ordering_step_with_intervals(tmp_path):
+    """The report's ordering table: per step of the slides' ordering, 'yes k/n' by seed, a tie where the 95 %
+    intervals overlap; the MAE cells carry their interval."""
+    from symbench.studies.sr3d.run import SRRun, csv_path, write_report, write_runs
+
+    mae = {"trilinear": [0.6, 0.6, 0.6], "conv": [0.30, 0.31, 0.29], "equiv": [0.25, 0.33, 0.26],
+           "r_equiv": [0.20, 0.21, 0.19]}
+    runs = [SRRun("sheared", k, seed, v, v, 10, 1, 0.0, math.nan, math.nan, 1.0)
+            for k, values in mae.items() for seed, v in enumerate(values)]
+    write_runs(csv_path(tmp_path, "tiny"), runs)
+    md = write_report("tiny", tmp_path).read_text()
+    # Conv < Trilinear in every seed; Equiv < Conv in 2 seeds, R-Equiv < Equiv in 3, but Equiv's interval is wide: ties
+    assert "| sheared | yes 3/3 | tie 2/3 | tie 3/3 |" in md
+    assert "| sheared | Conv | 1 | 0.3 ± 0.01 [0.2752, 0.3248] |" in md

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from symbench.leaderboard import Cell
-from symbench.stats import estimate, slope_fit, spearman
+from symbench.leaderboard import aggregate
+from symbench.stats import Estimate, beats, estimate, slope_fit, spearman
 
 T975_1, T975_2 = 12.706204736174694, 4.302652729749462  # Student t quantiles, 1 and 2 degrees of freedom
 
@@ -36,7 +36,7 @@ def test_estimate_is_the_mean_with_its_t_interval():
     e = estimate([1.0, 2.0, 6.0])  # mean 3, sample std sqrt(7)
     half = T975_2 * math.sqrt(7) / math.sqrt(3)
     assert (e.mean, e.std, e.n, e.lo, e.hi) == pytest.approx((3.0, math.sqrt(7), 3, 3 - half, 3 + half))
-    assert Cell(e.mean, e.std, e.n).interval == pytest.approx((e.lo, e.hi))  # one rule for every table
+    assert Estimate(e.mean, e.std, e.n).interval == pytest.approx((e.lo, e.hi))
     one = estimate([0.25])
     assert (one.std, one.lo, one.hi) == (0.0, 0.25, 0.25)
 
@@ -44,3 +44,29 @@ def test_estimate_is_the_mean_with_its_t_interval():
 def test_spearman_ties_share_their_mean_rank():
     # ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): Pearson 4.5 / sqrt(4.5 * 5) = 3 / sqrt(10)
     assert math.isclose(spearman([1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]), 3 / math.sqrt(10), rel_tol=1e-12)
+
+
+def test_the_leaderboard_cell_is_the_same_estimate():
+    rows = [{"preset": "cpu", "model": "m", "split": "orig", "metric": "rmse", "horizon": "10", "seed": str(seed),
+             "value": str(v)} for seed, v in enumerate([1.0, 2.0, 6.0])]
+    cell = aggregate(rows)[("cpu", "m", "orig", "rmse", "10")]
+    assert cell == estimate([1.0, 2.0, 6.0], ["0", "1", "2"])  # one rule for every table
+    assert cell.by_seed == (("0", 1.0), ("1", 2.0), ("2", 6.0))
+
+
+def test_estimate_formats():
+    e = estimate([1.0, 2.0, 6.0])
+    assert e.format(".1f") == f"3.0 ± 2.6 [{e.lo:.1f}, {e.hi:.1f}]" and str(e) == e.format(".3f")
+    assert e.format(".3g", std=".2g", interval=False) == "3 ± 2.6"
+    assert e.format(".2f", std=None) == f"3.00 [{e.lo:.2f}, {e.hi:.2f}]"
+    assert e.bounds(".1f") == f"[{e.lo:.1f}, {e.hi:.1f}]" and estimate([2.0]).bounds() == "–"
+    assert estimate([0.25]).format(".2f") == "0.25"  # one value: the mean alone, no ± and no interval
+
+
+def test_beats_pairs_values_by_seed():
+    a, b = estimate([1.0, 3.0, 1.0], seeds=[0, 1, 2]), estimate([2.0, 2.0, 2.0], seeds=[0, 1, 2])
+    assert beats(a, b) == "tie 2/3"  # a lower in seeds 0 and 2; a's interval contains b's mean
+    far = estimate([50.0, 50.1], seeds=[1, 7])  # only seed 1 in common with a
+    assert beats(a, far) == "yes 1/1" and beats(far, a) == "**no** 0/1"
+    with pytest.raises(ValueError, match="2 seeds for 3 values"):
+        estimate([1.0, 2.0, 3.0], seeds=[0, 1])

@@ -3,7 +3,6 @@ default is the former ``accelerator="cpu", devices=1``; one mean/std helper."""
 
 from __future__ import annotations
 
-import math
 
 import lightning as L
 import pytest
@@ -62,13 +61,6 @@ def test_command_line_overrides_the_preset(captured: dict) -> None:
 def test_a_study_cannot_name_the_hardware() -> None:
     with pytest.raises(TypeError, match="accelerator"):
         common.make_trainer(None, accelerator="cpu")
-
-
-def test_mean_std() -> None:
-    assert common.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
-    assert common.mean_std([5.0]) == (5.0, 0.0)
-    mean, std = common.mean_std([1.0, 4.0])
-    assert mean == 2.5 and math.isclose(std, math.sqrt(4.5))
 
 
 def test_every_study_has_the_common_entry_points() -> None:

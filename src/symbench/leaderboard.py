@@ -14,73 +14,27 @@ import csv
 import io
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from symbench.config import benchmarks_dir, load_benchmark
 from symbench.plateau import under_trained
 from symbench.results import FAILED_FILE, atomic_write_text, read_rows
-from symbench.stats import t_half_width
+from symbench.stats import Estimate, beats, estimate
 
 SPLIT_TITLES = {"orig": "Orig", "um": "UM", "mag": "Mag", "rot": "Rot", "rot_any": "Rot (any angle)",
                 "scale": "Scale", "test_future": "Future", "test_domain": "Domain"}
 METRIC_TITLES = {"rmse": "RMSE", "ese": "ESE", "energy_l1": "Energy L1"}
 
 
-@dataclass(frozen=True)
-class Cell:
-    mean: float
-    std: float
-    n: int
-    by_seed: tuple[tuple[str, float], ...] = ()  # (seed, value) of each seed
-
-    @property
-    def half_width(self) -> float:
-        """Half-width of the 95 % Student-t interval of the mean (0 for one seed: no interval)."""
-        return t_half_width(self.std, self.n)
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return self.mean - self.half_width, self.mean + self.half_width
-
-    def overlaps(self, other: Cell) -> bool:
-        """True when the 95 % intervals of the two cells overlap (a tie); never for two single-seed cells."""
-        if self.n < 2 and other.n < 2:
-            return False
-        (lo, hi), (olo, ohi) = self.interval, other.interval
-        return lo <= ohi and olo <= hi
-
-    def __str__(self) -> str:
-        if self.n < 2:
-            return f"{self.mean:.3f}"
-        lo, hi = self.interval
-        return f"{self.mean:.3f} ± {self.std:.3f} [{lo:.3f}, {hi:.3f}]"
-
-
-def aggregate(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str, str, str, str], Cell]:
-    """(preset, model, split, metric, horizon) -> mean ± std over seeds (last row wins for a repeated seed)."""
+def aggregate(rows: Sequence[dict[str, str]]) -> dict[tuple[str, str, str, str, str], Estimate]:
+    """(preset, model, split, metric, horizon) -> :class:`~symbench.stats.Estimate` over seeds (last row wins for a
+    repeated seed)."""
     by_seed: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
     for r in rows:
         key = (r["preset"], r["model"], r["split"], r["metric"], r["horizon"])
         by_seed[key][r["seed"]] = float(r["value"])
-    out = {}
-    for key, seeds in by_seed.items():
-        values = list(seeds.values())
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        out[key] = Cell(statistics.fmean(values), std, len(values), tuple(seeds.items()))
-    return out
-
-
-def beats(a: Cell, b: Cell) -> str:
-    """Does ``a`` have the lower value? ``"yes 3/3"`` / ``"**no** 1/3"`` (by the means; k of n seeds present in both
-    where ``a`` was lower), ``"tie 2/3"`` where the 95 % intervals overlap."""
-    theirs = dict(b.by_seed)
-    common = [(value, theirs[seed]) for seed, value in a.by_seed if seed in theirs]
-    held = f"{sum(x < y for x, y in common)}/{len(common)}"
-    if a.overlaps(b):
-        return f"tie {held}"
-    return f"yes {held}" if a.mean < b.mean else f"**no** {held}"
+    return {key: estimate(list(seeds.values()), list(seeds)) for key, seeds in by_seed.items()}
 
 
 def current_rows(rows: Sequence[dict[str, str]]) -> tuple[list[dict[str, str]], dict[tuple[str, str], tuple[str, int]]]:
@@ -137,13 +91,13 @@ def render_markdown(benchmark: str, rows: Sequence[dict[str, str]], model_order:
     return "\n".join(lines)
 
 
-def _bold_lowest(row: Sequence[Cell | None], empty: str) -> list[str]:
+def _bold_lowest(row: Sequence[Estimate | None], empty: str) -> list[str]:
     """The cells of one table row as text, the lowest mean in bold and ``empty`` where a cell is missing."""
     best = min((c.mean for c in row if c), default=None)
     return [empty if c is None else (f"**{c}**" if c.mean == best else str(c)) for c in row]
 
 
-def _horizon_cell(cells, horizon_rows, preset, model, split, metric) -> Cell | None:
+def _horizon_cell(cells, horizon_rows, preset, model, split, metric) -> Estimate | None:
     hs = {r["horizon"] for r in horizon_rows if (r["model"], r["split"], r["metric"]) == (model, split, metric)}
     return cells.get((preset, model, split, metric, next(iter(hs)))) if hs else None
 
@@ -180,7 +134,7 @@ def _equivariance_table(prows, cells, preset, models) -> list[str]:
     return lines + [""]
 
 
-def table2_orderings(prows, cells, preset, models) -> list[tuple[str, str, Cell, Cell, Cell | None]]:
+def table2_orderings(prows, cells, preset, models) -> list[tuple[str, str, Estimate, Estimate, Estimate | None]]:
     """For each ``equ_<g>_<backbone>`` present: (backbone, g, its RMSE cell on split g, the plain backbone's,
     Augm's)."""
     out = []
@@ -190,7 +144,7 @@ def table2_orderings(prows, cells, preset, models) -> list[tuple[str, str, Cell,
             continue
         _, group, backbone = parts
 
-        def rmse(name: str) -> Cell | None:
+        def rmse(name: str) -> Estimate | None:
             return _horizon_cell(cells, prows, preset, name, group, "rmse")  # noqa: B023 (called in this iteration)
 
         equ, plain, augm = rmse(model), rmse(backbone), rmse(f"augm_{group}_{backbone}")

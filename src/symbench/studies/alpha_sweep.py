@@ -23,9 +23,10 @@ import datamodules
 from symbench.bench import is_finished, run_one
 from symbench.config import ConfigError, benchmark_models, resolve, seeds_of
 from symbench.leaderboard import BASELINE_MODELS as BASELINES
-from symbench.leaderboard import SPLIT_TITLES, Cell, aggregate, beats, current_rows
+from symbench.leaderboard import SPLIT_TITLES, aggregate, current_rows
 from symbench.results import ROW_FIELDS, read_rows
 from symbench.studies.common import add_trainer_arguments, trainer_settings, write_figure, write_rows, write_text
+from symbench.stats import Estimate, beats
 
 DEFAULT_ALPHAS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 SWEEP_FIELDS = [*ROW_FIELDS, "alpha"]
@@ -69,10 +70,10 @@ def run_alpha_sweep(benchmark: str, model: str, alphas: Sequence[float] = DEFAUL
     return write_alpha_sweep(benchmark, model, preset, results_dir)
 
 
-def sweep_cells(rows: Sequence[dict[str, str]], model: str, preset: str) -> dict[str, dict[float, Cell]]:
+def sweep_cells(rows: Sequence[dict[str, str]], model: str, preset: str) -> dict[str, dict[float, Estimate]]:
     """split -> alpha -> mean ± std over seeds of the rollout RMSE (the rows of ``model`` at ``preset``)."""
     mine = [r for r in rows if r["model"] == model and r["preset"] == preset and r["metric"] == "rmse"]
-    out: dict[str, dict[float, Cell]] = {}
+    out: dict[str, dict[float, Estimate]] = {}
     for alpha in sorted({float(r["alpha"]) for r in mine}):
         cells = aggregate([r for r in mine if float(r["alpha"]) == alpha])
         for (_, _, split, _, _), cell in cells.items():
@@ -80,7 +81,7 @@ def sweep_cells(rows: Sequence[dict[str, str]], model: str, preset: str) -> dict
     return out
 
 
-def baseline_cells(results_dir: str | Path, benchmark: str, preset: str) -> dict[str, dict[str, Cell]]:
+def baseline_cells(results_dir: str | Path, benchmark: str, preset: str) -> dict[str, dict[str, Estimate]]:
     """split -> baseline -> mean ± std over seeds of the rollout RMSE of the :data:`BASELINES` rows of ``preset`` in
     ``results/<benchmark>/runs.csv`` (each model's newest code revision, as the leaderboard reads them); {} if the
     file has none (``symbench bench <benchmark> --models persistence linear`` writes them in seconds)."""
@@ -89,23 +90,22 @@ def baseline_cells(results_dir: str | Path, benchmark: str, preset: str) -> dict
         return {}
     rows, _ = current_rows(read_rows(path))
     mine = [r for r in rows if r["model"] in BASELINES and r["preset"] == preset and r["metric"] == "rmse"]
-    out: dict[str, dict[str, Cell]] = {}
+    out: dict[str, dict[str, Estimate]] = {}
     for (_, name, split, _, _), cell in aggregate(mine).items():
         out.setdefault(split, {})[name] = cell
     return out
 
 
-def _row(split: str, name: str, cell: Cell, versus: str, bold: bool = False) -> str:
-    lo, hi = cell.interval
+def _row(split: str, name: str, cell: Estimate, versus: str, bold: bool = False) -> str:
     mean = f"**{cell.mean:.3f}**" if bold else f"{cell.mean:.3f}"
-    value, interval = (f"{mean} ± {cell.std:.3f}", f"[{lo:.3f}, {hi:.3f}]") if cell.n > 1 else (mean, "–")
-    return f"| {SPLIT_TITLES.get(split, split)} | {name} | {value} | {interval} | {cell.n} | {versus} |"
+    value = f"{mean} ± {cell.std:.3f}" if cell.n > 1 else mean
+    return f"| {SPLIT_TITLES.get(split, split)} | {name} | {value} | {cell.bounds('.3f')} | {cell.n} | {versus} |"
 
 
-def render_alpha_sweep(benchmark: str, model: str, preset: str, cells: dict[str, dict[float, Cell]],
-                       baselines: dict[str, dict[str, Cell]] | None = None) -> str:
+def render_alpha_sweep(benchmark: str, model: str, preset: str, cells: dict[str, dict[float, Estimate]],
+                       baselines: dict[str, dict[str, Estimate]] | None = None) -> str:
     """The sweep's table: per split, one row per alpha (mean ± std over seeds, the 95 % Student-t interval, the
-    seeds, and whether it beats alpha = 0: :func:`~symbench.leaderboard.beats`, "yes 3/3" / "**no** 1/3" / "tie"
+    seeds, and whether it beats alpha = 0: :func:`~symbench.stats.beats`, "yes 3/3" / "**no** 1/3" / "tie"
     where the intervals overlap), then the ``baselines`` rows (:func:`baseline_cells`) of the same benchmark, split
     and preset; below it, per split, the best alpha and in how many seeds it beat alpha = 0."""
     baselines = baselines or {}

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
 import lightning as L
-import numpy as np
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from symbench.config import ConfigError, hash_config, load_benchmark
@@ -256,9 +255,3 @@ def fit_test_best(module: L.LightningModule, datamodule: L.LightningDataModule, 
         test = fit.test(module, datamodule=datamodule, verbose=False)[0]
         fit.strategy.barrier("symbench-fit-test-best")  # rank 0 removes its folder only after every rank is done
     return BestFit({k: float(v) for k, v in test.items()}, best_score, best_step)
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (``ddof = 1``) over seeds; the std is 0 for one value."""
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0

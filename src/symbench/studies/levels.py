@@ -537,14 +537,6 @@ def model_records(summaries: Mapping[str, ModelSummary]) -> list[dict[str, str]]
              "slope_contains_one_seeds": str(s.slope_one)} for m, s in summaries.items()]
 
 
-def _cell(e: Estimate) -> str:
-    return f"{e.mean:.3g}" if e.n < 2 else f"{e.mean:.3g} ± {e.std:.2g}"
-
-
-def _interval(e: Estimate) -> str:
-    return f"{e.mean:.3g} [{e.lo:.3g}, {e.hi:.3g}]" if e.n > 1 else f"{e.mean:.3g}"
-
-
 def markdown(preset: str, summaries: Mapping[str, ModelSummary], data: Any, cfg: LevelsTraining,
              exact: Sequence[str], runs: Sequence[LevelRun], seconds: float) -> str:
     names = list(summaries)
@@ -567,9 +559,9 @@ def markdown(preset: str, summaries: Mapping[str, ModelSummary], data: Any, cfg:
         "Student-t interval of the mean]. `persistence` (repeat the last frame) and `linear` (2 x_t - x_{t-1}, from "
         "the same windows with one more frame of history) have no parameters and are exactly C4-equivariant "
         "(E_model = 0: they are linear in the history and commute with rot90), so they differ only in RMSE.", "",
-        "## Test RMSE", "", *table(lambda s, lv: _cell(s.rmse[lv])), "",
-        "## E_model", "", *table(lambda s, lv: _cell(s.error[lv])), "",
-        "## Gap E_model - E_data", "", *table(lambda s, lv: _interval(s.gap[lv])), "",
+        "## Test RMSE", "", *table(lambda s, lv: s.rmse[lv].format(".3g", std=".2g", interval=False)), "",
+        "## E_model", "", *table(lambda s, lv: s.error[lv].format(".3g", std=".2g", interval=False)), "",
+        "## Gap E_model - E_data", "", *table(lambda s, lv: s.gap[lv].format(".3g", std=None)), "",
         "## Does E_model follow E_data?", "",
         "How to read it: a model that learned the data's level of symmetry breaking has E_model close to E_data at "
         "every level, i.e. gaps whose intervals contain 0 and a slope dE_model/dE_data near 1. The Spearman rank "
@@ -585,7 +577,8 @@ def markdown(preset: str, summaries: Mapping[str, ModelSummary], data: Any, cfg:
         rho = np.mean(list(s.rho.values()))
         note = (" (baseline: E_model = 0 exactly)" if is_baseline(m) else
                 " (exactly equivariant: E_model is round-off)" if m in exact else "")
-        lines.append(f"| `{m}`{note} | {s.slope} | {s.rank_one}/{s.seeds} | {s.slope_one}/{s.seeds} | "
+        slope = s.slope.format(".4g", std=".2g")
+        lines.append(f"| `{m}`{note} | {slope} | {s.rank_one}/{s.seeds} | {s.slope_one}/{s.seeds} | "
                      f"{'–' if math.isnan(rho) else f'{rho:.3f}'} | "
                      f"{np.mean([g.mean for g in s.gap.values()]):.3g} |")
     lines.append("")

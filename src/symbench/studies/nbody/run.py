@@ -34,9 +34,10 @@ from symbench.models.budget import n_params
 from symbench.studies.nbody.model import EGNN, GNN
 from symbench.hardware import Hardware
 from symbench.provenance import source_revision
+from symbench.stats import estimate
 from symbench.studies.common import (
     hardware_of,
-    add_experiment_arguments, append_study_rows, check_preset, make_trainer, mean_std, study_config_hash,
+    add_experiment_arguments, append_study_rows, check_preset, make_trainer, study_config_hash,
     study_presets, trainer_settings, write_figure, write_text,
 )
 
@@ -130,8 +131,8 @@ CSV_FIELDS = ("n", "seeds", "mse_gnn_mean", "mse_gnn_std", "mse_egnn_mean", "mse
 def render_csv(rows: Sequence[NBodyRow]) -> str:
     lines = [",".join(CSV_FIELDS)]
     for r in rows:
-        g, e = mean_std(r.mse["GNN"]), mean_std(r.mse["EGNN"])
-        vals = (r.n, len(r.mse["GNN"]), *g, *e, *r.ratio_interval(), r.params["GNN"], r.params["EGNN"])
+        g, e = estimate(r.mse["GNN"]), estimate(r.mse["EGNN"])
+        vals = (r.n, len(r.mse["GNN"]), g.mean, g.std, e.mean, e.std, *r.ratio_interval(), r.params["GNN"], r.params["EGNN"])
         lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in vals))
     return "\n".join(lines) + "\n"
 
@@ -172,10 +173,10 @@ def render_markdown(preset: str, rows: Sequence[NBodyRow], sim: NBodySim, cfg: N
              "| n | seeds | MSE GNN | MSE EGNN | ratio | 95 % interval | params GNN | params EGNN |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        g, e = mean_std(r.mse["GNN"]), mean_std(r.mse["EGNN"])
+        g, e = estimate(r.mse["GNN"]), estimate(r.mse["EGNN"])
         mid, lo, hi = r.ratio_interval()
         ci = "n/a" if math.isnan(lo) else f"[{lo:.3g}, {hi:.3g}]"
-        lines.append(f"| {r.n} | {len(r.mse['GNN'])} | {g[0]:.3e} ± {g[1]:.1e} | {e[0]:.3e} ± {e[1]:.1e} | "
+        lines.append(f"| {r.n} | {len(r.mse['GNN'])} | {g.mean:.3e} ± {g.std:.1e} | {e.mean:.3e} ± {e.std:.1e} | "
                      f"{mid:.3g} | {ci} | {r.params['GNN']} | {r.params['EGNN']} |")
     lines += ["", "Per-seed test MSE (GNN / EGNN):", ""]
     for r in rows:

@@ -45,9 +45,10 @@ from symbench.studies.sr3d.model import KINDS, LABELS, VELOCITY, SRArch, SRNet, 
 from symbench.hardware import Hardware
 from symbench.provenance import source_revision
 from symbench.results import read_records
+from symbench.stats import Estimate, beats, estimate
 from symbench.studies.common import (
     hardware_of,
-    add_experiment_arguments, append_study_rows, check_preset, fit_test_best, make_trainer, mean_std,
+    add_experiment_arguments, append_study_rows, check_preset, fit_test_best, make_trainer,
     study_config_hash, study_presets, trainer_settings, write_records, write_text,
 )
 from symbench.symmetry.octahedral import act_on_fields, element_deviations, group_elements, indices_in
@@ -249,16 +250,16 @@ def write_runs(path: Path, runs: Sequence[SRRun]) -> None:
 
 # -------------------------------------------------------------------------------------------------------- report
 
-def _mean_std(values: Sequence[float]) -> str:
-    """``mean ± std`` of the finite ``values`` (:func:`~symbench.studies.common.mean_std`); one value alone; – for
-    none."""
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.4g}"
-    mean, std = mean_std(values)
-    return f"{mean:.4g} ± {std:.2g}"
+def _estimate(runs: Sequence[SRRun], flow: str, kind: str, field: str = "test_mae") -> Estimate | None:
+    """:class:`~symbench.stats.Estimate` over seeds of ``field`` of the finite runs of (``flow``, ``kind``); None if
+    there is none."""
+    rows = [r for r in runs if r.flow == flow and r.model == kind and not math.isnan(float(getattr(r, field)))]
+    return estimate([float(getattr(r, field)) for r in rows], [r.seed for r in rows]) if rows else None
+
+
+def _cell(runs: Sequence[SRRun], flow: str, kind: str, field: str, interval: bool = False) -> str:
+    e = _estimate(runs, flow, kind, field)
+    return "–" if e is None else e.format(".4g", std=".2g", interval=interval)
 
 
 def mae_table(runs: Sequence[SRRun]) -> list[str]:
@@ -266,8 +267,7 @@ def mae_table(runs: Sequence[SRRun]) -> list[str]:
     flows = [f for f in FLOWS if any(r.flow == f for r in runs)]
     header, cells = ["Model"], ["MAE"]
     for flow in flows:
-        by_kind = {k: [r.test_mae for r in runs if r.flow == flow and r.model == k] for k in KINDS}
-        means = {k: float(np.mean(v)) for k, v in by_kind.items() if v}
+        means = {k: e.mean for k in KINDS if (e := _estimate(runs, flow, k)) is not None}
         best = min(means, key=means.get)
         for k, m in means.items():
             header.append(f"{LABELS[k]} ({flow})")
@@ -277,9 +277,21 @@ def mae_table(runs: Sequence[SRRun]) -> list[str]:
 
 def ordering(runs: Sequence[SRRun], flow: str) -> list[str]:
     """Model kinds of ``flow`` from the highest to the lowest mean test MAE."""
-    means = {k: float(np.mean([r.test_mae for r in runs if r.flow == flow and r.model == k]))
-             for k in KINDS if any(r.flow == flow and r.model == k for r in runs)}
+    means = {k: e.mean for k in KINDS if (e := _estimate(runs, flow, k)) is not None}
     return sorted(means, key=means.get, reverse=True)
+
+
+def ordering_table(runs: Sequence[SRRun]) -> list[str]:
+    """Each step of the slides' ordering (Trilinear > Conv > Equiv > R-Equiv) per flow: does the later model have
+    the lower test MAE, in how many seeds, or is it a tie (:func:`~symbench.stats.beats`)."""
+    lines = ["| flow | " + " | ".join(f"{LABELS[b]} < {LABELS[a]}" for a, b in zip(KINDS, KINDS[1:])) + " |",
+             "|---" * len(KINDS) + "|"]
+    for flow in FLOWS:
+        cells = [(_estimate(runs, flow, a), _estimate(runs, flow, b)) for a, b in zip(KINDS, KINDS[1:])]
+        if any(e is not None for pair in cells for e in pair):
+            lines.append(f"| {flow} | " + " | ".join("–" if a is None or b is None else beats(b, a) for a, b in cells)
+                         + " |")
+    return lines
 
 
 def write_report(preset: str, results: str | Path = "results", cfg: SRTraining | None = None) -> Path | None:
@@ -292,7 +304,8 @@ def write_report(preset: str, results: str | Path = "results", cfg: SRTraining |
     lines = [f"# 3D turbulence super-resolution ({preset})", "",
              f"Test MAE of 4x super-resolution of the velocity (simulation units), mean over seeds "
              f"{seeds}; lowest per flow in bold. Layout of the slides' table (sheared flow stands in for their "
-             "channel flow).", ""]
+             "channel flow). Below it: mean ± std over seeds, and for the test MAE the 95 % Student-t interval of "
+             "the mean.", ""]
     lines += mae_table(runs) + ["", "| flow | model | params | test MAE | val MAE | equivariance error | "
                                     "w deviation: symmetry / other | best step | seconds |",
                                 "|---|---|---|---|---|---|---|---|---|"]
@@ -301,12 +314,12 @@ def write_report(preset: str, results: str | Path = "results", cfg: SRTraining |
             rows = [r for r in runs if r.flow == flow and r.model == kind]
             if not rows:
                 continue
-            dev = (f"{_mean_std([r.dev_sym for r in rows])} / {_mean_std([r.dev_other for r in rows])}"
+            dev = (f"{_cell(runs, flow, kind, 'dev_sym')} / {_cell(runs, flow, kind, 'dev_other')}"
                    if kind == "r_equiv" else "–")
-            lines.append(f"| {flow} | {LABELS[kind]} | {rows[0].params} | {_mean_std([r.test_mae for r in rows])} | "
-                         f"{_mean_std([r.val_mae for r in rows])} | {_mean_std([r.equiv_error for r in rows])} | "
-                         f"{dev} | {_mean_std([float(r.best_step) for r in rows])} | "
-                         f"{_mean_std([r.seconds for r in rows])} |")
+            lines.append(f"| {flow} | {LABELS[kind]} | {rows[0].params} | "
+                         f"{_cell(runs, flow, kind, 'test_mae', interval=True)} | {_cell(runs, flow, kind, 'val_mae')} "
+                         f"| {_cell(runs, flow, kind, 'equiv_error')} | {dev} | {_cell(runs, flow, kind, 'best_step')} "
+                         f"| {_cell(runs, flow, kind, 'seconds')} |")
     lines += ["", "## Ordering", "",
               "The slides report Trilinear > Conv > Equiv > R-Equiv in MAE on both flows (channel flow: "
               "Trilinear 5.241, then 2.602, 2.540 (x1e-2; the slide lists seven numbers for eight cells); isotropic "
@@ -314,10 +327,12 @@ def write_report(preset: str, results: str | Path = "results", cfg: SRTraining |
     for flow in FLOWS:
         order = ordering(runs, flow)
         if order:
-            means = [float(np.mean([r.test_mae for r in runs if r.flow == flow and r.model == k])) for k in order]
-            same = order == [k for k in KINDS if k in order] and all(a > b for a, b in zip(means, means[1:]))
+            same = order == [k for k in KINDS if k in order]
             lines.append(f"- {flow}: " + " > ".join(LABELS[k] for k in order) +
-                         (" (the slides' ordering)." if same else " (differs from the slides' ordering)."))
+                         (" (the slides' ordering, by the means)." if same else
+                          " (differs from the slides' ordering, by the means)."))
+    lines += ["", "Per step of the slides' ordering: does the later model have the lower test MAE (by the means), "
+                  "in how many seeds, and 'tie' where the two 95 % intervals overlap.", "", *ordering_table(runs)]
     lines += ["", "Equivariance error: mean over the 47 non-identity elements of O_h of "
                   "||SR(T_g v) - T_g SR(v)|| / ||SR(v)|| on the first test batch. w deviation (R-Equiv): mean over "
                   "the non-identity elements u of the flow's symmetry (O_h for isotropic, C2h for sheared) and over "
