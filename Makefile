@@ -7,7 +7,7 @@ PRESET ?= cpu
 SEEDS ?=  # e.g. make bench-rbc SEEDS="0 1 2" (default: the preset's seeds)
 DATA ?= data
 
-.PHONY: setup constraints lint test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke bench-alpha data-levels bench-levels data-heat bench-heat data-ocean bench-ocean data-jetflow bench-jetflow bench-nbody bench-digits bench-discovery bench-sr3d leaderboard speed symmetry-cost relaxed-cost clean
+.PHONY: setup constraints lint test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke tune-smoke bench-alpha data-levels bench-levels data-heat bench-heat data-ocean bench-ocean data-jetflow bench-jetflow bench-nbody bench-digits bench-discovery bench-sr3d leaderboard speed symmetry-cost relaxed-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -47,8 +47,16 @@ data-smoke: setup
 	for d in $(SMOKE); do OMP_NUM_THREADS=1 $(SYMBENCH) data generate $$d --preset $(PRESET) --root $(DATA) || exit 1; done
 
 bench-smoke: data-smoke
-	for b in $(SMOKE); do $(SYMBENCH) bench $$b --preset $(PRESET) --root $(DATA) || exit 1; done
+	for b in $(SMOKE); do $(SYMBENCH) bench $$b --preset $(PRESET) --root $(DATA) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) \
+	  || exit 1; done
 	$(SYMBENCH) leaderboard --benchmark $(SMOKE)
+
+# ICML 2022 Table 3 tuning: one TPE sweep of TUNE_TRIALS trials per trainable model of each smoke family and of the
+# jet (the same budget for every model, validation RMSE only, two single-thread workers); resumes after a kill.
+# Best configs -> benchmarks/<b>/best/<model>.yaml (bench applies them), summaries -> results/<b>/tuning_<preset>.md.
+TUNE_TRIALS ?= 4
+tune-smoke: data-smoke data-jetflow
+	$(SYMBENCH) tune $(SMOKE) jetflow --trials $(TUNE_TRIALS) --preset $(PRESET) --root $(DATA) --workers 2
 
 # ICML 2022 Fig. 7: RMSE of the scaling RSteer against the penalty weight alpha (results/smoke-scaling/alpha_sweep_*),
 # seeds SEEDS (default 0 1 2), beside the persistence / linear rows that `bench` writes first (seconds).

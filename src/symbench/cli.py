@@ -5,6 +5,7 @@
     symbench fit|test|validate [LightningCLI arguments: -c config.yaml, --model.lr 1e-3, --data.preset tiny, ...]
     symbench bench <benchmark> --preset P [--models M ...] [--seeds S ...] [--data.KEY VALUE ...]
     symbench sweep <benchmark> --model M [--sampler grid|tpe] [--trials N] [--storage URL] [--workers N]
+    symbench tune <benchmark> ... --trials N --preset P [--models M ...] [--workers N]
     symbench leaderboard [--benchmark B ...]
     symbench models [--benchmark B] [--preset P]
     symbench check-model MODEL_OR_package.module:Factory [--benchmark B] [--preset P]
@@ -107,6 +108,19 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true")
     _device_options(sweep)  # one device per worker: a sweep runs its trials in parallel
 
+    tune = sub.add_parser("tune", help="one TPE sweep of N trials per model of each benchmark (the same budget for "
+                          "all); best configs and results/<benchmark>/tuning_<preset>.md")
+    tune.add_argument("benchmarks", nargs="+")
+    tune.add_argument("--trials", type=int, required=True, help="trials per model (every model gets this budget)")
+    tune.add_argument("--preset", default="cpu")
+    tune.add_argument("--models", nargs="+", help="default: every trainable model of each benchmark")
+    tune.add_argument("--workers", type=int, default=1, help="worker processes per sweep")
+    tune.add_argument("--root", default="data", help="data root directory")
+    tune.add_argument("--runs", default="runs", help="checkpoints, logs and the sweeps' journals")
+    tune.add_argument("--results", default="results", help="results directory (writes <results>/<benchmark>/)")
+    tune.add_argument("--no-progress", action="store_true")
+    _device_options(tune)
+
     listing = sub.add_parser("models", help="list every model (registry and installed plug-ins): family, "
                                             "parameters at a preset, benchmarks, source")
     listing.add_argument("--benchmark", help="only the models of this benchmark (and count parameters on its data)")
@@ -176,6 +190,15 @@ def _sweep(args: argparse.Namespace) -> None:
                      space=args.space, pruner=args.pruner, heartbeat=args.heartbeat, grace=args.grace,
                      progress=not args.no_progress, trainer=trainer_settings(args), tf32=args.tf32)
     run_sweep(spec, workers=args.workers)
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from symbench.studies.common import trainer_settings
+    from symbench.sweep.campaign import run_tune
+
+    run_tune(args.benchmarks, args.preset, args.trials, args.models, root=args.root, runs=args.runs,
+             results=args.results, workers=args.workers, progress=not args.no_progress,
+             trainer=trainer_settings(args))
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -276,7 +299,7 @@ def _dispatch(argv: list[str]) -> int:
         argv, data_tokens = split_data_tokens(argv)
     args = _parser(argv[0] if argv else None).parse_args(argv)
     args.data_tokens = data_tokens
-    handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "leaderboard": _leaderboard,
+    handlers = {"data": _generate, "bench": _bench, "sweep": _sweep, "tune": _tune, "leaderboard": _leaderboard,
                 "models": _models, "check-model": _check_model}
     studies = {study.command: study for study in STUDIES}
     if args.command in studies:

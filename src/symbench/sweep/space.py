@@ -57,8 +57,9 @@ class SearchSpace:
         for key, rng in self.ranges.items():
             if isinstance(rng, list):
                 params[key] = trial.suggest_categorical(key, rng)
-            elif all(isinstance(rng[b], int) for b in ("low", "high")) and not rng.get("log", False):
-                params[key] = trial.suggest_int(key, rng["low"], rng["high"], step=rng.get("step", 1))
+            elif all(isinstance(rng[b], int) for b in ("low", "high")):  # integer bounds: an integer (widths)
+                params[key] = trial.suggest_int(key, rng["low"], rng["high"], step=rng.get("step", 1),
+                                                log=bool(rng.get("log", False)))
             else:
                 params[key] = trial.suggest_float(key, float(rng["low"]), float(rng["high"]),
                                                   log=bool(rng.get("log", False)), step=rng.get("step"))
