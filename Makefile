@@ -7,7 +7,7 @@ PRESET ?= cpu
 SEEDS ?=  # e.g. make bench-rbc SEEDS="0 1 2" (default: the preset's seeds)
 DATA ?= data
 
-.PHONY: setup constraints lint test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke tune-smoke bench-alpha data-levels bench-levels data-heat bench-heat data-ocean bench-ocean data-jetflow bench-jetflow bench-nbody bench-digits bench-discovery bench-sr3d leaderboard speed symmetry-cost relaxed-cost clean
+.PHONY: setup constraints lint test test-fast bench-rbc data-rbc sweep-rbc bench-smoke data-smoke tune-smoke bench-alpha data-levels bench-levels data-strength bench-strength data-heat bench-heat data-ocean bench-ocean data-jetflow bench-jetflow bench-nbody bench-digits bench-discovery bench-sr3d leaderboard speed symmetry-cost relaxed-cost clean
 
 setup: $(VENV)/.symbench-setup
 
@@ -76,6 +76,15 @@ data-levels: setup
 
 bench-levels: data-levels
 	OMP_NUM_THREADS=1 $(SYMBENCH) levels --preset $(PRESET) --root $(DATA) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
+
+# Issue 22 item 3: RMSE of ConvNet, strict, RGroup and RSteer against the strength of the symmetry breaking, rotation
+# and translation smoke sets, breaking the history reveals (buoyancy) or not (wind, field) (data/smoke-strength/;
+# results/strength/strength_<preset>.{md,csv,png}); the preset's seeds unless SEEDS is given; resumes after a stop.
+data-strength: setup
+	OMP_NUM_THREADS=1 $(SYMBENCH) strength --data-only --preset $(PRESET) --root $(DATA)
+
+bench-strength: data-strength
+	OMP_NUM_THREADS=1 $(SYMBENCH) strength --preset $(PRESET) --root $(DATA) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
 
 # Heat diffusion (ICLR 2021 appendix C, Table 5): shallow CNN vs Equ-CNNs (Mag, Rot, Scale); RMSE and thermal-energy
 # L1 on the orig / mag / rot / scale test sets (results/heat/).

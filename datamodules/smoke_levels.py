@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from datamodules.smoke_sim import (
     GENERATOR_REVISION,
     LAYOUT,
     ORIENTATION,
+    BoxForcing,
     SimConfig,
     SmokeSimParams,
     sim_configs,
@@ -100,6 +101,16 @@ class LevelsParams:
     def strength_values(self) -> np.ndarray:
         return np.linspace(1.0, 2.0, self.strengths) * self.buoyancy
 
+    def configs(self, level: int) -> list[SimConfig]:
+        return level_configs(self, level)
+
+    def forcing(self, level: int) -> BoxForcing | None:
+        return None  # the rotation family's closed, uniform box
+
+    def meta(self, level: int) -> dict[str, Any]:
+        return {"eps": self.eps(level), "site_factors": list(self.site_factors(level)),
+                "strengths": self.strength_values().tolist(), "site_convention": SITE_CONVENTION}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -149,26 +160,46 @@ def level_configs(p: LevelsParams, level: int) -> list[SimConfig]:
     return out
 
 
-def generate(p: LevelsParams, out_dir: str | Path, progress: bool = True) -> Path:
-    """Simulate every missing level of ``p`` under ``out_dir`` (one atomic write per level); returns ``out_dir``."""
+class GradedSets(Protocol):
+    """A family of graded datasets (:class:`LevelsParams`, :class:`datamodules.smoke_strength.StrengthParams`):
+    ``levels`` sets, each one batched PhiFlow call of :meth:`sim_params` with the simulations :meth:`configs` in the
+    box :meth:`forcing` (None: the family's own), stored with :meth:`meta` and the parameters' :meth:`key`."""
+
+    levels: int
+
+    def sim_params(self) -> SmokeSimParams: ...
+
+    def configs(self, level: int) -> list[SimConfig]: ...
+
+    def forcing(self, level: int) -> BoxForcing | None: ...
+
+    def meta(self, level: int) -> dict[str, Any]: ...
+
+    def key(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def generate(p: GradedSets, out_dir: str | Path, progress: bool = True, name: str = "smoke-levels") -> Path:
+    """Simulate every missing level of ``p`` under ``out_dir`` (one atomic write per level, a finished level whose
+    key matches is kept); returns ``out_dir``. ``name`` labels the progress bar."""
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     todo = [i for i in range(p.levels) if not _is_current(level_dir(out_dir, i), p)]
     if todo:
         check_writable(out_dir, "--root")  # before simulating, not after
-    steps = p.strengths * SITES * (p.spinup + p.frames)
+    sim = p.sim_params()
+    steps = sim.sims * (sim.spinup + sim.frames)
     bar = tqdm(total=p.levels * steps, initial=(p.levels - len(todo)) * steps, unit="sim-step",
-               desc="phiflow smoke-levels", disable=not progress)
+               desc=f"phiflow {name}", disable=not progress)
     try:
         for i in todo:
-            configs = level_configs(p, i)
-            array = simulate_group(p.sim_params(), configs, step_done=bar.update)
+            configs = p.configs(i)
+            array = simulate_group(sim, configs, step_done=bar.update, forcing=p.forcing(i))
             store.write_trajectories(
-                level_dir(out_dir, i), array, LAYOUT, key=p.key(), params=p.to_dict(), level=i, eps=p.eps(i),
-                site_factors=list(p.site_factors(i)), strengths=p.strength_values().tolist(), solver="phiflow",
-                solver_version=extras.version("phiflow", "smoke"), orientation=ORIENTATION,
-                site_convention=SITE_CONVENTION,
+                level_dir(out_dir, i), array, LAYOUT, key=p.key(), params=p.to_dict(), level=i, **p.meta(i),
+                solver="phiflow", solver_version=extras.version("phiflow", "smoke"), orientation=ORIENTATION,
                 sims=[asdict(c) for c in configs],
             )
     finally:
@@ -181,7 +212,7 @@ def generate_preset(preset_name: str, root: str | Path = "data", progress: bool 
     return generate(preset(preset_name), default_dir(root, preset_name), progress)
 
 
-def _is_current(directory: Path, p: LevelsParams) -> bool:
+def _is_current(directory: Path, p: GradedSets) -> bool:
     return store.exists(directory) and store.read_meta(directory).get("key") == p.key()
 
 
@@ -207,9 +238,11 @@ def rotated_back(array: np.ndarray | Any) -> Any:
     return torch.stack([rot90(x[:, j], LAYOUT, -j) for j in range(SITES)], dim=1)
 
 
-def data_equivariance_error(array: np.ndarray | Any, sites: Sequence[int] = (1, 2, 3)) -> float:
-    """``E_data``: mean over strengths and ``sites`` of mean |rotated-back site j - site 0| (module docstring)."""
+def data_equivariance_error(array: np.ndarray | Any, sites: Sequence[int] = (1, 2, 3),
+                            back: Callable[[Any], Any] = rotated_back) -> float:
+    """``E_data``: mean over strengths and ``sites`` of mean |site j brought back - site 0| (module docstring);
+    ``back`` brings every site to site 0 (``(strengths, sites, T, C, H, W)`` tensor; default: :func:`rotated_back`)."""
     from symbench.metrics.equivariance import data_equivariance_error as mean_abs
 
-    back = rotated_back(array).double()
-    return float(sum(mean_abs(back[:, j], back[:, 0]) for j in sites) / len(sites))
+    moved = back(array).double()
+    return float(sum(mean_abs(moved[:, j], moved[:, 0]) for j in sites) / len(sites))

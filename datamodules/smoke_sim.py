@@ -21,6 +21,10 @@ pressure solves diverge), all simulations of a family batched along one batch di
   the set would be scale-symmetric up to resolution; ``beta_j`` varies across simulations (golden-ratio sequence in
   ``[beta, 1.5 beta]``) to break it.
 
+The box may also impose a :class:`BoxForcing` fixed in the lab frame (the graded sets of
+:mod:`datamodules.smoke_strength`): a buoyancy factor ``1 + wave sin(2 pi x / n)`` along x and periodic x walls; by
+default each family's own box (closed; the translation family's two halves).
+
 Saved per frame (one frame per solver step after ``spinup`` steps): velocity at cell centres (vector, x first) and
 smoke density (scalar), rows flipped from PhiFlow's y-up arrays to this suite's rows-towards--y convention (y
 components keep their physical sign). The held-out ``test_domain`` simulations (a seeded 20 %) are recorded in the
@@ -160,36 +164,57 @@ def sim_configs(p: SmokeSimParams) -> list[SimConfig]:
     return out
 
 
-def _buoyancy_profile(p: SmokeSimParams, x: Any) -> Any:
-    """Spatial buoyancy factor: 1, except 2 in the right half of the box for the translation family."""
+@dataclass(frozen=True)
+class BoxForcing:
+    """What the box imposes on every simulation, fixed in the lab frame (it never moves or turns with the inflow):
+    the buoyancy factor ``(1 + step [x >= n/2]) (1 + wave sin(2 pi x / n))`` at cell centres ``x`` (grid units) and,
+    with ``periodic_x``, periodic left / right walls (the top and bottom walls stay closed)."""
+
+    step: float = 0.0
+    wave: float = 0.0
+    periodic_x: bool = False
+
+    @classmethod
+    def of_family(cls, p: SmokeSimParams) -> BoxForcing:
+        """The family's own box: buoyancy ``beta`` left, ``2 beta`` right for translation; uniform otherwise."""
+        return cls(step=1.0) if p.symmetry == "translation" else cls()
+
+    def profile(self, x: Any, n: int) -> Any:
+        """The buoyancy factor at ``x`` (a PhiFlow tensor of x coordinates) on an ``n``-cell box."""
+        math = extras.require("phi.math", "smoke")
+
+        factor = math.where(x < n / 2, 1.0, 1.0 + self.step)
+        return factor * (1.0 + self.wave * math.sin(2 * np.pi * x / n)) if self.wave else factor
+
+
+def simulate_group(p: SmokeSimParams, configs: list[SimConfig], step_done: Any = None,
+                   forcing: BoxForcing | None = None) -> np.ndarray:
+    """Run ``configs`` as one batched PhiFlow simulation in the box ``forcing`` (default: the family's,
+    :meth:`BoxForcing.of_family`); returns ``(len(configs), frames, 3, n, n)`` float32."""
     math = extras.require("phi.math", "smoke")
-
-    if p.symmetry == "translation":
-        return math.where(x < p.resolution / 2, 1.0, 2.0)
-    return 1.0 + 0.0 * x
-
-
-def simulate_group(p: SmokeSimParams, configs: list[SimConfig], step_done: Any = None) -> np.ndarray:
-    """Run ``configs`` as one batched PhiFlow simulation; returns ``(len(configs), frames, 3, n, n)`` float32."""
-    math = extras.require("phi.math", "smoke")
-    from phi.flow import (ZERO_GRADIENT, Box, CenteredGrid, Solve, Sphere, StaggeredGrid, advect, batch, fluid,
-                          resample, vec)
+    from phi.flow import (ZERO_GRADIENT, Box, CenteredGrid, Solve, Sphere, StaggeredGrid, advect, batch, extrapolation,
+                          fluid, resample, vec)
 
     math.set_global_precision(64)
+    box = BoxForcing.of_family(p) if forcing is None else forcing
     n = p.resolution
     sim = batch(sim=len(configs))
 
     def per_sim(values: list[float]) -> Any:
         return math.tensor(values, sim)
 
+    walls_s, walls_v = ZERO_GRADIENT, extrapolation.ZERO
+    if box.periodic_x:
+        walls_s = extrapolation.combine_sides(x=extrapolation.PERIODIC, y=ZERO_GRADIENT)
+        walls_v = extrapolation.combine_sides(x=extrapolation.PERIODIC, y=extrapolation.ZERO)
     bounds = Box(x=n, y=n)
     dt = per_sim([c.dt for c in configs])
     inflow = CenteredGrid(Sphere(x=per_sim([c.cx for c in configs]), y=per_sim([c.cy for c in configs]),
-                                 radius=per_sim([c.radius for c in configs])), ZERO_GRADIENT, bounds, x=n, y=n)
+                                 radius=per_sim([c.radius for c in configs])), walls_s, bounds, x=n, y=n)
     force = vec(x=per_sim([c.force_x for c in configs]), y=per_sim([c.force_y for c in configs]))
-    profile = CenteredGrid(lambda pos: _buoyancy_profile(p, pos.vector["x"]), ZERO_GRADIENT, bounds, x=n, y=n)
-    smoke = CenteredGrid(0, ZERO_GRADIENT, bounds, x=n, y=n)
-    velocity = StaggeredGrid(0, 0, bounds, x=n, y=n)
+    profile = CenteredGrid(lambda pos: box.profile(pos.vector["x"], n), walls_s, bounds, x=n, y=n)
+    smoke = CenteredGrid(0, walls_s, bounds, x=n, y=n)
+    velocity = StaggeredGrid(0, walls_v, bounds, x=n, y=n)
     unit = np.array([c.velocity_unit for c in configs]).reshape(-1, 1, 1, 1)
     out = np.empty((len(configs), p.frames, 3, n, n), dtype=np.float32)
     pressure = None

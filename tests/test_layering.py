@@ -24,7 +24,7 @@ LAYERS = {
     "symbench.cli": 6, "symbench.lightning_cli": 6,
 }
 STUDIES = "symbench.studies"
-STUDY_SHARED = {"symbench.studies", "symbench.studies.common"}  # what every study may import
+STUDY_SHARED = {"symbench.studies", "symbench.studies.common", "symbench.studies.one_step"}  # what every study may import
 
 
 def module_name(path: Path) -> str:

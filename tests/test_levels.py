@@ -15,7 +15,7 @@ import torch
 from datamodules import smoke_levels
 from symbench import cli
 from symbench.results import read_rows
-from symbench.studies import levels
+from symbench.studies import levels, one_step
 from symbench.models.registry import build
 from symbench.symmetry import rot90
 
@@ -185,13 +185,13 @@ def test_seeds_give_one_row_per_level_model_seed_and_a_stopped_run_resumes(tiny_
     root, results = tiny_dir.parent.parent, tmp_path / "results"
     trained = []
 
-    def fake_train(name, train, layout, cfg, bar=None, trainer=None, seed=0):
+    def fake_train(name, train, layout, cfg, bar=None, trainer=None, seed=0, symmetry="rotation"):
         trained.append((name, seed))
         if len(trained) == stop_at:
             raise KeyboardInterrupt  # a kill in the middle of the study
         return _Asymmetric().eval()
 
-    monkeypatch.setattr(levels, "train_model", fake_train)
+    monkeypatch.setattr(one_step, "train_model", fake_train)
     run = dict(root=root, results=results, models=("persistence", "conv"), progress=False)
     stop_at = 2
     with pytest.raises(KeyboardInterrupt):

@@ -11,6 +11,7 @@
     symbench check-model MODEL_OR_package.module:Factory [--benchmark B] [--preset P]
     symbench alpha-sweep <benchmark> --model M [--alphas A ...] --preset P [--seeds S ...]
     symbench levels --preset P [--root DIR] [--models M ...] [--alpha A] [--epochs E] [--data-only]
+    symbench strength --preset P [--families F ...] [--kinds K ...] [--seeds S ...] [--epochs E] [--data-only]
     symbench nbody --preset P [--root DIR] [--seeds S ...]
     symbench digits --preset P [--tasks T ...] [--groups G ...] [--seeds S ...] [--idx-dir DIR] [--report-only]
     symbench discover [--subgroups C4v D4h C4 Oh] [--steps N] [--seed S] [--results DIR]

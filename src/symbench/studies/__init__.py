@@ -1,6 +1,7 @@
 """The paper studies outside the leaderboard benchmarks (N-body, digits, 3D super-resolution, symmetry discovery,
-levels of equivariance, the alpha sweep). Each is its own package or module; what they share is in
-:mod:`symbench.studies.common`; no study imports another.
+levels of equivariance, strength of the breaking, the alpha sweep). Each is its own package or module; what they
+share is in :mod:`symbench.studies.common` (and, for the one-step studies, :mod:`symbench.studies.one_step`); no
+study imports another.
 
 Every study module is a :class:`StudyModule`: ``add_arguments(parser)`` declares its command-line options and
 ``run(args)`` runs it and prints what it wrote. :data:`STUDIES` names them for ``cli.py``, which registers them in one
@@ -40,6 +41,10 @@ STUDIES: tuple[Study, ...] = (
     Study("levels", "symbench.studies.levels",
           "ICML 2022 sec. 5.2: model vs data equivariance error on smoke datasets with graded C4 symmetry breaking "
           "(generates the data if missing)"),
+    Study("strength", "symbench.studies.strength",
+          "issue 22 item 3: RMSE of ConvNet, strict, RGroup and RSteer against the strength of the symmetry breaking "
+          "(rotation and translation smoke sets, breaking the history reveals or not; generates the data if missing; "
+          "<results>/strength/)"),
     Study("nbody", "symbench.studies.nbody.run",
           "GNN vs EGNN on charged N-body dynamics in R^n (when-equivariance paper sec. 4.1, Fig. 1; writes "
           "<results>/nbody/)"),

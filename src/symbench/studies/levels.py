@@ -41,69 +41,32 @@ strictly equivariant model (registry family ``equivariant``) and the baselines m
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import logging
 import math
 import time
-import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-import lightning as L
 import numpy as np
-import torch
-from lightning.pytorch.callbacks import Callback
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from datamodules.windows import FieldNormalizer, TimeRange, WindowDataset
 from symbench.fields import FieldLayout
-from symbench.forecast import ForecastModule
-from symbench.metrics.equivariance import EquivarianceError, equivariance_pair
-from symbench.metrics.rmse import RolloutRMSE
 from symbench.provenance import source_revision
 from symbench.results import read_rows
 from symbench.stats import Estimate, SlopeFit, estimate, slope_fit, spearman
 from symbench.studies.common import (
-    add_experiment_arguments, append_study_rows, hardware_of, make_trainer, study_config_hash, study_presets,
-    trainer_settings, write_figure, write_text,
+    add_experiment_arguments, append_study_rows, hardware_of, study_config_hash, study_presets, trainer_settings,
+    write_figure, write_text,
 )
-from symbench.symmetry import rot90
+from symbench.studies.one_step import (  # noqa: F401 (windows, Residual, ...: this study's API, used by its tests)
+    QUARTER_TURNS, EpochTicks, Normalized, OneStepTraining, Residual, baseline_model, check_models, csv_text,
+    describe, evaluate, is_baseline, model_equivariance_error, score, stat_fields, train_model, windows,
+)
 
 DEFAULT_MODELS = ("persistence", "linear", "conv", "equiv", "rsteer")
 DATA = "data"  # the pseudo-model of E_data's rows
-QUARTER_TURNS = (1, 2, 3)  # the non-trivial elements of C4
 EXACT_TOLERANCE = 1e-5  # relative L1 equivariance error allowed for a strictly equivariant model (float32 round-off)
+LevelsTraining = OneStepTraining  # the model sizes and training of this study (benchmarks/levels/benchmark.yaml)
 
-
-@dataclass(frozen=True)
-class LevelsTraining:
-    """Model sizes and training of the experiment (one per data preset)."""
-
-    width: int = 32
-    layers: int = 2
-    kernel_size: int = 3
-    in_frames: int = 1
-    test_frames: int = 10  # the last targets of every simulation are held out (test windows)
-    epochs: int = 25
-    batch_size: int = 32
-    lr: float = 3e-3
-    lr_decay: float = 0.95  # per epoch
-    weight_decay: float = 0.0
-    alpha: float = 1e-4  # weight of regularization_loss() for relaxed models (RSteer: 1e-3 pins it near C4)
-    residual: bool = True  # f(x) = x_last + net(x) (the skip is exactly equivariant: E_model is the network's)
-    seeds: tuple[int, ...] = (0, 1, 2)  # every (level, model) is trained once per seed
-
-    def __post_init__(self) -> None:
-        if self.in_frames < 1 or self.test_frames < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("need in_frames, test_frames, epochs and batch_size >= 1")
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
 
 
 def training_presets() -> dict[str, LevelsTraining]:
@@ -133,188 +96,17 @@ class LevelsResult:
     seconds: float
 
 
-# -- data ------------------------------------------------------------------------------------------------------------
-def windows(array: np.ndarray | Tensor, in_frames: int, test_frames: int) -> tuple[WindowDataset, WindowDataset]:
-    """``(train, test)`` windows of ``(sims, T, C, H, W)`` (:class:`~datamodules.windows.WindowDataset`, one-step
-    targets): the test windows are those whose target is one of the last ``test_frames`` frames (their histories
-    reach back into the training range), the training windows lie in the frames before."""
-    x = torch.as_tensor(np.array(array, dtype=np.float32))
-    t = x.shape[1]
-    first_test = t - test_frames
-    if first_test - in_frames < 1:
-        raise ValueError(f"{t} frames leave no training window for in_frames={in_frames}, test_frames={test_frames}")
-    return (WindowDataset(x, TimeRange(0, first_test), in_frames, 1),
-            WindowDataset(x, TimeRange(first_test - in_frames, t), in_frames, 1))
-
-
-class Residual(nn.Module):
-    """``f(x) = x_last + net(x)``: the network predicts the increment of the last frame. The identity commutes with
-    every group action, so ``f`` has exactly the equivariance error of ``net``."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, history: Tensor) -> Tensor:
-        return history[:, -1] + self.net(history)
-
-    def regularization_loss(self) -> Tensor:
-        return self.net.regularization_loss()
-
-
-class Normalized(nn.Module):
-    """``f(x) = N^-1(net(N(x)))``: a network trained on data normalised by ``normalizer`` (``N``), in data units."""
-
-    def __init__(self, net: nn.Module, normalizer: FieldNormalizer) -> None:
-        super().__init__()
-        self.net, self.normalizer = net, normalizer
-
-    def forward(self, history: Tensor) -> Tensor:
-        return self.normalizer.denormalize(self.net(self.normalizer.normalize(history)))
-
-
-# -- metrics ---------------------------------------------------------------------------------------------------------
-def model_equivariance_error(model: nn.Module | Callable[[Tensor], Tensor], histories: Tensor, layout: FieldLayout,
-                             ks: Sequence[int] = QUARTER_TURNS, batch_size: int = 64) -> dict[str, float]:
-    """``E_model`` (L1, Definition 2.1 with ``G = C4``) of ``model`` as it is (call ``eval()`` first) over
-    ``histories`` ``(N, T_in, C, H, W)``: ``{"mae": mean |f(gx) - g f(x)|, "relative": mae / mean |f(x)|}``."""
-    errors = evaluate(model, TensorDataset(histories, histories[:, -1:]), layout, ks, batch_size)  # no targets
-    return {"mae": errors["mae"], "relative": errors["relative"]}
-
-
-def evaluate(model: nn.Module | Callable[[Tensor], Tensor], windows: Dataset, layout: FieldLayout,
-             ks: Sequence[int] = QUARTER_TURNS, batch_size: int = 64) -> dict[str, float]:
-    """Over one-step ``windows`` (``(history, target (1, C, H, W))`` items): ``E_model`` as
-    :func:`model_equivariance_error` (``mae``, ``relative``) and the test RMSE (``rmse``,
-    :class:`~symbench.metrics.rmse.RolloutRMSE`: squared errors pooled over every entry)."""
-    equivariance, error = EquivarianceError(), RolloutRMSE(steps=1)
-    magnitude, count = 0.0, 0
-    with torch.no_grad():
-        for x, target in DataLoader(windows, batch_size=batch_size):
-            out = model(x)
-            magnitude, count = magnitude + float(out.double().abs().sum()), count + out.numel()
-            error.update(out.unsqueeze(1), target)
-            for k in ks:
-                equivariance.update(*equivariance_pair(model, x, lambda v, k=k: rot90(v, layout, k)))
-    mae = float(equivariance.compute()["mae"])
-    return {"mae": mae, "relative": mae / max(magnitude / count, 1e-30), "rmse": float(error.compute()["horizon"])}
-
-
-# -- training --------------------------------------------------------------------------------------------------------
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's per-fit banners (accelerator info, few-workers hints) for the 30 short fits."""
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*small.*log_every_n_steps.*")
-            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
-            warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def train_model(name: str, train: WindowDataset, layout: FieldLayout, cfg: LevelsTraining, bar: Any = None,
-                trainer_settings: Mapping[str, Any] | None = None, seed: int = 0) -> nn.Module:
-    """Train registry model ``name`` on the ``train`` windows, normalised by a :class:`FieldNormalizer` fitted on
-    their time range, with :class:`~symbench.forecast.ForecastModule`; returns the network in evaluation mode, in
-    data units (:class:`Normalized`). ``bar`` (tqdm) ticks once per epoch; ``trainer_settings``: the hardware
-    (:func:`~symbench.studies.common.make_trainer`); ``seed``: of the initialisation and the batch order."""
-    from symbench.models.registry import spec
-
-    normalizer = FieldNormalizer.fit(layout, train.data[:, train.range.start:train.range.stop])
-    normalized = WindowDataset(normalizer.normalize(train.data), train.range, train.in_frames, train.out_frames)
-    alpha = cfg.alpha if spec(name).family == "relaxed" else 0.0  # only relaxed models have a regulariser
-    L.seed_everything(seed, verbose=False)
-    module = ForecastModule(
-        model=name, fields=[str(f) for f in layout.fields], in_frames=cfg.in_frames, train_steps=1,
-        rollout_steps=1, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_decay=cfg.lr_decay, alpha=alpha,
-        model_hparams={"symmetry": "rotation", "width": cfg.width, "layers": cfg.layers,
-                       "kernel_size": cfg.kernel_size, "grid_size": int(train.data.shape[-1])},
-    )
-    if cfg.residual:
-        module.net = Residual(module.net)
-    loader = DataLoader(normalized, batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    callbacks = [] if bar is None else [EpochTicks(bar)]
-    with _quiet_lightning():
-        trainer = make_trainer(trainer_settings, max_epochs=cfg.epochs, logger=False, enable_checkpointing=False,
-                               enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                               num_sanity_val_steps=0, callbacks=callbacks)
-        trainer.fit(module, train_dataloaders=loader)
-    return Normalized(module.net, normalizer).eval()
-
-
-class EpochTicks(Callback):
-    """Advance a tqdm bar by one per training epoch, showing the last training MSE."""
-
-    def __init__(self, bar: Any) -> None:
-        self.bar = bar
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        mse = trainer.callback_metrics.get("train/mse")
-        if mse is not None:
-            self.bar.set_postfix(mse=f"{float(mse):.3g}", refresh=False)
-        self.bar.update(1)
-
-
 # -- the experiment --------------------------------------------------------------------------------------------------
-def check_models(models: Sequence[str]) -> list[str]:
-    """The registry names in ``models`` (one-line ``KeyError`` for an unknown one), without duplicates."""
-    from symbench.models.registry import available
-
-    names = list(dict.fromkeys(models))
-    if not names:
-        raise ValueError("levels: no models given")
-    unknown = [n for n in names if n not in available()]
-    if unknown:
-        raise KeyError(f"unknown model {unknown[0]!r}; choose registered models with --models "
-                       f"(available: {', '.join(available())})")
-    return names
-
-
-def is_baseline(name: str) -> bool:
-    """Registry family ``baseline`` (persistence, linear): evaluated, never trained."""
-    from symbench.models.registry import spec
-
-    return spec(name).family == "baseline"
-
-
-def baseline_model(name: str, array: np.ndarray | Tensor, cfg: LevelsTraining,
-                   layout: FieldLayout) -> tuple[nn.Module, WindowDataset]:
-    """Baseline ``name`` (:mod:`symbench.models.baselines`) and its test windows: those of :func:`windows` with the
-    history the baseline needs (``linear``: two frames even at ``in_frames = 1``), so their targets are exactly the
-    trained models' test targets."""
-    from symbench.models.baselines import LinearExtrapolation
-    from symbench.models.registry import build
-
-    frames = max(cfg.in_frames, LinearExtrapolation.min_frames if name == "linear" else 1)
-    return build(name, in_frames=frames, layout=layout).eval(), windows(array, frames, cfg.test_frames)[1]
-
-
 def measure(name: str, level: int, seed: int, array: np.ndarray, cfg: LevelsTraining, layout: FieldLayout,
             bar: Any = None, trainer: Mapping[str, Any] | None = None) -> LevelRun:
-    """One (level, model, seed): E_data for :data:`DATA`; a baseline evaluated on the test windows; a registry
-    model trained (:func:`train_model`) and evaluated (:func:`evaluate`)."""
+    """One (level, model, seed): E_data for :data:`DATA`; otherwise the model scored by
+    :func:`~symbench.studies.one_step.score` (a baseline evaluated, a registry model trained and evaluated)."""
     from datamodules import smoke_levels
 
     if name == DATA:
         return LevelRun(level, DATA, seed, {"equiv_error": smoke_levels.data_equivariance_error(array)})
-    t0 = time.perf_counter()
-    if is_baseline(name):
-        model, test = baseline_model(name, array, cfg, layout)
-    else:
-        train, test = windows(array, cfg.in_frames, cfg.test_frames)
-        model = train_model(name, train, layout, cfg, bar, trainer, seed)
-    seconds = time.perf_counter() - t0
-    ee = evaluate(model, test, layout)
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return LevelRun(level, name, seed, {"equiv_error": ee["mae"], "equiv_relative": ee["relative"],
-                                        "rmse": ee["rmse"]}, params, seconds)
+    metrics, params, seconds = score(name, array, cfg, layout, bar, trainer, seed)
+    return LevelRun(level, name, seed, metrics, params, seconds)
 
 
 def level_config_hash(cfg: LevelsTraining, data: Any, hardware: Any = None) -> str:
@@ -507,32 +299,19 @@ def summarise(runs: Sequence[LevelRun], names: Sequence[str]) -> dict[str, Model
 
 
 # -- outputs ---------------------------------------------------------------------------------------------------------
-def _csv(header: Sequence[str], records: Sequence[Mapping[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(header), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buf.getvalue()
-
-
-def _stat_fields(prefix: str, e: Estimate) -> dict[str, str]:
-    return {f"{prefix}_mean": f"{e.mean:.6g}", f"{prefix}_std": f"{e.std:.6g}", f"{prefix}_lo": f"{e.lo:.6g}",
-            f"{prefix}_hi": f"{e.hi:.6g}"}
-
-
 def level_records(summaries: Mapping[str, ModelSummary], data: Any) -> list[dict[str, str]]:
     """``levels_<preset>.csv``: one row per (level, model): eps, E_data, the seeds, and mean / std / 95 % interval
     over seeds of E_model (``equiv_error``), the test RMSE and the gap E_model - E_data."""
     return [{"level": str(lv), "eps": f"{data.eps(lv):.6g}", "data_equiv_error": f"{s.data[lv]:.6g}",
-             "model": m, "seeds": str(s.seeds), **_stat_fields("equiv_error", s.error[lv]),
-             **_stat_fields("rmse", s.rmse[lv]), **_stat_fields("gap", s.gap[lv])}
+             "model": m, "seeds": str(s.seeds), **stat_fields("equiv_error", s.error[lv]),
+             **stat_fields("rmse", s.rmse[lv]), **stat_fields("gap", s.gap[lv])}
             for lv in sorted(next(iter(summaries.values())).data) for m, s in summaries.items()]
 
 
 def model_records(summaries: Mapping[str, ModelSummary]) -> list[dict[str, str]]:
     """``levels_<preset>_models.csv``: one row per model: the slope over seeds (mean / std / 95 % interval), the
     seeds whose Spearman is 1.0 and whose own slope interval contains 1, and the mean Spearman."""
-    return [{"model": m, "seeds": str(s.seeds), **_stat_fields("slope", s.slope),
+    return [{"model": m, "seeds": str(s.seeds), **stat_fields("slope", s.slope),
              "spearman_mean": f"{np.mean(list(s.rho.values())):.6g}", "spearman_one_seeds": str(s.rank_one),
              "slope_contains_one_seeds": str(s.slope_one)} for m, s in summaries.items()]
 
@@ -585,12 +364,8 @@ def markdown(preset: str, summaries: Mapping[str, ModelSummary], data: Any, cfg:
     for m in exact:
         worst = max(r.metrics["equiv_relative"] for r in runs if r.model == m)
         lines.append(f"- `{m}` max relative equivariance error {worst:.1e} (required <= {EXACT_TOLERANCE:g})")
-    lines += ["", f"Training: {_describe(cfg)}. Run time of this invocation {seconds:.0f} s.", ""]
+    lines += ["", f"Training: {describe(cfg)}. Run time of this invocation {seconds:.0f} s.", ""]
     return "\n".join(lines)
-
-
-def _describe(cfg: LevelsTraining) -> str:
-    return ", ".join(f"{k} {v}" for k, v in asdict(cfg).items())
 
 
 def plot(path: Path, preset: str, summaries: Mapping[str, ModelSummary]) -> Path:
@@ -624,8 +399,8 @@ def write_outputs(out: Path, preset: str, runs: Sequence[LevelRun], summaries: M
     paths = [stem.with_suffix(".md"), stem.with_suffix(".csv"), out / f"levels_{preset}_models.csv"]
     levels_csv, models_csv = level_records(summaries, data), model_records(summaries)
     write_text(paths[0], markdown(preset, summaries, data, cfg, exact, runs, seconds))
-    write_text(paths[1], _csv(list(levels_csv[0]), levels_csv))
-    write_text(paths[2], _csv(list(models_csv[0]), models_csv))
+    write_text(paths[1], csv_text(list(levels_csv[0]), levels_csv))
+    write_text(paths[2], csv_text(list(models_csv[0]), models_csv))
     return [*paths, plot(stem.with_suffix(".png"), preset, summaries)]
 
 
