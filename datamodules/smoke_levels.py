@@ -54,8 +54,9 @@ SITE_CONVENTION = "site j = site 0 turned by j quarter turns counter-clockwise: 
 
 
 @dataclass(frozen=True)
-class LevelsParams:
-    """Everything that determines the graded datasets (grid units; see the module docstring)."""
+class PlumeSets:
+    """The sizes every graded family shares (grid units): ``levels`` sets of ``4 x strengths`` plumes, ``frames``
+    saved after ``spinup`` solver steps of ``dt``; breaking strength ``eps`` from 0 to ``max_eps`` over the levels."""
 
     resolution: int = 32
     levels: int = 10
@@ -67,8 +68,26 @@ class LevelsParams:
     inflow_rate: float = 0.2
     buoyancy: float = 0.1
     max_eps: float = 1.0
-    offsets: tuple[float, ...] = OFFSETS
     solver_tolerance: float = 1e-5
+
+    def eps(self, level: int) -> float:
+        """Breaking strength of ``level``: linear from 0 (level 0) to ``max_eps`` (the last level)."""
+        if not 0 <= level < self.levels:
+            raise ValueError(f"level {level} out of range: this preset has levels 0..{self.levels - 1}")
+        return self.max_eps * level / (self.levels - 1)
+
+    def strength_values(self) -> np.ndarray:
+        return np.linspace(1.0, 2.0, self.strengths) * self.buoyancy
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LevelsParams(PlumeSets):
+    """Everything that determines the graded datasets (grid units; see the module docstring)."""
+
+    offsets: tuple[float, ...] = OFFSETS
 
     def __post_init__(self) -> None:
         if self.levels < 2 or self.strengths < 1:
@@ -88,18 +107,10 @@ class LevelsParams:
                               inflow_rate=self.inflow_rate, buoyancy=self.buoyancy, group_size=sims,
                               solver_tolerance=self.solver_tolerance)
 
-    def eps(self, level: int) -> float:
-        """Symmetry-breaking amount of ``level``: linear from 0 (level 0) to ``max_eps`` (the last level)."""
-        self._check_level(level)
-        return self.max_eps * level / (self.levels - 1)
-
     def site_factors(self, level: int) -> tuple[float, ...]:
         """``f_j = 1 + eps * d_j`` for the four sites."""
         eps = self.eps(level)
         return tuple(1.0 + eps * d for d in self.offsets)
-
-    def strength_values(self) -> np.ndarray:
-        return np.linspace(1.0, 2.0, self.strengths) * self.buoyancy
 
     def configs(self, level: int) -> list[SimConfig]:
         return level_configs(self, level)
@@ -111,17 +122,10 @@ class LevelsParams:
         return {"eps": self.eps(level), "site_factors": list(self.site_factors(level)),
                 "strengths": self.strength_values().tolist(), "site_convention": SITE_CONVENTION}
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def key(self) -> str:
         """Short hash of every parameter, the PhiFlow version and both generator revisions."""
         phiflow = extras.version("phiflow", "smoke")
         return store.content_key(self.to_dict(), phiflow, GENERATOR_REVISION, LEVELS_REVISION)
-
-    def _check_level(self, level: int) -> None:
-        if not 0 <= level < self.levels:
-            raise ValueError(f"level {level} out of range: this preset has levels 0..{self.levels - 1}")
 
 
 PRESETS: dict[str, LevelsParams] = {

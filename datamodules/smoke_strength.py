@@ -65,7 +65,7 @@ import numpy as np
 
 from datamodules import smoke_levels
 from datamodules import store
-from datamodules.smoke_levels import LAYOUT, OFFSETS, SITES, level_dir, load_level  # noqa: F401 (re-exported)
+from datamodules.smoke_levels import LAYOUT, OFFSETS, SITES, PlumeSets, level_dir, load_level  # noqa: F401
 from datamodules.smoke_sim import GENERATOR_REVISION, BoxForcing, SimConfig, SmokeSimParams, sim_configs
 from symbench import extras
 
@@ -85,23 +85,14 @@ def check_kind(family: str, kind: str) -> None:
 
 
 @dataclass(frozen=True)
-class StrengthParams:
-    """Everything that determines the graded sets of one family and kind (grid units; module docstring). Implements
-    :class:`datamodules.smoke_levels.GradedSets`."""
+class StrengthParams(PlumeSets):
+    """Everything that determines the graded sets of one family and kind (grid units; module docstring): the shared
+    sizes and the family and kind. Implements :class:`datamodules.smoke_levels.GradedSets`."""
 
+    levels: int = 5
+    strengths: int = 1
     family: str = "rotation"
     kind: str = REVEALED
-    resolution: int = 32
-    levels: int = 5
-    strengths: int = 1  # buoyancy strengths, linspace(1, 2) * buoyancy; simulations per level = 4 * strengths
-    frames: int = 40
-    spinup: int = 10
-    dt: float = 0.5
-    inflow_radius: float = 2.5
-    inflow_rate: float = 0.2
-    buoyancy: float = 0.1
-    max_eps: float = 1.0
-    solver_tolerance: float = 1e-5
 
     def __post_init__(self) -> None:
         check_kind(self.family, self.kind)
@@ -122,12 +113,6 @@ class StrengthParams:
                               inflow_rate=self.inflow_rate, buoyancy=self.buoyancy, group_size=sims,
                               solver_tolerance=self.solver_tolerance)
 
-    def eps(self, level: int) -> float:
-        """Breaking strength of ``level``: linear from 0 (level 0) to ``max_eps`` (the last level)."""
-        if not 0 <= level < self.levels:
-            raise ValueError(f"level {level} out of range: this preset has levels 0..{self.levels - 1}")
-        return self.max_eps * level / (self.levels - 1)
-
     def site_factors(self, level: int) -> tuple[float, ...]:
         """``1 + eps d_j`` for kind ``buoyancy``, ones otherwise."""
         eps = self.eps(level) if self.kind == REVEALED else 0.0
@@ -137,9 +122,6 @@ class StrengthParams:
         """The lab-frame push ``eps beta W`` on the smoke (zero unless kind ``wind``)."""
         eps = self.eps(level) if self.kind == "wind" else 0.0
         return eps * self.buoyancy * WIND[0], eps * self.buoyancy * WIND[1]
-
-    def strength_values(self) -> np.ndarray:
-        return np.linspace(1.0, 2.0, self.strengths) * self.buoyancy
 
     def configs(self, level: int) -> list[SimConfig]:
         """The simulations of ``level``, strength-major then site: force ``beta_s f_j e_j + wind``."""
@@ -168,9 +150,6 @@ class StrengthParams:
                 "site_factors": list(self.site_factors(level)), "wind": list(self.wind(level)),
                 "box": asdict(forcing) if forcing is not None else None,
                 "strengths": self.strength_values().tolist(), "site_convention": site_convention(self.family)}
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def key(self) -> str:
         """Short hash of every parameter, the PhiFlow version and both generator revisions."""

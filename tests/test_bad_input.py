@@ -414,6 +414,7 @@ def test_best_checkpoint_is_the_highest_epoch_number():
     (["data", "generate", "jetflow"], "datamodules.jetflow_sim.simulate"),
     (["data", "generate", "ocean"], "datamodules.fetch.fetch"),
     (["levels", "--data-only"], "datamodules.smoke_levels.simulate_group"),
+    (["strength", "--data-only"], "datamodules.smoke_levels.simulate_group"),
 ])
 def test_every_generator_checks_its_root_before_simulating(command, simulator, tmp_path, monkeypatch, capsys):
     """An unwritable --root is one line before any simulation (or download) starts, for the generators that do not

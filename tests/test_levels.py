@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from datamodules import smoke_levels
+from stand_ins import Asymmetric
 from symbench import cli
 from symbench.results import read_rows
 from symbench.studies import levels, one_step
@@ -170,17 +171,6 @@ def test_gap_and_slope_statistics_on_an_analytic_case():
     assert levels.summarise(partial, ["m"])["m"].seeds == 2
 
 
-class _Asymmetric(torch.nn.Module):
-    """Stands in for a trained network: not equivariant (a shift along x), no training time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.tensor(0.01))
-
-    def forward(self, history):
-        return history[:, -1] + self.weight * torch.roll(history[:, -1], 1, dims=-1)
-
-
 def test_seeds_give_one_row_per_level_model_seed_and_a_stopped_run_resumes(tiny_dir, tmp_path, monkeypatch):
     root, results = tiny_dir.parent.parent, tmp_path / "results"
     trained = []
@@ -189,7 +179,7 @@ def test_seeds_give_one_row_per_level_model_seed_and_a_stopped_run_resumes(tiny_
         trained.append((name, seed))
         if len(trained) == stop_at:
             raise KeyboardInterrupt  # a kill in the middle of the study
-        return _Asymmetric().eval()
+        return Asymmetric().eval()
 
     monkeypatch.setattr(one_step, "train_model", fake_train)
     run = dict(root=root, results=results, models=("persistence", "conv"), progress=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from datamodules import smoke_strength
+from stand_ins import Asymmetric
 from symbench import cli
 from symbench.results import read_rows
 from symbench.stats import estimate
@@ -70,17 +70,6 @@ def test_translation_sites_are_shifts_of_site_zero(strength_root):
     assert np.abs(np.roll(x[0], -4, axis=-1) - x[1]).mean() > 0.1 * scale
 
 
-class _Shift(torch.nn.Module):
-    """Stands in for a trained network: not equivariant (a shift along x), no training time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.tensor(0.01))
-
-    def forward(self, history):
-        return history[:, -1] + self.weight * torch.roll(history[:, -1], 1, dims=-1)
-
-
 def test_study_writes_one_row_per_run_and_resumes_after_a_kill(strength_root, tmp_path, monkeypatch):
     trained = []
 
@@ -88,7 +77,7 @@ def test_study_writes_one_row_per_run_and_resumes_after_a_kill(strength_root, tm
         trained.append((symmetry, name, seed))
         if len(trained) == stop_at:
             raise KeyboardInterrupt  # a kill in the middle of the study
-        return _Shift().eval()
+        return Asymmetric().eval()
 
     monkeypatch.setattr(one_step, "train_model", fake_train)
     run = dict(root=strength_root, results=tmp_path, families=["translation"], kinds=["field"], progress=False)
@@ -120,13 +109,14 @@ def test_study_writes_one_row_per_run_and_resumes_after_a_kill(strength_root, tm
 def _summary(rgroup: dict[int, list[float]], equiv: list[float]) -> strength.SetSummary:
     """rotation / wind with hand-made RMSEs: equiv the same at every level, rgroup per level, conv worse."""
     data = smoke_strength.params("tiny", "rotation", "wind")
-    runs = [strength.StrengthRun("rotation", "wind", lv, strength.DATA, 0, {"equiv_error": 0.1 * lv})
-            for lv in range(3)]
+    def run(lv: int, m: str, s: int, metrics: dict[str, float]) -> strength.StrengthRun:
+        return strength.StrengthRun(lv, m, s, metrics, family="rotation", kind="wind")
+
+    runs = [run(lv, strength.DATA, 0, {"equiv_error": 0.1 * lv}) for lv in range(3)]
     for lv in range(3):
         for s in range(3):
-            runs += [strength.StrengthRun("rotation", "wind", lv, "equiv", s, {"rmse": equiv[s]}),
-                     strength.StrengthRun("rotation", "wind", lv, "conv", s, {"rmse": 9.0 + s}),
-                     strength.StrengthRun("rotation", "wind", lv, "rgroup", s, {"rmse": rgroup[lv][s]})]
+            runs += [run(lv, "equiv", s, {"rmse": equiv[s]}), run(lv, "conv", s, {"rmse": 9.0 + s}),
+                     run(lv, "rgroup", s, {"rmse": rgroup[lv][s]})]
     return strength.summarise(runs, "rotation", "wind", data, ["conv", "equiv", "rgroup"])
 
 

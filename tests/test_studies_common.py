@@ -10,7 +10,7 @@ import pytest
 from symbench import cli
 from symbench.studies import common
 
-STUDIES = ("nbody", "digits", "sr3d", "levels", "discover")
+STUDIES = ("nbody", "digits", "sr3d", "levels", "strength", "discover")
 
 
 class _Stop(Exception):
@@ -66,7 +66,7 @@ def test_a_study_cannot_name_the_hardware() -> None:
 def test_every_study_has_the_common_entry_points() -> None:
     from symbench.studies import STUDIES
 
-    assert len({s.command for s in STUDIES}) == len(STUDIES) == 6
+    assert len({s.command for s in STUDIES}) == len(STUDIES) == 7
     for study in STUDIES:
         module = study.load()
         assert callable(module.add_arguments) and callable(module.run), study.module

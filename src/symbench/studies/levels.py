@@ -50,20 +50,18 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from symbench.fields import FieldLayout
-from symbench.provenance import source_revision
-from symbench.results import read_rows
 from symbench.stats import Estimate, SlopeFit, estimate, slope_fit, spearman
 from symbench.studies.common import (
     add_experiment_arguments, append_study_rows, hardware_of, study_config_hash, study_presets, trainer_settings,
     write_figure, write_text,
 )
 from symbench.studies.one_step import (  # noqa: F401 (windows, Residual, ...: this study's API, used by its tests)
-    QUARTER_TURNS, EpochTicks, Normalized, OneStepTraining, Residual, baseline_model, check_models, csv_text,
-    describe, evaluate, is_baseline, model_equivariance_error, score, stat_fields, train_model, windows,
+    DATA, QUARTER_TURNS, EpochTicks, Normalized, OneStepRun, OneStepTraining, Residual, baseline_model,
+    check_models, csv_text, describe, evaluate, grouped_runs, is_baseline, model_equivariance_error, run_rows, score,
+    stat_fields, train_model, windows,
 )
 
 DEFAULT_MODELS = ("persistence", "linear", "conv", "equiv", "rsteer")
-DATA = "data"  # the pseudo-model of E_data's rows
 EXACT_TOLERANCE = 1e-5  # relative L1 equivariance error allowed for a strictly equivariant model (float32 round-off)
 LevelsTraining = OneStepTraining  # the model sizes and training of this study (benchmarks/levels/benchmark.yaml)
 
@@ -74,17 +72,7 @@ def training_presets() -> dict[str, LevelsTraining]:
     return study_presets("levels", LevelsTraining)
 
 
-@dataclass(frozen=True)
-class LevelRun:
-    """One (level, model, seed): ``metrics`` ``equiv_error`` (E_model), ``equiv_relative`` and ``rmse``; for the
-    pseudo-model :data:`DATA` only ``equiv_error`` (E_data). ``params``: trainable parameters (0 for baselines)."""
-
-    level: int
-    model: str
-    seed: int
-    metrics: dict[str, float]
-    params: int = 0
-    train_seconds: float = 0.0
+LevelRun = OneStepRun  # one (level, model, seed): metrics equiv_error (E_model), equiv_relative, rmse
 
 
 @dataclass
@@ -196,40 +184,22 @@ def _check_exact(runs: Sequence[LevelRun], exact: Sequence[str]) -> None:
 
 # -- runs.csv rows ---------------------------------------------------------------------------------------------------
 def study_rows(runs: Sequence[LevelRun], preset: str, config_hash: str, data: Any) -> list[dict[str, Any]]:
-    """``runs.csv`` rows of ``runs`` (:func:`~symbench.studies.common.append_study_rows`): dataset
-    ``smoke-levels-<level>``, split ``test``, horizon 1, one row per metric; model :data:`DATA` carries E_data as
-    ``equiv_error``. ``data``: the smoke-levels preset, whose key is the rows' ``data_key``; ``code_rev``: the
-    source of this study and of the model's module."""
-    from symbench.models.registry import spec
-
-    out: list[dict[str, Any]] = []
-    for r in runs:
-        rev = (source_revision(__spec__.name) if r.model == DATA else
-               source_revision(__spec__.name, spec(r.model).target.partition(":")[0]))
-        common = {"dataset": f"smoke-levels-{r.level}", "model": r.model, "seed": r.seed, "preset": preset,
-                  "split": "test", "horizon": 1, "params": r.params, "config_hash": config_hash,
-                  "data_key": data.key(), "code_rev": rev}
-        if r.model != DATA:
-            common["train_seconds"] = f"{r.train_seconds:.6g}"
-        out += [{**common, "metric": k, "value": v} for k, v in r.metrics.items()]
-    return out
+    """``runs.csv`` rows of ``runs`` (:func:`~symbench.studies.one_step.run_rows`): dataset ``smoke-levels-<level>``;
+    model :data:`DATA` carries E_data as ``equiv_error``. ``data``: the smoke-levels preset, whose key is the rows'
+    ``data_key``."""
+    return [row for r in runs for row in run_rows(r, f"smoke-levels-{r.level}", __spec__.name, preset=preset,
+                                                  config_hash=config_hash, data_key=data.key())]
 
 
 def read_runs(path: Path, preset: str, config_hash: str) -> list[LevelRun]:
     """The :class:`LevelRun` s in a levels ``runs.csv`` of ``preset`` and ``config_hash`` (a later row of the
     same (level, model, seed, metric) wins); [] if the file does not exist."""
-    if not path.exists():
-        return []
-    found: dict[tuple[int, str, int], dict[str, Any]] = {}
-    for r in read_rows(path):
+    def key(r: Mapping[str, str]) -> tuple[int, str, int] | None:
         if r["preset"] != preset or r["config_hash"] != config_hash:
-            continue
-        key = (int(r["dataset"].rpartition("-")[2]), r["model"], int(r["seed"]))
-        entry = found.setdefault(key, {"metrics": {}, "params": 0, "train_seconds": 0.0})
-        entry["metrics"][r["metric"]] = float(r["value"])
-        entry["params"] = int(r["params"] or 0)
-        entry["train_seconds"] = float(r["train_seconds"] or 0.0)
-    return [LevelRun(*key, **entry) for key, entry in found.items()]
+            return None
+        return int(r["dataset"].rpartition("-")[2]), r["model"], int(r["seed"])
+
+    return [LevelRun(*k, **entry) for k, entry in grouped_runs(path, key).items()]
 
 
 # -- statistics ------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import lightning as L
@@ -70,6 +71,58 @@ class OneStepTraining:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
 
+
+
+@dataclass(frozen=True)
+class OneStepRun:
+    """One (level, model, seed) of a one-step study: ``metrics`` (e.g. ``rmse``, ``equiv_error``; for the
+    pseudo-model :data:`DATA` only ``equiv_error``, E_data); ``params``: trainable parameters (0 for baselines)."""
+
+    level: int
+    model: str
+    seed: int
+    metrics: dict[str, float]
+    params: int = 0
+    train_seconds: float = 0.0
+
+
+DATA = "data"  # the pseudo-model of E_data's rows
+
+
+def run_rows(run: OneStepRun, dataset: str, study_module: str, **columns: Any) -> list[dict[str, Any]]:
+    """``runs.csv`` rows of ``run`` (:func:`~symbench.studies.common.append_study_rows`): ``dataset``, split
+    ``test``, horizon 1, one row per metric, plus ``columns`` (preset, config_hash, data_key); ``code_rev``: the
+    source of ``study_module`` and, for a model, of the model's module."""
+    from symbench.models.registry import spec
+    from symbench.provenance import source_revision
+
+    rev = (source_revision(study_module) if run.model == DATA else
+           source_revision(study_module, spec(run.model).target.partition(":")[0]))
+    common = {"dataset": dataset, "model": run.model, "seed": run.seed, "split": "test", "horizon": 1,
+              "params": run.params, "code_rev": rev, **columns}
+    if run.model != DATA:
+        common["train_seconds"] = f"{run.train_seconds:.6g}"
+    return [{**common, "metric": k, "value": v} for k, v in run.metrics.items()]
+
+
+def grouped_runs(path: Path, key: Callable[[Mapping[str, str]], tuple[Any, ...] | None],
+                 ) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The ``runs.csv`` rows at ``path`` grouped by ``key(row)`` (None: the row is not wanted) into ``{"metrics",
+    "params", "train_seconds"}`` (a later row of the same key and metric wins); {} if the file does not exist."""
+    from symbench.results import read_rows
+
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if not path.exists():
+        return found
+    for r in read_rows(path):
+        k = key(r)
+        if k is None:
+            continue
+        entry = found.setdefault(k, {"metrics": {}, "params": 0, "train_seconds": 0.0})
+        entry["metrics"][r["metric"]] = float(r["value"])
+        entry["params"] = int(r["params"] or 0)
+        entry["train_seconds"] = float(r["train_seconds"] or 0.0)
+    return found
 
 
 # -- data ------------------------------------------------------------------------------------------------------------

@@ -40,24 +40,24 @@ bars the 95 % intervals, E_data on the top axis).
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from symbench.files import check_writable
-from symbench.provenance import source_revision
-from symbench.results import read_rows
 from symbench.stats import Estimate, beats, estimate
 from symbench.studies.common import (
     add_experiment_arguments, append_study_rows, check_preset, hardware_of, study_config_hash, study_presets,
     trainer_settings, write_figure, write_text,
 )
-from symbench.studies.one_step import OneStepTraining, check_models, csv_text, describe, is_baseline, score, stat_fields
+from symbench.studies.one_step import (
+    DATA, OneStepRun, OneStepTraining, check_models, csv_text, describe, grouped_runs, is_baseline, run_rows, score,
+    stat_fields,
+)
 
 STUDY = "strength"
-DATA = "data"  # the pseudo-model of E_data's rows
 DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "rotation": ("persistence", "linear", "conv", "equiv", "rgroup", "rsteer"),
     "translation": ("persistence", "linear", "conv", "rgroup"),
@@ -74,17 +74,11 @@ def training_presets() -> dict[str, StrengthTraining]:
 
 
 @dataclass(frozen=True)
-class StrengthRun:
+class StrengthRun(OneStepRun):
     """One (family, kind, level, model, seed); ``metrics``: ``rmse``, or ``equiv_error`` (E_data) for :data:`DATA`."""
 
-    family: str
-    kind: str
-    level: int
-    model: str
-    seed: int
-    metrics: dict[str, float]
-    params: int = 0
-    train_seconds: float = 0.0
+    family: str = field(kw_only=True)
+    kind: str = field(kw_only=True)
 
     @property
     def key(self) -> tuple[str, str, int, str, int]:
@@ -168,39 +162,22 @@ def dataset_name(family: str, kind: str, level: int) -> str:
 
 
 def study_rows(runs: Sequence[StrengthRun], preset: str, config_hash: str, data: Any) -> list[dict[str, Any]]:
-    """``runs.csv`` rows (split ``test``, horizon 1, one row per metric); ``data_key``: the set's key; ``code_rev``:
-    the source of this study and of the model's module."""
-    from symbench.models.registry import spec
-
-    out: list[dict[str, Any]] = []
-    for r in runs:
-        rev = (source_revision(__spec__.name) if r.model == DATA else
-               source_revision(__spec__.name, spec(r.model).target.partition(":")[0]))
-        common = {"dataset": dataset_name(r.family, r.kind, r.level), "model": r.model, "seed": r.seed,
-                  "preset": preset, "split": "test", "horizon": 1, "params": r.params, "config_hash": config_hash,
-                  "data_key": data.key(), "code_rev": rev}
-        if r.model != DATA:
-            common["train_seconds"] = f"{r.train_seconds:.6g}"
-        out += [{**common, "metric": k, "value": v} for k, v in r.metrics.items()]
-    return out
+    """``runs.csv`` rows (:func:`~symbench.studies.one_step.run_rows`; ``data_key``: the set's key)."""
+    return [row for r in runs for row in run_rows(r, dataset_name(r.family, r.kind, r.level), __spec__.name,
+                                                  preset=preset, config_hash=config_hash, data_key=data.key())]
 
 
 def read_runs(path: Path, preset: str, hashes: Mapping[tuple[str, str], str]) -> list[StrengthRun]:
     """The runs in ``path`` of ``preset`` whose (family, kind) has the ``config_hash`` in ``hashes`` (a later row
     of the same run and metric wins); [] if the file does not exist."""
-    if not path.exists():
-        return []
-    found: dict[tuple[str, str, int, str, int], dict[str, Any]] = {}
-    for r in read_rows(path):
+    def key(r: Mapping[str, str]) -> tuple[str, str, int, str, int] | None:
         parts = r["dataset"].split("-")
         if r["preset"] != preset or len(parts) != 5 or hashes.get((parts[2], parts[3])) != r["config_hash"]:
-            continue
-        key = (parts[2], parts[3], int(parts[4]), r["model"], int(r["seed"]))
-        entry = found.setdefault(key, {"metrics": {}, "params": 0, "train_seconds": 0.0})
-        entry["metrics"][r["metric"]] = float(r["value"])
-        entry["params"] = int(r["params"] or 0)
-        entry["train_seconds"] = float(r["train_seconds"] or 0.0)
-    return [StrengthRun(*key, **entry) for key, entry in found.items()]
+            return None
+        return parts[2], parts[3], int(parts[4]), r["model"], int(r["seed"])
+
+    return [StrengthRun(lv, m, s, **entry, family=f, kind=k)
+            for (f, k, lv, m, s), entry in grouped_runs(path, key).items()]
 
 
 # -- the experiment --------------------------------------------------------------------------------------------------
@@ -211,10 +188,10 @@ def measure(family: str, kind: str, level: int, name: str, seed: int, array: np.
     from datamodules import smoke_strength
 
     if name == DATA:
-        return StrengthRun(family, kind, level, DATA, seed,
-                           {"equiv_error": smoke_strength.data_equivariance_error(array, family)})
+        return StrengthRun(level, DATA, seed, {"equiv_error": smoke_strength.data_equivariance_error(array, family)},
+                           family=family, kind=kind)
     metrics, params, seconds = score(name, array, cfg, smoke_strength.LAYOUT, bar, trainer, seed, family, ks=())
-    return StrengthRun(family, kind, level, name, seed, metrics, params, seconds)
+    return StrengthRun(level, name, seed, metrics, params, seconds, family=family, kind=kind)
 
 
 def run_strength(preset: str = "cpu", root: str | Path = "data", results: str | Path = "results",
@@ -250,7 +227,7 @@ def run_strength(preset: str = "cpu", root: str | Path = "data", results: str | 
     runs = read_runs(path, preset, hashes)
     done = {r.key for r in runs}
     todo = [(f, k, lv, m, s) for s in cfg.seeds for (f, k), p in data.items() for lv in range(p.levels)
-            for m in (DATA, *models[f]) if StrengthRun(f, k, lv, m, s, {}).key not in done]
+            for m in (DATA, *models[f]) if StrengthRun(lv, m, s, {}, family=f, kind=k).key not in done]
     todo = list(dict.fromkeys(t if t[3] != DATA else (*t[:4], cfg.seeds[0]) for t in todo))  # E_data once
     trained = sum(1 for t in todo if t[3] != DATA and not is_baseline(t[3]))
     total = sum(p.levels * (1 + len(models[f]) * len(cfg.seeds)) for (f, _), p in data.items())
