@@ -294,7 +294,8 @@ def markdown(preset: str, summaries: Sequence[SetSummary], cfg: StrengthTraining
         f"mean ± std [95 % Student-t interval] over seeds {seeds}. E_data: mean |simulation brought back to site 0 - "
         "site-0 simulation| (L1). Strict model: `equiv` (E2CNN, C4) for rotation, `conv` for translation (a "
         "convolution is translation-equivariant). Verdicts: `symbench.stats.beats` (yes: lower mean and "
-        "non-overlapping intervals, k/n seeds lower; tie: overlapping; **no**: higher).", "",
+        "non-overlapping intervals, k/n seeds lower; tie: overlapping; **no**: higher; with one seed there are no "
+        "intervals and a lower value is a yes).", "",
         "## Where does relaxed overtake strict?", "",
         *[f"- {line}" for s in summaries for line in s.answers()], "",
     ]
