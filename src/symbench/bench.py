@@ -236,21 +236,24 @@ def run_benchmark(name: str, preset: str = "cpu", model_names: Sequence[str] | N
                   seeds: Sequence[int] | None = None, root: str | Path = "data", results_dir: str | Path = "results",
                   runs_dir: str | Path = "runs", overrides: dict[str, dict[str, Any]] | None = None,
                   progress: bool = True, rerun: bool = False, use_best: bool = True,
-                  rerun_stale: bool = False, tf32: bool = False) -> list[dict[str, Any]]:
+                  rerun_stale: bool = False, tf32: bool = False, width_factor: int = 1) -> list[dict[str, Any]]:
     """Run ``name`` at ``preset`` for every model and seed; rows are appended after each run (a crash keeps them).
 
     Resumable: a (model, seed) of a configuration that already has rows in ``runs.csv`` and a best checkpoint under
     ``runs_dir`` is skipped, and an interrupted one continues from its last checkpoint. ``rerun=True`` trains every
     pair from scratch (an earlier run directory is renamed, not deleted) and appends new rows. ``rerun_stale=True``
     trains only the pairs whose rows are all stale (:func:`is_stale`: from older code or settings) and skips the rest,
-    e.g. after a model fix on a clone whose ``runs.csv`` came from another machine.
+    e.g. after a model fix on a clone whose ``runs.csv`` came from another machine. ``width_factor`` multiplies every
+    model's widths (about its square in parameters; give such runs their own ``results_dir``, since the leaderboard
+    keys rows by preset and model).
     Under DDP only global rank 0 generates data and writes rows, tables and directories (``--rerun`` renames
     every earlier run directory before the first Trainer starts).
     """
     load_benchmark(name)
     names = list(model_names) if model_names else benchmark_models(name, preset)
     seeds = list(seeds) if seeds is not None else seeds_of(name, preset)
-    configs = [resolve(name, preset, m, s, root, overrides, use_best, tf32) for m in names for s in seeds]
+    configs = [resolve(name, preset, m, s, root, overrides, use_best, tf32, width_factor) for m in names
+               for s in seeds]
     for cfg in configs:  # check all: impossible devices or a global batch that does not divide -> one line
         datamodule_args(cfg)
     writer = hardware.is_rank_zero()

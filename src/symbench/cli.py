@@ -86,6 +86,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                        help="train only the (model, seed) pairs whose rows in runs.csv all come from older code or "
                             "settings (another configuration hash than HEAD's)")
 
+    bench.add_argument("--width-factor", type=int, default=1,
+                       help="multiply every model's width by this integer (about its square in parameters); write "
+                            "to another --results directory")
     bench.add_argument("--no-best", action="store_true",
                        help="ignore benchmarks/<benchmark>/best/<model>.yaml written by `symbench sweep`")
 
@@ -177,7 +180,8 @@ def _bench(args: argparse.Namespace) -> None:
     check_data_options(load_benchmark(args.benchmark)["dataset"], data)
     run_benchmark(args.benchmark, args.preset, args.models, args.seeds, args.root, args.results, args.runs,
                   overrides={"trainer": trainer, "data": data}, progress=not args.no_progress, rerun=args.rerun,
-                  use_best=not args.no_best, rerun_stale=args.rerun_stale, tf32=args.tf32)
+                  use_best=not args.no_best, rerun_stale=args.rerun_stale, tf32=args.tf32,
+                  width_factor=args.width_factor)
 
 
 def _sweep(args: argparse.Namespace) -> None:

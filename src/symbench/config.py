@@ -120,9 +120,11 @@ def best_config(name: str, model: str, preset: str) -> dict[str, Any]:
 
 
 def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "data",
-            overrides: dict[str, dict[str, Any]] | None = None, use_best: bool = True, tf32: bool = False) -> RunConfig:
+            overrides: dict[str, dict[str, Any]] | None = None, use_best: bool = True, tf32: bool = False,
+            width_factor: int = 1) -> RunConfig:
     """The run configuration of ``model`` at ``preset``: the preset's sections, then (``use_best``) the sweep's best
-    configuration for this model and preset, then ``overrides`` (data/module/model_hparams/trainer sections)."""
+    configuration for this model and preset, then ``overrides`` (data/module/model_hparams/trainer sections), then
+    the widths times ``width_factor`` (:func:`scale_widths`)."""
     bench = load_benchmark(name)
     if bench.get("study"):
         raise ConfigError(f"{name!r} is a study, not a leaderboard benchmark; run `symbench {name} --preset {preset}`")
@@ -146,11 +148,31 @@ def resolve(name: str, preset: str, model: str, seed: int, root: str | Path = "d
             getattr(cfg, section).update(values)
     for section, values in (overrides or {}).items():
         getattr(cfg, section).update(values)
+    if width_factor != 1:
+        scale_widths(cfg, width_factor)
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise ConfigError(f"max_epochs {epochs!r} for model {model!r}: a run trains at least one epoch "
                           f"(--max-epochs N with N >= 1)")
     return cfg
+
+
+WIDTH_KEYS = ("width", "hidden_width")  # the model_hparams that set a model's size
+
+
+def scale_widths(cfg: RunConfig, factor: int) -> None:
+    """Multiply ``cfg``'s model widths (:data:`WIDTH_KEYS`) by the integer ``factor``: about ``factor^2`` times the
+    parameters of a convolutional model (widths in and out of each layer both grow), alike for every model matched
+    to ConvNet's budget; about ``factor`` for an MLP whose input layer dominates. A model whose configuration sets no
+    width: one line."""
+    if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+        raise ConfigError(f"--width-factor must be an integer >= 1, got {factor!r}")
+    keys = [k for k in WIDTH_KEYS if k in cfg.model_hparams]
+    if not keys:
+        raise ConfigError(f"--width-factor: model {cfg.model!r} at preset {cfg.preset!r} of {cfg.benchmark!r} sets "
+                          f"none of {', '.join(WIDTH_KEYS)} in its model_hparams, so there is no width to scale")
+    for key in keys:
+        cfg.model_hparams[key] = int(cfg.model_hparams[key]) * factor
 
 
 def _patience(value: Any, name: str, preset: str) -> int | None:
