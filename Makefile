@@ -63,7 +63,8 @@ tune-smoke: data-smoke data-jetflow
 ALPHAS ?= 0 1e-6 1e-5 1e-4 1e-3 1e-2
 bench-alpha: setup
 	OMP_NUM_THREADS=1 $(SYMBENCH) data generate smoke-scaling --preset $(PRESET) --root $(DATA)
-	$(SYMBENCH) bench smoke-scaling --models persistence linear --preset $(PRESET) --root $(DATA)
+	$(SYMBENCH) bench smoke-scaling --models persistence linear --preset $(PRESET) --root $(DATA) \
+	  --seeds $(or $(strip $(SEEDS)),0 1 2)
 	$(SYMBENCH) alpha-sweep smoke-scaling --model rsteer_scale --alphas $(ALPHAS) --preset $(PRESET) --root $(DATA) \
 	  --seeds $(or $(strip $(SEEDS)),0 1 2)
 

@@ -4,7 +4,6 @@ runs.csv files exactly, leaving the studies' own files (and so their .md reports
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -80,19 +79,28 @@ def test_committed_nbody_rows_are_the_committed_report() -> None:
 
 # levels writes its own rows per (level, model, seed) since it has seeds; its committed runs.csv (the conversion of
 # the one-seed table) is read back in tests/test_levels.py until the study is rerun.
-@pytest.mark.parametrize("study", ["digits", "sr3d", "symmetry_discovery"])
+@pytest.mark.parametrize("study", ["digits", "symmetry_discovery"])
 def test_committed_runs_are_the_conversion_of_the_committed_results(tmp_path, study: str) -> None:
     committed = RESULTS / study / "runs.csv"
     first = read_rows(committed)[0]
     results = tmp_path / "results"
     shutil.copytree(RESULTS / study, results / study, ignore=shutil.ignore_patterns("runs.csv*", "*.png"))
     convert(results, "cpu", lambda source: {k: first[k] for k in PROV})
-    expected = committed.read_text()
-    if study == "sr3d":  # trained with one filter bank (sr3d_cpu.md) before issue 20 set L = 2: rerun pending
-        now = sr3d_presets()["cpu"]
-        then = dataclasses.replace(now, arch=dataclasses.replace(now.arch, banks=1))
-        expected = expected.replace(study_config_hash(then), study_config_hash(now))
-    assert (results / study / "runs.csv").read_text() == expected
+    assert (results / study / "runs.csv").read_text() == committed.read_text()
+
+
+def test_committed_sr3d_rows_are_the_runs_of_its_table() -> None:
+    """sr3d writes its own rows as it runs (3 seeds, L = 2 filter banks): one MAE row per run of sr3d_cpu.csv with
+    its value, and the configuration hash of today's cpu preset."""
+    from symbench.studies.sr3d.run import csv_path, read_runs
+
+    rows = read_rows(RESULTS / "sr3d" / "runs.csv")
+    runs = read_runs(csv_path(RESULTS, "cpu"))
+    mae = {(r["dataset"].removeprefix("turb3d-"), r["model"], int(r["seed"])): float(r["value"])
+           for r in rows if r["metric"] == "mae" and r["split"] == "test"}
+    assert mae == {r.key: pytest.approx(r.test_mae, rel=1e-5) for r in runs} and len(runs) == 2 * 4 * 3
+    assert {r["config_hash"] for r in rows} == {study_config_hash(sr3d_presets()["cpu"])}
+    assert not any(r["git_sha"].endswith("-dirty") for r in rows)
 
 
 def test_study_rows_carry_the_data_key_and_the_code_revision(tmp_path) -> None:
