@@ -9,6 +9,7 @@ import math
 import shutil
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -44,12 +45,26 @@ def test_every_model_gets_the_budget_and_a_rerun_trains_nothing(sandbox, smoke_r
         assert best["preset"] == "tiny" and math.isclose(best["objective"]["val/rmse"], float(r["best_val_rmse"]))
         assert best["overrides"] == json.loads(r["best_params"])
     text = md.read_text()
-    assert "| conv | " in text and "| rgroup | " in text and "2 trials each" in text
+    assert "| conv | " in text and "| rgroup | " in text and "2 trial(s) each" in text
     assert "[worker" in capfd.readouterr().out  # the trials ran in worker processes
     assert cli.main(_tune(sandbox, smoke_root, "--models", "conv", "rgroup", "--trials", "2")) == 0
     out = capfd.readouterr().out
     assert out.count("(2 finished before)") == 2 and "[worker" not in out  # no worker started
     assert list(csv.DictReader(table.open())) == rows  # resumed: nothing trained again, the same summary
+    # common random numbers: both models' trials drew the same shared hyperparameters, in the same order
+    trials = {m: _trials(sandbox, f"smoke-rotation-tiny-{m}-tpe") for m in ("conv", "rgroup")}
+    shared = [k for k in trials["conv"][0].params if k in trials["rgroup"][0].params]
+    assert len(trials["conv"]) == len(trials["rgroup"]) == 2 and "model.lr" in shared
+    assert [{k: t.params[k] for k in shared} for t in trials["conv"]] == \
+        [{k: t.params[k] for k in shared} for t in trials["rgroup"]]
+    assert "model.alpha" in trials["rgroup"][0].params  # RGroup's own ranges are drawn too
+
+
+def _trials(sandbox: Path, study: str) -> list:
+    from symbench.sweep.queue import open_storage
+
+    storage = open_storage(str(sandbox / "runs" / "sweeps" / study / "journal.log"))
+    return sorted(optuna.load_study(study_name=study, storage=storage).get_trials(), key=lambda t: t.number)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -71,7 +86,7 @@ def test_the_summary_names_budget_best_and_trials():
     md = render_markdown("b", "cpu", rows, "abc123")
     assert "| conv | 4 / 2 / 0 | 0.1235 | batch_size 16, lr 0.00123 | 600 | baselines.yaml |" in md
     assert "| rgroup | 0 / 0 / 6 | – | – | 60 | rgroup.yaml |" in md
-    assert "6 trials each" in md and "`abc123`" in md and "11.0 min" in md
+    assert "6 trial(s) each" in md and "`abc123`" in md and "11.0 min" in md
 
 
 def test_integer_bounds_sample_integers_also_on_a_log_scale():
@@ -85,3 +100,16 @@ def test_integer_bounds_sample_integers_also_on_a_log_scale():
     widths = [space.suggest(study.ask(), "tpe")["model.model_hparams.width"] for _ in range(20)]
     assert all(isinstance(w, int) and 16 <= w <= 64 for w in widths)  # a float width broke grouped convolutions
     assert len(set(widths)) > 5
+
+
+def test_common_points_are_the_same_draws_for_spaces_sharing_ranges():
+    from symbench.sweep.campaign import common_points, shared_keys
+    from symbench.sweep.space import load_space
+
+    conv, rgroup = (load_space("smoke-rotation", m, preset="cpu") for m in ("conv", "rgroup"))
+    keys = shared_keys([conv, rgroup])
+    assert keys == ["model.lr", "data.batch_size", "model.model_hparams.width", "model.model_hparams.layers",
+                    "data.train_steps"]
+    points = common_points(conv, keys, 4)
+    assert points == common_points(rgroup, keys, 4) and len({json.dumps(p) for p in points}) == 4
+    assert common_points(conv, keys, 4, seed=1) != points
