@@ -69,6 +69,12 @@ def test_table1_layout_means_and_stds_over_seeds():
     assert paper_values("smoke-rotation")["rmse"]["test_domain"]["rsteer"] == 0.67  # RSteer, the paper's best
     assert "| scaling | Domain | 1.81 | 0.95 | 0.87 | 0.86 | 0.85 | 0.83 | 0.77 | 0.86 | 0.73 |" in md  # rsteer_scale
     assert "| translation | Future | 1.56 | 0.94 | — | 0.92 | 1.02 | 0.92 | 0.87 | 0.71 | — |" in md
+    # the seeds are counted per family over the trained models (baselines are deterministic and not counted)
+    assert "(rotation 2; translation –; scaling –;" in md
+    rows["scaling"] = [{**r, "seed": "0"} for r in rows["rotation"]] + [
+        {**rows["rotation"][0], "model": "persistence", "seed": s} for s in ("0", "1", "2", "3")] + [
+        {**rows["rotation"][1], "seed": s} for s in ("1", "2")]
+    assert "scaling 1-3;" in render_table1(rows, "cpu")  # conv one seed, rgroup three
 
 
 class _Penalised(torch.nn.Module):
