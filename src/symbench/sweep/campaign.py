@@ -62,24 +62,24 @@ class TuningRow:
     space: str
 
 
-def tuned_models(benchmark: str, preset: str, names: Sequence[str] | None = None) -> list[str]:
-    """The trainable models of ``benchmark`` at ``preset`` (``names`` if given), each with a search space; one line
-    naming the models without one (before anything trains)."""
+def tuned_models(benchmark: str, preset: str, names: Sequence[str] | None = None) -> dict[str, SearchSpace]:
+    """The trainable models of ``benchmark`` at ``preset`` (``names`` if given), in order, each with its search space;
+    one line naming the models without one (before anything trains)."""
     chosen = [models.canonical(n) for n in names] if names else [
         m for m in benchmark_models(benchmark, preset) if models.spec(m).family != "baseline"]
     baselines = [m for m in chosen if models.spec(m).family == "baseline"]
     if baselines:
         raise ConfigError(f"{', '.join(baselines)} have no parameters to tune; leave them out of --models")
-    uncovered = []
+    spaces, uncovered = {}, []
     for m in chosen:
         try:
-            load_space(benchmark, m, preset=preset)
+            spaces[m] = load_space(benchmark, m, preset=preset)
         except ConfigError:
             uncovered.append(m)
     if uncovered:
         raise ConfigError(f"no search space in sweeps/ for {', '.join(uncovered)} of {benchmark}; add the model to "
                           f"the `models` and the benchmark to the `benchmark` list of a sweeps/*/*.yaml file")
-    return chosen
+    return spaces
 
 
 def sweep_spec(benchmark: str, model: str, preset: str, trials: int, root: str, runs: str, progress: bool,
@@ -191,13 +191,12 @@ def run_tune(benchmarks: Sequence[str], preset: str, trials: int, names: Sequenc
     specs = {(b, m): sweep_spec(b, m, preset, trials, root, runs, progress, trainer).resolved()
              for b, ms in plan.items() for m in ms}
     written = []
-    for b, ms in plan.items():
-        spaces = {m: load_space(b, m, preset=preset) for m in ms}
+    for b, spaces in plan.items():
         keys = shared_keys(list(spaces.values()))
         done: list[TuningRow] = []
-        for i, m in enumerate(ms, start=1):
-            print(f"[{b} {i}/{len(ms)}] tuning {m}: {trials} TPE trials", flush=True)
-            enqueue_common(specs[b, m], common_points(spaces[m], keys, min(trials, START_UP)))
+        for i, (m, space) in enumerate(spaces.items(), start=1):
+            print(f"[{b} {i}/{len(spaces)}] tuning {m}: {trials} TPE trials", flush=True)
+            enqueue_common(specs[b, m], common_points(space, keys, min(trials, START_UP)))
             run_sweep(specs[b, m], workers=workers)
             done.append(tuning_row(specs[b, m]))
             path = write_summary(results, b, preset, done)

@@ -132,7 +132,8 @@ def render_csv(rows: Sequence[NBodyRow]) -> str:
     lines = [",".join(CSV_FIELDS)]
     for r in rows:
         g, e = estimate(r.mse["GNN"]), estimate(r.mse["EGNN"])
-        vals = (r.n, len(r.mse["GNN"]), g.mean, g.std, e.mean, e.std, *r.ratio_interval(), r.params["GNN"], r.params["EGNN"])
+        vals = (r.n, len(r.mse["GNN"]), g.mean, g.std, e.mean, e.std, *r.ratio_interval(), r.params["GNN"],
+                r.params["EGNN"])
         lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in vals))
     return "\n".join(lines) + "\n"
 
